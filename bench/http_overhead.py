@@ -1,0 +1,281 @@
+"""Per-request cost of lockstep's HTTP observability stack, against the bare FastAPI route.
+
+Both apps serve the same route (a small JSON dict), in the same run, in interleaved rounds
+so that CPU frequency changes and noise hit both alike.
+
+* ASGI (default): each app is driven directly — a scope dict, a receive that returns the
+  request once, a send that discards — so the ratio shows the stack against FastAPI alone.
+* ``--server``: each app also runs under uvicorn (httptools, uvloop, one process) on
+  127.0.0.1 and a small keep-alive client in this process loads them in turn; the ratio then
+  includes the HTTP server's own per-request work, as production sees it.
+
+The full app runs ``install_observability`` with default settings: access log ON, JSON lines
+fully rendered and written to /dev/null (a real file handle: formatting and write included).
+A third app (access log off) shows what the log line costs. With ``--server`` the child
+processes' CPU time per request is reported as well (Linux /proc), which does not depend on
+how fast the Python load client is.
+
+    .venv/bin/python bench/http_overhead.py [--requests 20000] [--rounds 10] [--server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, TextIO
+
+from fastapi import FastAPI
+
+from lockstep.http import install_observability
+from lockstep.settings import load_settings
+
+TARGET_RATIO = 0.80
+FULL = "full"
+VARIANTS = ["bare", FULL, "full-no-access-log"]
+LABELS = {
+    "bare": "bare FastAPI route",
+    FULL: "install_observability (default)",
+    "full-no-access-log": "install_observability, access_log=False",
+}
+TIME_LIMIT_SECONDS = 120.0
+SERVER_START_SECONDS = 30.0
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/items/42",
+    "raw_path": b"/items/42",
+    "query_string": b"",
+    "root_path": "",
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+_HEADERS = [(b"host", b"bench"), (b"accept", b"application/json"), (b"user-agent", b"bench")]
+_REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+_DISCONNECT = {"type": "http.disconnect"}
+_HTTP_REQUEST = b"GET /items/42 HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n"
+
+
+def _route(app: FastAPI) -> None:
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, Any]:
+        return {"id": item_id, "name": "widget", "price": 12.5, "tags": ["a", "b"]}
+
+
+def build_bare() -> FastAPI:
+    app = FastAPI()
+    _route(app)
+    return app
+
+
+def build_full(data_dir: str, log_stream: TextIO, access_log: bool = True) -> FastAPI:
+    app = FastAPI()
+    _route(app)
+    settings = load_settings(data_dir=data_dir, access_log=access_log)
+    install_observability(app, settings, log_stream=log_stream)
+    return app
+
+
+# -- direct ASGI -------------------------------------------------------------------------------
+
+
+async def drive(app: ASGIApp, count: int) -> float:
+    """Serve ``count`` requests; returns elapsed seconds. Fails on any non-200."""
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.perf_counter()
+    for _ in range(count):
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:
+                return _DISCONNECT
+            delivered = True
+            return _REQUEST
+
+        scope = {**_SCOPE, "headers": list(_HEADERS), "state": {}}
+        await app(scope, receive, send)
+    elapsed = time.perf_counter() - started
+    if statuses.count(200) != count:
+        raise SystemExit(f"unexpected statuses: {sorted(set(statuses))}")
+    return elapsed
+
+
+# -- real server -------------------------------------------------------------------------------
+
+
+def build(kind: str, data_dir: str, log_stream: TextIO) -> FastAPI:
+    if kind == "bare":
+        return build_bare()
+    return build_full(data_dir, log_stream, access_log=kind == FULL)
+
+
+def serve(kind: str, port: int) -> None:
+    """Run one app under uvicorn until killed (the ``--serve`` child process)."""
+    import uvicorn
+
+    with tempfile.TemporaryDirectory() as data_dir, open(os.devnull, "w") as devnull:
+        app = build(kind, data_dir, devnull)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), 0.0 where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def running_server(kind: str) -> Iterator[tuple[int, int]]:
+    """A uvicorn child serving ``kind``; yields (port, pid)."""
+    port = _free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)])
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise SystemExit(f"{kind} server did not start") from None
+                time.sleep(0.05)
+        yield port, child.pid
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+async def load(port: int, count: int, connections: int = 8) -> float:
+    """Send ``count`` GETs over keep-alive connections, one in flight each; elapsed seconds."""
+
+    async def one_connection(requests: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(requests):
+            writer.write(_HTTP_REQUEST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"unexpected response: {head[:40]!r}")
+            start = head.index(b"content-length: ") + len(b"content-length: ")
+            await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        writer.close()
+        await writer.wait_closed()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection(count // connections) for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+# -- rounds and report -------------------------------------------------------------------------
+
+
+async def interleave(
+    run: Callable[[str, int], Awaitable[float]], requests: int, rounds: int
+) -> tuple[dict[str, float], int]:
+    """Alternate the variants' rounds (order rotated every round); seconds per request each."""
+    per_round = max(requests // rounds, 1)
+    totals = dict.fromkeys(VARIANTS, 0.0)
+    deadline = time.monotonic() + TIME_LIMIT_SECONDS
+    done = 0
+    for index in range(rounds):
+        shift = index % len(VARIANTS)
+        for name in VARIANTS[shift:] + VARIANTS[:shift]:
+            totals[name] += await run(name, per_round)
+        done += per_round
+        if time.monotonic() > deadline:
+            print(f"time limit reached after {index + 1} rounds")
+            break
+    return {name: total / done for name, total in totals.items()}, done
+
+
+def report(title: str, per_request: dict[str, float], served: int, unit: str = "req/s") -> None:
+    print(f"== {title}: {served} requests per app")
+    bare = per_request["bare"]
+    for name in VARIANTS:
+        value = per_request[name]
+        ratio = bare / value
+        line = f"{LABELS[name]:41} {1 / value:7.0f} {unit}  {ratio:4.2f}x"
+        if name != "bare":
+            line += f"  +{(value - bare) * 1e6:5.1f} us/request"
+        if name == FULL:
+            verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+            line += f"  ({verdict} target {TARGET_RATIO:.2f}x)"
+        print(line)
+
+
+async def main(requests: int, rounds: int, server: bool) -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {rounds} interleaved rounds")
+    print("logs: JSON rendered and written to /dev/null (a real file handle)")
+    with tempfile.TemporaryDirectory() as data_dir, open(os.devnull, "w") as devnull:
+        apps = {name: build(name, data_dir, devnull) for name in VARIANTS}
+        for app in apps.values():  # warm-up: builds middleware stacks, fills caches
+            await drive(app, max(requests // 10, 200))
+
+        async def direct(name: str, count: int) -> float:
+            return await drive(apps[name], count)
+
+        report("direct ASGI", *await interleave(direct, requests, rounds))
+
+    if not server:
+        return
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(running_server(name)) for name in VARIANTS}
+        for port, _ in servers.values():
+            await load(port, 800)  # warm-up
+        cpu = dict.fromkeys(VARIANTS, 0.0)
+
+        async def over_http(name: str, count: int) -> float:
+            port, pid = servers[name]
+            before = cpu_seconds(pid)
+            elapsed = await load(port, count)
+            cpu[name] += cpu_seconds(pid) - before
+            return elapsed
+
+        per_request, served = await interleave(over_http, requests, rounds)
+        report("uvicorn on 127.0.0.1, throughput", per_request, served)
+        if all(cpu.values()):
+            cpu_per_request = {name: seconds / served for name, seconds in cpu.items()}
+            report("uvicorn, server CPU time", cpu_per_request, served, unit="req/CPU-s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--server", action="store_true", help="also measure under uvicorn")
+    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+    else:
+        asyncio.run(main(args.requests, args.rounds, args.server))

@@ -1,0 +1,1 @@
+"""casebook's HTTP API under ``/api/v1``."""

@@ -1,0 +1,110 @@
+"""Passwords (argon2id) and JWT access/refresh tokens for casebook.
+
+Tokens are signed with HS256. An access token carries the principal (user, organization,
+role), so authorizing a request needs no database round trip; a refresh token is exchanged
+for a new pair only after the user is re-read and found active.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from casebook.models import Role, User
+from lockstep import AuthenticationError
+
+# OWASP's minimum argon2id profile (19 MiB, t=2): ~20 ms a hash on this machine class.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+# Verified against when the e-mail is unknown, so both paths cost the same (no user probing).
+_DUMMY_HASH = _hasher.hash("not-a-password")
+
+TokenType = Literal["access", "refresh"]
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when ``password`` matches; always spends one verification, even for no hash."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: every query is scoped to ``organization_id``."""
+
+    user_id: int
+    organization_id: int
+    role: Role
+    email: str
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.role in roles or self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+class TokenService:
+    """Issues and checks tokens with one signing key."""
+
+    def __init__(self, key: str, *, access_minutes: int, refresh_days: int) -> None:
+        self._key = key
+        self._access = dt.timedelta(minutes=access_minutes)
+        self._refresh = dt.timedelta(days=refresh_days)
+
+    def issue(self, user: User) -> TokenPair:
+        now = dt.datetime.now(dt.UTC)
+        claims = {
+            "sub": str(user.id),
+            "org": user.organization_id,
+            "role": user.role.value,
+            "email": user.email,
+            "iat": now,
+        }
+        access = self._encode({**claims, "typ": "access", "exp": now + self._access})
+        refresh = self._encode({**claims, "typ": "refresh", "exp": now + self._refresh})
+        return TokenPair(access, refresh, int(self._access.total_seconds()))
+
+    def verify(self, token: str, expected: TokenType = "access") -> Principal:
+        """The principal in a valid token; AuthenticationError for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub", "typ", "org", "role"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("token expired") from None
+        except jwt.InvalidTokenError:
+            raise AuthenticationError("invalid token") from None
+        if claims["typ"] != expected:
+            raise AuthenticationError(f"a {expected} token is required")
+        try:
+            return Principal(
+                int(claims["sub"]),
+                int(claims["org"]),
+                Role(claims["role"]),
+                str(claims.get("email", "")),
+            )
+        except (TypeError, ValueError):
+            raise AuthenticationError("invalid token") from None
+
+    def _encode(self, claims: dict[str, Any]) -> str:
+        return jwt.encode({**claims, "jti": uuid.uuid4().hex}, self._key, algorithm="HS256")

@@ -1,0 +1,202 @@
+"""The ``casebook`` command: serve, seed, and manage the database schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from casebook.settings import CasebookSettings
+from lockstep import (
+    Changes,
+    Database,
+    LockstepError,
+    current_revision,
+    head_revision,
+    load_settings,
+    upgrade,
+)
+
+T = TypeVar("T")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="casebook: forensic-finance case management on lockstep.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
+app.add_typer(db_app, name="db")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the SQLite file and local state live (default: $LOCKSTEP_DATA_DIR or ./data).",
+    ),
+]
+
+
+def _settings(data_dir: Path | None) -> CasebookSettings:
+    overrides: dict[str, Any] = {} if data_dir is None else {"data_dir": data_dir}
+    return load_settings(CasebookSettings, **overrides)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except LockstepError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+async def _migrate(settings: CasebookSettings) -> str | None:
+    from casebook.services import MIGRATIONS
+
+    db = Database(settings)
+    try:
+        await upgrade(db, MIGRATIONS)
+        return await current_revision(db)
+    finally:
+        await db.dispose()
+
+
+async def _require_current(settings: CasebookSettings) -> None:
+    from casebook.services import MIGRATIONS
+
+    db = Database(settings)
+    try:
+        current = await current_revision(db)
+    finally:
+        await db.dispose()
+    head = head_revision(MIGRATIONS)
+    if current != head:
+        raise LockstepError(
+            f"the database schema is at {current or 'nothing'}, the code expects {head}: "
+            "run `casebook db upgrade` first"
+        )
+
+
+async def _seed(
+    settings: CasebookSettings, transactions: int, reset: bool, *, only_if_empty: bool = False
+) -> None:
+    from sqlalchemy import func, select
+
+    from casebook.models import Organization
+    from casebook.seed import seed
+    from casebook.services import tracking
+
+    # Batched bulk inserts are slow by design; logging each one as a slow query is noise.
+    db = Database(settings.model_copy(update={"slow_query_ms": 0}))
+    # Capture the writes, so a running server's caches learn of them from the change log.
+    Changes(db, tracking())
+    try:
+        if only_if_empty:
+            async with db.reader() as session:
+                if await session.scalar(select(func.count()).select_from(Organization)):
+                    out.print("[dim]database already seeded; keeping its data[/]")
+                    return
+        columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("transactions", total=transactions)
+            result = await seed(
+                db,
+                transactions=transactions,
+                reset=reset,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        out.print(
+            f"seeded {result.organizations} organizations, {result.users} users, "
+            f"{result.cases} cases, {result.subjects} subjects, {result.transactions} transactions"
+        )
+    finally:
+        await db.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    data_dir: DataDir = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed this many demo transactions if the database is empty (0: no seeding).",
+            min=0,
+        ),
+    ] = 0,
+) -> None:
+    """Serve casebook. In embedded (SQLite) mode the schema is upgraded first."""
+    import uvicorn
+
+    from casebook.app import create_app
+
+    settings = _settings(data_dir)
+    if settings.is_sqlite:
+        _run(_migrate(settings))
+    else:
+        _run(_require_current(settings))
+    if seed:
+        _run(_seed(settings, seed, reset=False, only_if_empty=True))
+    out.print(
+        f"casebook on [bold]http://{host}:{port}[/]  (API docs: /docs; "
+        f"log in as analyst@acme.test / demo; Ctrl-C stops)"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+
+
+@app.command("seed")
+def seed_command(
+    transactions: Annotated[
+        int, typer.Option(help="How many transactions to generate.", min=0)
+    ] = 20_000,
+    data_dir: DataDir = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Replace existing data.")] = False,
+) -> None:
+    """Fill the database with deterministic demo data (two organizations, users, cases...)."""
+    settings = _settings(data_dir)
+    _run(_require_current(settings))
+    _run(_seed(settings, transactions, reset))
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Apply every pending migration."""
+    revision = _run(_migrate(_settings(data_dir)))
+    out.print(f"database schema at revision {revision}")
+
+
+@db_app.command("current")
+def db_current(data_dir: DataDir = None) -> None:
+    """Show the schema revision of the database and of the code."""
+    from casebook.services import MIGRATIONS
+
+    async def _current(settings: CasebookSettings) -> str | None:
+        db = Database(settings)
+        try:
+            return await current_revision(db)
+        finally:
+            await db.dispose()
+
+    revision = _run(_current(_settings(data_dir)))
+    out.print(f"database: {revision or 'empty'}; code: {head_revision(MIGRATIONS)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except LockstepError as exc:  # settings errors raised before a command body runs
+        err.print(f"[bold red]error:[/] {exc.message}")
+        raise SystemExit(1) from None

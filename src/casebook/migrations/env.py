@@ -1,0 +1,43 @@
+"""Alembic environment for casebook.
+
+lockstep's ``upgrade()`` hands us a live connection in ``config.attributes["connection"]``;
+the ``alembic`` command line (for ``revision --autogenerate``) gets a URL and runs async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from casebook.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _run(connection: Any) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_from_url(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    asyncio.run(_run_from_url(config.get_main_option("sqlalchemy.url") or ""))

@@ -1,0 +1,40 @@
+"""casebook's settings: lockstep's plus authentication (same ``LOCKSTEP_`` prefix)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import ClassVar
+
+from pydantic import Field
+
+from lockstep import ConfigurationError, Settings
+
+
+class CasebookSettings(Settings):
+    """Settings for the casebook reference application."""
+
+    default_database_file: ClassVar[str] = "casebook.db"
+
+    jwt_secret: str = ""
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(7, ge=1, le=90)
+    serve_ui: bool = True
+
+    def signing_key(self) -> str:
+        """The JWT signing key.
+
+        Production requires ``LOCKSTEP_JWT_SECRET``. Elsewhere a random key is generated once
+        and kept in ``<data_dir>/.jwt_secret`` so every process of one deployment agrees.
+        """
+        if self.jwt_secret:
+            if len(self.jwt_secret) < 32:
+                raise ConfigurationError("LOCKSTEP_JWT_SECRET must be at least 32 characters")
+            return self.jwt_secret
+        if self.env == "production":
+            raise ConfigurationError("LOCKSTEP_JWT_SECRET is required when LOCKSTEP_ENV=production")
+        path = self.data_dir / ".jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

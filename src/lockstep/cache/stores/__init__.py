@@ -1,0 +1,1 @@
+"""Where version stamps and cached values live: in process, or in Redis."""

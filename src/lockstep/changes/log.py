@@ -1,0 +1,117 @@
+"""The change log: one row per committed transaction that changed tracked tables.
+
+It is the source of truth every consumer resumes from. Rows are written inside the writing
+transaction (an outbox), so a change exists in the log if and only if its transaction
+committed. Schema, created by :func:`create_change_log` from an application's Alembic
+migration (or :func:`ensure_change_log` in tests)::
+
+    lockstep_changes(id, txid, created_at, payload)   payload = JSON list of changes
+    lockstep_meta(name, value)                         generation, compaction watermark
+
+On PostgreSQL ``txid`` is the writer's ``pg_current_xact_id()``, which the feed needs to
+never skip a transaction that commits after a later one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+from lockstep.types import Change, ChangeSet
+
+metadata = MetaData()
+
+_id_type = BigInteger().with_variant(Integer(), "sqlite")
+
+changes_table = Table(
+    "lockstep_changes",
+    metadata,
+    Column("id", _id_type, primary_key=True, autoincrement=True),
+    Column("txid", BigInteger, nullable=True, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,  # never reuse an id, even after compaction empties the log
+)
+
+meta_table = Table(
+    "lockstep_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+_PG_TXID = text("pg_current_xact_id()::text::bigint")
+
+GENERATION = "changes.generation"
+COMPACTED_BELOW = "changes.compacted_below"  # every row with id (SQLite) / txid (PG) below is gone
+
+
+def create_change_log(op: Any) -> None:
+    """Create the change-log tables from inside an Alembic migration's ``upgrade()``."""
+    bind = op.get_bind()
+    metadata.create_all(bind)
+    _install_defaults(bind)
+
+
+def drop_change_log(op: Any) -> None:
+    """Drop the change-log tables from inside an Alembic migration's ``downgrade()``."""
+    metadata.drop_all(op.get_bind())
+
+
+def ensure_change_log(connection: Connection) -> None:
+    """Create the tables if missing (sync connection; use ``run_sync`` from async code)."""
+    metadata.create_all(connection)
+    _install_defaults(connection)
+
+
+def _install_defaults(connection: Connection) -> None:
+    existing = connection.execute(
+        select(meta_table.c.value).where(meta_table.c.name == GENERATION)
+    ).scalar()
+    if existing is None:
+        connection.execute(
+            insert(meta_table),
+            [
+                {"name": GENERATION, "value": uuid.uuid4().hex[:12]},
+                {"name": COMPACTED_BELOW, "value": "0"},
+            ],
+        )
+
+
+def encode_payload(changes: tuple[Change, ...] | list[Change]) -> str:
+    return orjson.dumps([change.to_json() for change in changes]).decode()
+
+
+def decode_row(row_id: int, txid: int | None, payload: str) -> ChangeSet:
+    changes = tuple(Change.from_json(item) for item in orjson.loads(payload))
+    return ChangeSet(id=row_id, txid=txid if txid is not None else row_id, changes=changes)
+
+
+def write_changeset(connection: Connection, changes: list[Change]) -> ChangeSet:
+    """Insert one log row for ``changes`` on ``connection`` (inside the writer's transaction)."""
+    values: dict[str, Any] = {"payload": encode_payload(changes)}
+    if connection.dialect.name == "postgresql":
+        values["txid"] = _PG_TXID
+    row = connection.execute(
+        insert(changes_table).values(values).returning(changes_table.c.id, changes_table.c.txid)
+    ).one()
+    return ChangeSet(
+        id=row.id, txid=row.txid if row.txid is not None else row.id, changes=tuple(changes)
+    )

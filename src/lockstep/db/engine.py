@@ -1,0 +1,102 @@
+"""Async engine factory: SQLite tuned for one writer and many readers, PostgreSQL pooled.
+
+SQLite (embedded mode): WAL, ``synchronous=NORMAL``, ``busy_timeout``, foreign keys on. Writes
+go through one connection that opens every transaction with ``BEGIN IMMEDIATE`` (so two
+writers queue on the lock instead of failing with "database is locked" when a reader
+upgrades); reads use a separate pool marked ``query_only``.
+
+PostgreSQL (asyncpg): pool size, overflow, pre-ping and recycle from settings, a server-side
+``statement_timeout`` and a connect timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from lockstep.settings import Settings
+from lockstep.types import Backend
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """The engine that takes writes and the one that serves reads (the same on PostgreSQL)."""
+
+    backend: Backend
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+
+def create_engines(settings: Settings) -> Engines:
+    """Build the engines for ``settings.database_url``; nothing connects until first use."""
+    if settings.is_sqlite:
+        return _sqlite_engines(settings)
+    return _postgres_engines(settings)
+
+
+def _sqlite_engines(settings: Settings) -> Engines:
+    url = make_url(settings.database_url)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    connect_args = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
+    writer = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args=connect_args,
+    )
+    reader = create_async_engine(
+        url,
+        pool_size=settings.sqlite_read_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args=connect_args,
+    )
+    _install_sqlite_pragmas(writer, settings, read_only=False)
+    _install_sqlite_pragmas(reader, settings, read_only=True)
+    return Engines("sqlite", writer, reader)
+
+
+def _install_sqlite_pragmas(engine: AsyncEngine, settings: Settings, *, read_only: bool) -> None:
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN IMMEDIATE is ours to send.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+
+def _postgres_engines(settings: Settings) -> Engines:
+    server_settings = {"application_name": "lockstep"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={"server_settings": server_settings, "timeout": settings.db_connect_timeout},
+    )
+    return Engines("postgresql", engine, engine)

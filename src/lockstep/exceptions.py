@@ -1,0 +1,105 @@
+"""One exception tree for lockstep, rooted at :class:`LockstepError`.
+
+Every error carries a stable machine-readable ``code`` and, where it reaches HTTP, the status
+the error envelope is sent with. Messages are written for the person who has to act on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LockstepError(Exception):
+    """Base of every error lockstep raises on purpose."""
+
+    code: str = "internal_error"
+    status_code: int = 500
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigurationError(LockstepError):
+    """A setting is missing or has a value lockstep cannot use (raised at start-up)."""
+
+    code = "configuration_error"
+
+
+class DatabaseUnavailableError(LockstepError):
+    """The database could not be reached within the configured timeout."""
+
+    code = "database_unavailable"
+    status_code = 503
+
+
+class BadRequestError(LockstepError):
+    """The request is malformed in a way validation did not catch."""
+
+    code = "bad_request"
+    status_code = 400
+
+
+class ValidationFailedError(LockstepError):
+    """Input failed validation; ``details`` lists each failing field."""
+
+    code = "validation_error"
+    status_code = 422
+
+
+class AuthenticationError(LockstepError):
+    """No credentials, or credentials that do not identify anyone."""
+
+    code = "unauthenticated"
+    status_code = 401
+
+
+class PermissionDeniedError(LockstepError):
+    """The caller is known but may not do this."""
+
+    code = "permission_denied"
+    status_code = 403
+
+
+class NotFoundError(LockstepError):
+    """The resource does not exist, or is not visible to the caller (never 403 across tenants)."""
+
+    code = "not_found"
+    status_code = 404
+
+
+class ConflictError(LockstepError):
+    """The request conflicts with stored state (duplicate key, stale version)."""
+
+    code = "conflict"
+    status_code = 409
+
+
+class PreconditionFailedError(LockstepError):
+    """An ``If-Match`` precondition did not hold: someone else changed the resource."""
+
+    code = "precondition_failed"
+    status_code = 412
+
+
+class RateLimitedError(LockstepError):
+    """Too many requests; ``retry_after`` seconds until the next one is allowed."""
+
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class CursorExpiredError(LockstepError):
+    """A change-feed cursor points before the retained history (or at another database).
+
+    The consumer must reset: reload its state from the database and continue from
+    :meth:`~lockstep.changes.ChangeFeed.head`.
+    """
+
+    code = "cursor_expired"
+    status_code = 409

@@ -1,0 +1,39 @@
+"""Pure-ASGI HTTP layer: request ids, the error envelope, security headers, metrics, probes.
+
+Most apps need only :func:`install_observability`; the pieces are public for apps that
+assemble their own stack.
+"""
+
+from lockstep.http.errors import (
+    CatchAllMiddleware,
+    error_body,
+    error_code_for_status,
+    error_response,
+    install_error_handlers,
+)
+from lockstep.http.metrics import MetricsMiddleware
+from lockstep.http.probes import probe_routes
+from lockstep.http.request_id import RequestIdMiddleware, current_request_id
+from lockstep.http.responses import JSONBytesResponse
+from lockstep.http.route_template import UNMATCHED, RouteTemplates
+from lockstep.http.security import SecurityHeadersMiddleware, security_headers
+from lockstep.http.stack import Observability, install_observability
+
+__all__ = [
+    "UNMATCHED",
+    "CatchAllMiddleware",
+    "JSONBytesResponse",
+    "MetricsMiddleware",
+    "Observability",
+    "RequestIdMiddleware",
+    "RouteTemplates",
+    "SecurityHeadersMiddleware",
+    "current_request_id",
+    "error_body",
+    "error_code_for_status",
+    "error_response",
+    "install_error_handlers",
+    "install_observability",
+    "probe_routes",
+    "security_headers",
+]

@@ -1,0 +1,47 @@
+"""Read-your-writes over HTTP: every write response names its change, reads can ask for it.
+
+A response to a request that committed changes carries ``Lockstep-Token: <change id>``.
+A request that sends ``Lockstep-Token`` back is answered from data that includes that change,
+in any process of the deployment (the cache bypasses a local mirror that has not seen it).
+A malformed token is ignored (the request is served normally): it can only ask for more
+freshness, never for less.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lockstep.changes import consistency_scope
+
+TOKEN_HEADER = "Lockstep-Token"  # noqa: S105 - a header name, not a secret
+
+
+class ConsistencyMiddleware:
+    """Opens a read-your-writes scope per request and returns the write token."""
+
+    def __init__(self, app: ASGIApp, header: str = TOKEN_HEADER) -> None:
+        self.app = app
+        self.header = header
+        self._raw = header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wanted = 0
+        for name, value in scope["headers"]:
+            if name == self._raw:
+                text = value.decode("latin-1").strip()
+                if text.isdigit() and len(text) < 20:
+                    wanted = int(text)
+                break
+        with consistency_scope(min_change=wanted) as holder:
+
+            async def send_with_token(message: Message) -> None:
+                if message["type"] == "http.response.start" and holder.token is not None:
+                    headers = list(message.get("headers", []))
+                    headers.append((self._raw, str(holder.token).encode("latin-1")))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await self.app(scope, receive, send_with_token)

@@ -1,0 +1,96 @@
+"""Settings read from the environment (prefix ``LOCKSTEP_``) and validated at start-up.
+
+Build them with :func:`load_settings`: a bad value raises :class:`ConfigurationError` whose
+message names the environment variable to fix, instead of a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lockstep.exceptions import ConfigurationError
+
+ENV_PREFIX = "LOCKSTEP_"
+
+S = TypeVar("S", bound="Settings")
+
+
+class Settings(BaseSettings):
+    """Every knob lockstep reads. Subclass it to add an application's own settings."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    default_database_file: ClassVar[str] = "lockstep.db"
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+
+    # Database. None means the embedded SQLite file ``<data_dir>/<default_database_file>``.
+    database_url: str = ""
+    db_pool_size: int = Field(5, ge=1, le=1000)
+    db_max_overflow: int = Field(10, ge=0, le=1000)
+    db_pool_timeout: float = Field(10.0, gt=0)
+    db_pool_recycle: int = Field(1800, ge=-1)
+    db_pool_pre_ping: bool = True
+    db_connect_timeout: float = Field(5.0, gt=0)
+    db_statement_timeout_ms: int = Field(30_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(5_000, ge=0)
+    sqlite_read_pool_size: int = Field(4, ge=1, le=64)
+    slow_query_ms: float = Field(200.0, ge=0)
+
+    # Redis (scale-out mode). Empty means in-process memory for cache, fan-out and locks.
+    redis_url: str = ""
+    redis_timeout: float = Field(0.5, gt=0, le=30)
+
+    # Change feed.
+    feed_poll_seconds: float = Field(1.0, gt=0, le=60)
+
+    # Observability.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    access_log: bool = True
+    request_id_header: str = "X-Request-ID"
+    metrics_multiprocess_dir: Path | None = None
+    readiness_timeout: float = Field(3.0, gt=0)  # seconds each /ready check may take
+
+    # HTTP.
+    hsts_seconds: int = Field(0, ge=0)
+    shutdown_timeout: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Settings:
+        if not self.database_url:
+            path = (self.data_dir / self.default_database_file).resolve()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
+        scheme = self.database_url.split("://", 1)[0]
+        if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(
+                f"database_url scheme {scheme!r} is not supported; use "
+                "'sqlite+aiosqlite:///path/to/file.db' or 'postgresql+asyncpg://user@host/db'"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(cls: type[S] = Settings, /, **overrides: Any) -> S:  # type: ignore[assignment]
+    """Read settings from the environment, with ``overrides`` taking precedence.
+
+    Raises :class:`ConfigurationError` naming each offending ``LOCKSTEP_*`` variable.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "database_url"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        raise ConfigurationError(
+            "invalid settings: " + "; ".join(problems), details=problems
+        ) from None

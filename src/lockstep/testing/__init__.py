@@ -1,0 +1,32 @@
+"""Helpers for testing lockstep and applications built on it.
+
+* :class:`PostgresServer` / :class:`RedisServer`: throwaway servers started from the installed
+  binaries, as context managers (see ``docs/testing.md`` for pytest fixtures built on them).
+* :func:`count_statements`: count the SQL statements a block runs (the N+1 guard).
+* :class:`FakeClock`: a clock tests advance by hand (cache TTLs, leases).
+
+Importing this package starts nothing and needs no test framework.
+"""
+
+from lockstep.db import StatementCounter, count_statements
+from lockstep.testing.clock import FakeClock
+from lockstep.testing.servers import (
+    PostgresServer,
+    RedisServer,
+    ServerNotAvailable,
+    ServerStartError,
+    find_postgres_bindir,
+    free_port,
+)
+
+__all__ = [
+    "FakeClock",
+    "PostgresServer",
+    "RedisServer",
+    "ServerNotAvailable",
+    "ServerStartError",
+    "StatementCounter",
+    "count_statements",
+    "find_postgres_bindir",
+    "free_port",
+]

@@ -1,0 +1,149 @@
+"""The cache in scale-out mode: two "processes" (two Cache instances with their own L1 and
+stamp mirror) share one real Redis and one database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from lockstep.cache import (
+    Cache,
+    MirroredStampStore,
+    RedisStampStore,
+    RedisValueStore,
+    Row,
+)
+from lockstep.changes import consistency_scope
+
+from ..conftest import Feed, Folder
+
+
+@dataclass
+class Node:
+    cache: Cache
+    mirror: MirroredStampStore
+    computed: list[str]
+
+
+@pytest.fixture
+async def nodes(feed: Feed, redis_url: str) -> AsyncIterator[tuple[Node, Node]]:
+    clients: list[Redis] = []
+    made: list[Node] = []
+    for _ in range(2):
+        redis = Redis.from_url(redis_url)
+        clients.append(redis)
+        remote = RedisStampStore(redis, prefix="t")
+        mirror = MirroredStampStore(remote)
+        cache = Cache(mirror, l2=RedisValueStore(redis, remote), tracking=feed.changes.tracking)
+        mirror.on_flush = cache.clear_local
+        await mirror.start()
+        made.append(Node(cache, mirror, []))
+    # Only the first node's process writes; the change hub is per process.
+    feed.changes.hub.subscribe(made[0].cache.invalidate)
+    async with feed.db.writer() as s:
+        s.add(Folder(id=1, org_id=1, name="one"))
+    yield made[0], made[1]
+    for node in made:
+        await node.mirror.stop()
+    for redis in clients:
+        await redis.aclose()
+
+
+async def _name(feed: Feed, node: Node) -> str | None:
+    async def compute() -> str | None:
+        node.computed.append("x")
+        async with feed.db.reader() as s:
+            return await s.scalar(select(Folder.name).where(Folder.id == 1))
+
+    return (await node.cache.get_or_compute("folder", 1, [Row("folders", 1)], compute)).value
+
+
+async def _rename(feed: Feed, name: str) -> int:
+    with consistency_scope() as holder:
+        async with feed.db.writer() as s:
+            folder = await s.get(Folder, 1)
+            assert folder is not None
+            folder.name = name
+    assert holder.token is not None
+    return holder.token
+
+
+async def test_l2_is_shared_and_etags_agree(feed: Feed, nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    assert await _name(feed, a) == "one"
+    assert await _name(feed, b) == "one"
+    assert (len(a.computed), len(b.computed)) == (1, 0)  # b was served from Redis (L2)
+
+    async def noop() -> None:
+        return None
+
+    ea = await a.cache.get_or_compute("folder", 1, [Row("folders", 1)], noop)
+    eb = await b.cache.get_or_compute("folder", 1, [Row("folders", 1)], noop)
+    assert ea.etag == eb.etag
+    assert ea.status == eb.status == "hit"
+
+
+async def test_read_with_the_writers_token_is_never_stale(
+    feed: Feed, nodes: tuple[Node, Node]
+) -> None:
+    _, b = nodes
+    assert await _name(feed, b) == "one"  # b's L1 and mirror now hold the old version
+    # b's invalidation message has not been processed yet when the read arrives: hold it
+    # back by pausing b's listener (its channel still buffers the message).
+    b.mirror._live.clear()
+    token = await _rename(feed, "uno")
+    b.mirror._live.set()
+    with consistency_scope(min_change=token):
+        assert await _name(feed, b) == "uno"
+
+
+async def test_a_missed_message_flushes_the_mirror_and_l1(
+    feed: Feed, nodes: tuple[Node, Node]
+) -> None:
+    _, b = nodes
+    assert await _name(feed, b) == "one"
+    assert b.cache.l1_size == 1
+    flushes = b.mirror.flushes
+    last = b.mirror._last_seq or 0
+    b.mirror.apply({"seq": last + 2, "change": 999, "keys": []})  # seq last+1 never arrived
+    assert b.mirror.flushes == flushes + 1
+    assert b.cache.l1_size == 0
+
+
+async def test_invalidation_reaches_the_other_process(feed: Feed, nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    assert await _name(feed, b) == "one"
+    seq_before = b.mirror.last_seq or 0
+    await _rename(feed, "uno")
+    async with asyncio.timeout(10):
+        await b.mirror.wait_applied(seq_before + 1)
+    assert await _name(feed, b) == "uno"
+    assert await _name(feed, a) == "uno"
+
+
+async def test_redis_down_serves_from_the_database_and_never_stale_after(
+    feed: Feed, nodes: tuple[Node, Node], redis_url: str
+) -> None:
+    a, _ = nodes
+    assert await _name(feed, a) == "one"
+    stamps = a.mirror.remote
+    real = stamps.redis
+    broken = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    # Writes while Redis is unreachable: the bump fails, is counted, and the write succeeds.
+    stamps.redis = broken
+    stamps._bump = broken.register_script(stamps._bump.script)
+    await _rename(feed, "during-outage")
+    assert stamps.needs_reset
+    assert a.cache.metrics.errors.labels("bump")._value.get() == 1
+    # Redis is back: the first use retires every value cached before the outage.
+    stamps.redis = real
+    stamps._bump = real.register_script(stamps._bump.script)
+    a.cache.clear_local()  # a fresh process: only Redis state matters
+    assert await _name(feed, a) == "during-outage"
+    assert not stamps.needs_reset
+    await broken.aclose()

@@ -1,0 +1,91 @@
+"""Shared by lockstep tests: a small schema with scopes, cascades and a many-to-many table,
+with the change feed (and an in-memory cache) installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from lockstep.cache import Cache, MemoryStampStore
+from lockstep.changes import Changes, Tracking, ensure_change_log
+from lockstep.db import Database
+from lockstep.types import ChangeSet
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+item_tags = Table(
+    "item_tags",
+    Base.metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(50), default="")
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(50))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(50), default="")
+    tags: Mapped[list[Tag]] = relationship(secondary=item_tags, lazy="selectin")
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+@dataclass
+class Feed:
+    db: Database
+    changes: Changes
+    published: list[ChangeSet]
+
+
+@pytest.fixture
+async def feed(database: Database) -> Feed:
+    async with database.writer_engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(ensure_change_log)
+    tracking = Tracking(Base.metadata, scopes=["org_id", "folder_id"], exclude=["audit_entries"])
+    changes = Changes(database, tracking)
+    published: list[ChangeSet] = []
+
+    async def listen(changeset: ChangeSet) -> None:
+        published.append(changeset)
+
+    changes.hub.subscribe(listen)
+    return Feed(database, changes, published)
+
+
+@dataclass
+class Cached:
+    feed: Feed
+    cache: Cache
+
+
+@pytest.fixture
+def cached(feed: Feed) -> Cached:
+    cache = Cache(MemoryStampStore(), tracking=feed.changes.tracking, namespace="test")
+    feed.changes.hub.subscribe(cache.invalidate)
+    return Cached(feed, cache)
