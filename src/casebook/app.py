@@ -48,7 +48,13 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     app.state.services = services
     services.lockstep.install(app)
     readiness = {"redis": services.lockstep.ping_redis} if settings.redis_url else None
-    install_observability(app, settings, database=services.db, readiness=readiness)
+    install_observability(
+        app,
+        settings,
+        database=services.db,
+        readiness=readiness,
+        registry=services.lockstep.registry,
+    )
     for module in (auth, cases, subjects, transactions):
         app.include_router(module.router, prefix="/api/v1")
     _mount_docs(app)

@@ -57,7 +57,9 @@ class Lockstep:
         self.settings = settings
         self.database = database
         self.changes = Changes(database, tracking)
-        self.metrics = CacheMetrics(registry)
+        # One registry for the app: pass it to install_observability so /metrics shows both.
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = CacheMetrics(self.registry)
         self.redis: Redis | None = None
         self._mirror: MirroredStampStore | None = None
         if settings.redis_url:

@@ -7,7 +7,7 @@ message names the environment variable to fix, instead of a pydantic traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,7 +79,11 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def load_settings(cls: type[S] = Settings, /, **overrides: Any) -> S:  # type: ignore[assignment]
+@overload
+def load_settings(**overrides: Any) -> Settings: ...
+@overload
+def load_settings(cls: type[S], /, **overrides: Any) -> S: ...
+def load_settings(cls: type[Settings] = Settings, /, **overrides: Any) -> Settings:
     """Read settings from the environment, with ``overrides`` taking precedence.
 
     Raises :class:`ConfigurationError` naming each offending ``LOCKSTEP_*`` variable.

@@ -25,8 +25,8 @@ def alembic_config(script_location: str | Path, database_url: str) -> Config:
     return config
 
 
-async def upgrade(database: Database, script_location: str | Path, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` inside one connection of the writer engine."""
+async def upgrade(database: Database, script_location: str | Path, revision: str = "heads") -> None:
+    """Upgrade the schema to ``revision`` (default: every head) in one writer connection."""
     config = alembic_config(script_location, database.settings.database_url)
 
     def _run(sync_connection: Any) -> None:
@@ -38,16 +38,17 @@ async def upgrade(database: Database, script_location: str | Path, revision: str
 
 
 async def current_revision(database: Database) -> str | None:
-    """The revision the database is at, or None before the first migration."""
+    """The revision(s) the database is at ("a+b" when branches are applied), or None."""
 
     def _read(sync_connection: Any) -> str | None:
-        return MigrationContext.configure(sync_connection).get_current_revision()
+        heads = MigrationContext.configure(sync_connection).get_current_heads()
+        return "+".join(sorted(heads)) or None
 
     async with database.reader_engine.connect() as conn:
         return await conn.run_sync(_read)
 
 
 def head_revision(script_location: str | Path) -> str | None:
-    """The newest revision in ``script_location``."""
+    """The newest revision(s) in ``script_location``, joined like :func:`current_revision`."""
     config = alembic_config(script_location, "sqlite://")
-    return ScriptDirectory.from_config(config).get_current_head()
+    return "+".join(sorted(ScriptDirectory.from_config(config).get_heads())) or None

@@ -21,6 +21,7 @@ from lockstep.testing import (
     RedisServer,
     ServerNotAvailable,
     ServerStartError,
+    find_postgres_bindir,
     free_port,
 )
 
@@ -229,6 +230,26 @@ def test_missing_postgres_binaries_name_the_apt_package(tmp_path: Path) -> None:
 def test_missing_redis_binary_names_the_apt_package(tmp_path: Path) -> None:
     with pytest.raises(ServerNotAvailable, match=r"apt-get install redis-server`"):
         RedisServer(bindir=tmp_path)
+
+
+def test_redis_missing_from_an_empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(
+        ServerNotAvailable, match=r"not found on PATH.*apt-get install redis-server"
+    ):
+        RedisServer()
+
+
+def test_postgres_binaries_on_path_come_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("initdb", "postgres"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    assert find_postgres_bindir() == tmp_path
 
 
 def test_free_port_is_bindable() -> None:
