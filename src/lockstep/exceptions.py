@@ -103,3 +103,10 @@ class CursorExpiredError(LockstepError):
 
     code = "cursor_expired"
     status_code = 409
+
+
+class CacheUnavailableError(LockstepError):
+    """The cache backend is unreachable and the cache was configured to fail closed."""
+
+    code = "cache_unavailable"
+    status_code = 503

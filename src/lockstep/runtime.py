@@ -21,6 +21,8 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from lockstep.cache import (
     Cache,
@@ -63,10 +65,13 @@ class Lockstep:
         self.redis: Redis | None = None
         self._mirror: MirroredStampStore | None = None
         if settings.redis_url:
+            # One attempt per call, bounded by redis_timeout: when Redis is down, requests
+            # fall through to the database quickly instead of waiting out retries.
             self.redis = Redis.from_url(
                 settings.redis_url,
                 socket_timeout=settings.redis_timeout,
                 socket_connect_timeout=settings.redis_timeout,
+                retry=Retry(NoBackoff(), 0),
             )
             remote = RedisStampStore(self.redis, prefix=namespace)
             self._mirror = MirroredStampStore(remote, metrics=self.metrics)
@@ -76,6 +81,7 @@ class Lockstep:
                 tracking=tracking,
                 namespace=namespace,
                 metrics=self.metrics,
+                fail_closed=settings.cache_fail_closed,
             )
             self._mirror.on_flush = self.cache.clear_local
         else:

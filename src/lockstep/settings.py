@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Redis (scale-out mode). Empty means in-process memory for cache, fan-out and locks.
     redis_url: str = ""
     redis_timeout: float = Field(0.5, gt=0, le=30)
+    cache_fail_closed: bool = False
 
     # Change feed.
     feed_poll_seconds: float = Field(1.0, gt=0, le=60)

@@ -24,20 +24,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 import orjson
 import structlog
 
+from lockstep.cache.decorator import memoize
 from lockstep.cache.dependencies import Dependency, bumps, check_dependencies, stamp_keys
 from lockstep.cache.metrics import CacheMetrics
 from lockstep.cache.stores.base import StampSnapshot, StampStore, ValueStore
 from lockstep.changes import Tracking
 from lockstep.db import in_write_transaction
-from lockstep.exceptions import ConfigurationError
+from lockstep.exceptions import CacheUnavailableError, ConfigurationError
 from lockstep.types import ChangeSet, canonical
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 Status = Literal["hit", "miss", "bypass"]
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 
@@ -74,7 +77,9 @@ class Cache:
     mode). ``tracking`` (the change feed's) lets declared dependencies be checked up front:
     a dependency the feed cannot invalidate is a ConfigurationError, not a stale cache.
     ``namespace`` is part of every key and ETag: put the schema revision in it so a
-    migration invalidates everything cached under the old schema.
+    migration invalidates everything cached under the old schema. A backend failure is
+    served from the database (counted) unless ``fail_closed``, which raises
+    :class:`CacheUnavailableError` (503) instead.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Cache:
         l2_ttl: float = 3600.0,
         metrics: CacheMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fail_closed: bool = False,
     ) -> None:
         self.stamps = stamps
         self.l2 = l2
@@ -98,7 +104,18 @@ class Cache:
         self._l1_max = l1_max_entries
         self._l2_ttl = l2_ttl
         self._clock = clock
+        self.fail_closed = fail_closed
         self._inflight: dict[str, asyncio.Task[Any]] = {}
+
+    def cached(
+        self,
+        *,
+        depends: Callable[..., Sequence[Dependency]],
+        key: Callable[..., Hashable] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorator for an async function; see :func:`lockstep.cache.decorator.memoize`."""
+        return memoize(self, depends=depends, key=key, name=name)
 
     # -- reading --
 
@@ -153,9 +170,11 @@ class Cache:
             return Lookup(await compute(), "bypass", "", 0.0)
         try:
             keys, snapshot = await self.snapshot(depends)
-        except Exception:  # the stamp store is down: serve from the database
+        except Exception as exc:  # the stamp store is down: serve from the database
             self.metrics.errors.labels("read_stamps").inc()
-            log.warning("cache_unavailable", cache=name, exc_info=True)
+            log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
+            if self.fail_closed:
+                raise CacheUnavailableError("the cache is unavailable") from exc
             return Lookup(await compute(), "bypass", "", 0.0)
         etag = self.etag_for(name, key, snapshot)
         full_key = f"{self.namespace}:{name}:{etag}"

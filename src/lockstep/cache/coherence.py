@@ -64,11 +64,17 @@ class MirroredStampStore:
 
     # -- lifecycle --
 
-    async def start(self) -> None:
-        """Subscribe and wait until the mirror is live."""
+    async def start(self, wait: float = 5.0) -> None:
+        """Subscribe, and wait up to ``wait`` seconds for the mirror to go live. If Redis does
+        not answer, start anyway: reads go to Redis (or, failing that, the database) until
+        the subscription succeeds in the background."""
         if self._task is None:
             self._task = asyncio.create_task(self._listen())
-        await self._live.wait()
+        try:
+            async with asyncio.timeout(wait):
+                await self._live.wait()
+        except TimeoutError:
+            log.warning("cache_invalidation_channel_not_live", waited=wait)
 
     async def stop(self) -> None:
         if self._task is not None:

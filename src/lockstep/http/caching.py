@@ -33,7 +33,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockstep.cache import Cache, Dependency
-from lockstep.exceptions import ConfigurationError, PreconditionFailedError
+from lockstep.exceptions import (
+    CacheUnavailableError,
+    ConfigurationError,
+    PreconditionFailedError,
+)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -119,8 +123,15 @@ class HttpCache:
     def key(name: str, vary: Hashable, own: Hashable, query: Sequence[tuple[str, str]]) -> Hashable:
         return (name, vary, own, tuple(sorted(query)))
 
-    async def etag(self, name: str, key: Hashable, deps: Sequence[Dependency]) -> str:
-        _, snapshot = await self.cache.snapshot(deps)
+    async def etag(self, name: str, key: Hashable, deps: Sequence[Dependency]) -> str | None:
+        """The current ETag, or None when the stamps cannot be read (backend down)."""
+        try:
+            _, snapshot = await self.cache.snapshot(deps)
+        except Exception:
+            self.cache.metrics.errors.labels("read_stamps").inc()
+            if self.cache.fail_closed:
+                raise CacheUnavailableError("the cache is unavailable") from None
+            return None
         return self.cache.etag_for(name, key, snapshot)
 
 
@@ -197,7 +208,9 @@ def cached(
                 headers["Vary"] = "Authorization, Cookie"
             if "no-cache" not in directives:
                 etag = await http.etag(route_name, cache_key, call.deps)
-                if etag_matches(call.request.headers.get("if-none-match"), etag):
+                if etag is not None and etag_matches(
+                    call.request.headers.get("if-none-match"), etag
+                ):
                     return Response(status_code=304, headers={**headers, "ETag": quote_etag(etag)})
 
             async def render() -> _Stored:
@@ -258,6 +271,10 @@ def precondition(
                 http = _http_cache(call.request)
                 cache_key = HttpCache.key(name, call.vary, call.own, ())
                 etag = await http.etag(name, cache_key, call.deps)
+                if etag is None:
+                    # Cannot tell whether the resource changed: refuse rather than risk a
+                    # lost update; the client retries (503 is retryable).
+                    raise CacheUnavailableError("cannot check If-Match right now; retry")
                 if not etag_matches(wanted, etag):
                     raise PreconditionFailedError(
                         "the resource changed since you read it (If-Match does not match); "
