@@ -30,7 +30,13 @@ import orjson
 import structlog
 
 from lockstep.cache.decorator import memoize
-from lockstep.cache.dependencies import Dependency, bumps, check_dependencies, stamp_keys
+from lockstep.cache.dependencies import (
+    Dependency,
+    Table,
+    bumps,
+    check_dependencies,
+    stamp_keys,
+)
 from lockstep.cache.metrics import CacheMetrics
 from lockstep.cache.stores.base import StampSnapshot, StampStore, ValueStore
 from lockstep.changes import Tracking
@@ -106,6 +112,8 @@ class Cache:
         self._clock = clock
         self.fail_closed = fail_closed
         self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._etags: dict[tuple[str, Hashable, StampSnapshot], str] = {}
+        self._checked: set[frozenset[tuple[Any, ...]]] = set()
 
     def cached(
         self,
@@ -120,9 +128,18 @@ class Cache:
     # -- reading --
 
     def check(self, depends: Sequence[Dependency]) -> None:
-        """Raise ConfigurationError for dependencies the change feed would never bump."""
-        if self.tracking is not None:
+        """Raise ConfigurationError for dependencies the change feed would never bump.
+
+        Checked once per dependency shape (table and column), not per value."""
+        if self.tracking is None:
+            return
+        shapes = frozenset(
+            (type(d), d.name if isinstance(d, Table) else d.table, getattr(d, "column", None))
+            for d in depends
+        )
+        if shapes not in self._checked:
             check_dependencies(depends, self.tracking)
+            self._checked.add(shapes)
 
     async def snapshot(
         self, depends: Sequence[Dependency]
@@ -131,12 +148,22 @@ class Cache:
         return keys, await self.stamps.read(keys)
 
     def etag_for(self, name: str, key: Hashable, snapshot: StampSnapshot) -> str:
-        """A digest of the key and the stamps: equal iff nothing it depends on changed."""
-        digest = hashlib.blake2b(digest_size=16)
-        for part in (self.namespace, name, _key_text(key), snapshot.generation, *snapshot.values):
-            digest.update(part.encode())
-            digest.update(b"\x00")
-        return digest.hexdigest()
+        """A digest of the key and the stamps: equal iff nothing it depends on changed.
+
+        Memoized (bounded): a hit recomputes nothing while the stamps stay the same."""
+        memo_key = (name, key, snapshot)
+        etag = self._etags.get(memo_key)
+        if etag is None:
+            digest = hashlib.blake2b(digest_size=16)
+            parts = (self.namespace, name, _key_text(key), snapshot.generation, *snapshot.values)
+            for part in parts:
+                digest.update(part.encode())
+                digest.update(b"\x00")
+            etag = digest.hexdigest()
+            if len(self._etags) >= self._l1_max:
+                self._etags.clear()
+            self._etags[memo_key] = etag
+        return etag
 
     async def get_or_compute(
         self,
@@ -151,6 +178,7 @@ class Cache:
         revalidate: bool = False,
         store: bool = True,
         storable: Callable[[T], bool] | None = None,
+        stamped: tuple[tuple[str, ...], StampSnapshot] | None = None,
     ) -> Lookup[T]:
         """The cached value of ``compute()`` for (``name``, ``key``), valid while ``depends``
         are unchanged.
@@ -158,7 +186,8 @@ class Cache:
         ``revalidate`` skips the lookup but stores the fresh value (HTTP ``no-cache``);
         ``store=False`` computes without storing (``no-store``); ``storable(value)`` can
         refuse a particular result (an error response). ``ttl`` is allowed only without
-        dependencies (data from outside the database).
+        dependencies (data from outside the database). ``stamped`` passes stamps the caller
+        already read with :meth:`snapshot` (they must be read before anything is computed).
         """
         if ttl is not None and depends:
             raise ConfigurationError(
@@ -169,7 +198,7 @@ class Cache:
             self.metrics._bypass.inc()
             return Lookup(await compute(), "bypass", "", 0.0)
         try:
-            keys, snapshot = await self.snapshot(depends)
+            keys, snapshot = stamped if stamped is not None else await self.snapshot(depends)
         except Exception as exc:  # the stamp store is down: serve from the database
             self.metrics.errors.labels("read_stamps").inc()
             log.warning("cache_unavailable", cache=name, error=type(exc).__name__)

@@ -18,6 +18,7 @@ unchanged. The keys::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,11 @@ Dependency = Table | Row | Scope
 
 def stamp_keys(dependencies: Iterable[Dependency]) -> tuple[str, ...]:
     """The distinct stamp keys of ``dependencies``, in a stable order."""
+    return _stamp_keys(tuple(dependencies))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _stamp_keys(dependencies: tuple[Dependency, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for dep in dependencies for k in dep.stamp_keys()))
 
 

@@ -29,15 +29,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
-from lockstep.cache import Cache, Dependency
+from lockstep.cache import Cache, Dependency, StampSnapshot
 from lockstep.exceptions import (
     CacheUnavailableError,
     ConfigurationError,
     PreconditionFailedError,
 )
+from lockstep.http.consistency import current_http_scope
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -56,11 +57,43 @@ Preset = Literal["static", "api_short", "api_long", "health", "no_cache", "priva
 REPLAYED_HEADERS = frozenset({"content-type", "content-language", "location", "link"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Stored:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+    @functools.cached_property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers] + [
+            (b"content-length", str(len(self.body)).encode())
+        ]
+
+
+class _Replay(Response):
+    """A response whose raw headers are already built: a cache hit encodes nothing twice."""
+
+    def __init__(self, body: bytes, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.body = body
+        self.status_code = status
+        self.background = None
+        self.raw_headers = raw_headers
+
+
+_X_CACHE = {"hit": b"HIT", "miss": b"MISS", "bypass": b"BYPASS"}
+
+
+def _conditional_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, frozenset[str]]:
+    """``If-None-Match`` and the request's Cache-Control directives, in one pass."""
+    if_none_match = None
+    directives: frozenset[str] = frozenset()
+    for name, value in raw:
+        if name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif name == b"cache-control":
+            text = value.decode("latin-1").lower()
+            directives = frozenset(p.strip().split("=")[0] for p in text.split(",") if p.strip())
+    return if_none_match, directives
 
 
 def _encode(stored: _Stored) -> bytes:
@@ -89,28 +122,20 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(candidate == wanted for candidate in candidates)
 
 
-def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+@functools.cache
+def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The names ``fn`` accepts (None: it takes ``**kwargs``), computed once per function."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(params)
+
+
+def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    names = _parameter_names(fn)
+    if names is None:
         return fn(**kwargs)
-    return fn(**{name: kwargs[name] for name in params if name in kwargs})
-
-
-def _with_request_param(endpoint: Callable[..., Any]) -> tuple[inspect.Signature, str, bool]:
-    signature = inspect.signature(endpoint)
-    for name, param in signature.parameters.items():
-        if param.annotation in (Request, "Request"):
-            return signature, name, False
-    extra = inspect.Parameter(
-        "_lockstep_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request
-    )
-    params = [*signature.parameters.values()]
-    return signature.replace(parameters=[*params, extra]), "_lockstep_request", True
-
-
-def _request_directives(request: Request) -> set[str]:
-    header = request.headers.get("cache-control", "")
-    return {part.strip().lower().split("=")[0] for part in header.split(",") if part.strip()}
+    return fn(**{name: kwargs[name] for name in names if name in kwargs})
 
 
 class HttpCache:
@@ -119,57 +144,38 @@ class HttpCache:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
 
-    @staticmethod
-    def key(name: str, vary: Hashable, own: Hashable, query: Sequence[tuple[str, str]]) -> Hashable:
-        return (name, vary, own, tuple(sorted(query)))
-
-    async def etag(self, name: str, key: Hashable, deps: Sequence[Dependency]) -> str | None:
-        """The current ETag, or None when the stamps cannot be read (backend down)."""
+    async def stamps(
+        self, deps: Sequence[Dependency]
+    ) -> tuple[tuple[str, ...], StampSnapshot] | None:
+        """The dependencies' current stamps, or None when they cannot be read (backend down)."""
         try:
-            _, snapshot = await self.cache.snapshot(deps)
+            return await self.cache.snapshot(deps)
         except Exception:
             self.cache.metrics.errors.labels("read_stamps").inc()
             if self.cache.fail_closed:
                 raise CacheUnavailableError("the cache is unavailable") from None
             return None
-        return self.cache.etag_for(name, key, snapshot)
 
 
-def _http_cache(request: Request) -> HttpCache:
-    runtime = getattr(request.app.state, "lockstep", None)
+def _current() -> tuple[Scope, HttpCache]:
+    scope = current_http_scope()
+    runtime = getattr(scope["app"].state, "lockstep", None) if scope else None
     http = getattr(runtime, "http", None)
-    if not isinstance(http, HttpCache):
+    if scope is None or not isinstance(http, HttpCache):
         raise ConfigurationError("cached routes need Lockstep.install(app) on their app")
-    return http
+    return scope, http
 
 
-@dataclass(frozen=True, slots=True)
-class _RouteCall:
-    """One call of a wrapped endpoint: its request, arguments, dependencies and key parts."""
-
-    request: Request
-    kwargs: dict[str, Any]
-    deps: Sequence[Dependency]
-    vary: Hashable
-    own: Hashable
-
-
-def _route_call(
+def _parts(
     kwargs: dict[str, Any],
-    request_param: str,
-    injected: bool,
     depends: Callable[..., Sequence[Dependency]],
     vary: Callable[..., Hashable] | None,
     key: Callable[..., Hashable] | None,
-) -> _RouteCall:
-    request: Request = kwargs[request_param]
-    call_kwargs = {k: v for k, v in kwargs.items() if not (injected and k == request_param)}
-    return _RouteCall(
-        request=request,
-        kwargs=call_kwargs,
-        deps=_call_with(depends, call_kwargs),
-        vary=_call_with(vary, call_kwargs) if vary is not None else None,
-        own=_call_with(key, call_kwargs) if key is not None else None,
+) -> tuple[Sequence[Dependency], Hashable, Hashable]:
+    return (
+        _call_with(depends, kwargs),
+        None if vary is None else _call_with(vary, kwargs),
+        None if key is None else _call_with(key, kwargs),
     )
 
 
@@ -189,32 +195,28 @@ def cached(
             "a cached route must say whose data it returns: pass vary=lambda principal: ... "
             "(the caller and tenant become part of the key) or public=True"
         )
-    directive = CACHE_CONTROL[cache_control]
+    fixed = [(b"cache-control", CACHE_CONTROL[cache_control].encode())]
+    if not public:
+        fixed.append((b"vary", b"Authorization, Cookie"))
 
     def decorate(endpoint: F) -> F:
         route_name = name or f"{endpoint.__module__}.{endpoint.__qualname__}"
-        signature, request_param, injected = _with_request_param(endpoint)
 
         @functools.wraps(endpoint)
-        async def wrapper(**kwargs: Any) -> Response:
-            call = _route_call(kwargs, request_param, injected, depends, vary, key)
-            http = _http_cache(call.request)
-            http.cache.check(call.deps)
-            query = list(call.request.query_params.multi_items())
-            cache_key = HttpCache.key(route_name, call.vary, call.own, query)
-            directives = _request_directives(call.request)
-            headers = {"Cache-Control": directive}
-            if not public:
-                headers["Vary"] = "Authorization, Cookie"
-            if "no-cache" not in directives:
-                etag = await http.etag(route_name, cache_key, call.deps)
-                if etag is not None and etag_matches(
-                    call.request.headers.get("if-none-match"), etag
-                ):
-                    return Response(status_code=304, headers={**headers, "ETag": quote_etag(etag)})
+        async def wrapper(*args: Any, **kwargs: Any) -> Response:
+            scope, http = _current()
+            deps, varies, own = _parts(kwargs, depends, vary, key)
+            http.cache.check(deps)
+            if_none_match, directives = _conditional_headers(scope["headers"])
+            cache_key = (route_name, varies, own, scope["query_string"].decode("latin-1"))
+            stamped = await http.stamps(deps)
+            if stamped is not None and "no-cache" not in directives:
+                etag = http.cache.etag_for(route_name, cache_key, stamped[1])
+                if if_none_match is not None and etag_matches(if_none_match, etag):
+                    return _Replay(b"", 304, [*fixed, (b"etag", quote_etag(etag).encode())])
 
             async def render() -> _Stored:
-                response = await endpoint(**call.kwargs)
+                response = await endpoint(*args, **kwargs)
                 if not isinstance(response, Response):
                     raise ConfigurationError(f"{route_name} must return a Response to be cached")
                 kept = tuple(
@@ -227,24 +229,25 @@ def cached(
             found = await http.cache.get_or_compute(
                 route_name,
                 cache_key,
-                call.deps,
+                deps,
                 render,
                 codec=(_encode, _decode),
                 revalidate="no-cache" in directives,
                 store="no-store" not in directives,
                 storable=lambda stored: 200 <= stored.status < 300,
+                stamped=stamped,
             )
             stored = found.value
-            out = Response(stored.body, status_code=stored.status, headers=dict(stored.headers))
-            for header, value in headers.items():
-                out.headers[header] = value
-            out.headers["X-Cache"] = found.status.upper()
-            out.headers["Age"] = str(int(found.age))
+            headers = [
+                *stored.raw,
+                *fixed,
+                (b"x-cache", _X_CACHE[found.status]),
+                (b"age", str(int(found.age)).encode()),
+            ]
             if found.etag and 200 <= stored.status < 300:
-                out.headers["ETag"] = quote_etag(found.etag)
-            return out
+                headers.append((b"etag", quote_etag(found.etag).encode()))
+            return _Replay(stored.body, stored.status, headers)
 
-        wrapper.__signature__ = signature  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
@@ -261,29 +264,29 @@ def precondition(
     ``name`` (same ``vary`` and ``key``; the representation without query parameters)."""
 
     def decorate(endpoint: F) -> F:
-        signature, request_param, injected = _with_request_param(endpoint)
-
         @functools.wraps(endpoint)
-        async def wrapper(**kwargs: Any) -> Any:
-            call = _route_call(kwargs, request_param, injected, depends, vary, key)
-            wanted = call.request.headers.get("if-match")
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            scope, http = _current()
+            wanted = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"if-match"), None
+            )
             if wanted is not None:
-                http = _http_cache(call.request)
-                cache_key = HttpCache.key(name, call.vary, call.own, ())
-                etag = await http.etag(name, cache_key, call.deps)
-                if etag is None:
+                deps, varies, own = _parts(kwargs, depends, vary, key)
+                cache_key = (name, varies, own, "")
+                stamped = await http.stamps(deps)
+                if stamped is None:
                     # Cannot tell whether the resource changed: refuse rather than risk a
                     # lost update; the client retries (503 is retryable).
                     raise CacheUnavailableError("cannot check If-Match right now; retry")
+                etag = http.cache.etag_for(name, cache_key, stamped[1])
                 if not etag_matches(wanted, etag):
                     raise PreconditionFailedError(
                         "the resource changed since you read it (If-Match does not match); "
                         "read it again and reapply your change",
                         details={"etag": quote_etag(etag)},
                     )
-            return await endpoint(**call.kwargs)
+            return await endpoint(*args, **kwargs)
 
-        wrapper.__signature__ = signature  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -9,15 +9,25 @@ freshness, never for less.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockstep.changes import consistency_scope
 
+_scope: ContextVar[Scope | None] = ContextVar("lockstep_http_scope", default=None)
+
 TOKEN_HEADER = "Lockstep-Token"  # noqa: S105 - a header name, not a secret
 
 
+def current_http_scope() -> Scope | None:
+    """The ASGI scope of the request being served (set by :class:`ConsistencyMiddleware`)."""
+    return _scope.get()
+
+
 class ConsistencyMiddleware:
-    """Opens a read-your-writes scope per request and returns the write token."""
+    """Opens a read-your-writes scope per request and returns the write token; also makes
+    the request's ASGI scope available to ``@cached`` routes without a Request parameter."""
 
     def __init__(self, app: ASGIApp, header: str = TOKEN_HEADER) -> None:
         self.app = app
@@ -35,6 +45,13 @@ class ConsistencyMiddleware:
                 if text.isdigit() and len(text) < 20:
                     wanted = int(text)
                 break
+        reset = _scope.set(scope)
+        try:
+            await self._serve(scope, receive, send, wanted)
+        finally:
+            _scope.reset(reset)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, wanted: int) -> None:
         with consistency_scope(min_change=wanted) as holder:
 
             async def send_with_token(message: Message) -> None:
