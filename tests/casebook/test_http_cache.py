@@ -125,3 +125,12 @@ async def test_errors_are_not_cached(login: Login) -> None:
     missing = await client.get("/api/v1/cases/999999")
     assert missing.status_code == 404
     assert "etag" not in missing.headers
+
+
+async def test_the_schema_revision_namespaces_every_key(casebook_app: FastAPI) -> None:
+    """Requirement 20: a migration (new head revision) retires everything cached before it."""
+    from casebook.services import MIGRATIONS
+    from lockstep import head_revision
+
+    namespace = casebook_app.state.services.lockstep.cache.namespace
+    assert namespace == f"casebook:{head_revision(MIGRATIONS)}"

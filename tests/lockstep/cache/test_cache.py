@@ -307,3 +307,50 @@ def test_dependencies_are_checked_against_the_feed(cached: Cached) -> None:
     with pytest.raises(ConfigurationError):
         cached.cache.check([Scope("items", title="x")])
     cached.cache.check([Scope("items", folder_id=1), Row("folders", 1), Table("tags")])
+
+
+async def _rolled_back_rename(cached: Cached) -> None:
+    async with cached.feed.db.writer() as s:
+        folder = await s.get(Folder, 1)
+        assert folder is not None
+        folder.name = "never"
+        await s.flush()
+        raise RuntimeError("roll back")
+
+
+async def test_rollbacks_invalidate_nothing(cached: Cached) -> None:
+    """Requirement 5: invalidation only after commit; a rolled-back write leaves entries."""
+    await _seed(cached)
+
+    async def compute() -> str | None:
+        return await _folder_name(cached, 1)
+
+    deps = [Row("folders", 1)]
+    await cached.cache.get_or_compute("folder", 1, deps, compute)
+    with pytest.raises(RuntimeError):
+        await _rolled_back_rename(cached)
+    after = await cached.cache.get_or_compute("folder", 1, deps, compute)
+    assert (after.status, after.value) == ("hit", "one")
+
+
+async def test_waiters_hold_no_database_connection(cached: Cached) -> None:
+    """Requirement 11: 50 concurrent misses, one computation, no pooled connection held
+    by the callers waiting for it."""
+    await _seed(cached)
+    computing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def compute() -> str | None:
+        computing.set()
+        await release.wait()
+        return await _folder_name(cached, 1)
+
+    calls = [
+        asyncio.create_task(cached.cache.get_or_compute("f", 1, [Row("folders", 1)], compute))
+        for _ in range(50)
+    ]
+    await computing.wait()
+    stats = cached.feed.db.pool_stats()
+    assert all(pool["checked_out"] == 0 for pool in stats.values())
+    release.set()
+    assert {(await c).value for c in calls} == {"one"}
