@@ -3,13 +3,21 @@ with the change feed (and an in-memory cache) installed."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from lockstep.cache import Cache, MemoryStampStore
+from lockstep.cache import (
+    Cache,
+    MemoryStampStore,
+    MirroredStampStore,
+    RedisStampStore,
+    RedisValueStore,
+)
 from lockstep.changes import Changes, Tracking, ensure_change_log
 from lockstep.db import Database
 from lockstep.types import ChangeSet
@@ -84,8 +92,23 @@ class Cached:
     cache: Cache
 
 
-@pytest.fixture
-def cached(feed: Feed) -> Cached:
-    cache = Cache(MemoryStampStore(), tracking=feed.changes.tracking, namespace="test")
+@pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis")])
+async def cached(feed: Feed, request: pytest.FixtureRequest) -> AsyncIterator[Cached]:
+    """A cache on the feed: in-process stamps, or Redis stamps + L2 behind a live mirror."""
+    if request.param == "memory":
+        cache = Cache(MemoryStampStore(), tracking=feed.changes.tracking, namespace="test")
+        feed.changes.hub.subscribe(cache.invalidate)
+        yield Cached(feed, cache)
+        return
+    redis = Redis.from_url(request.getfixturevalue("redis_url"))
+    remote = RedisStampStore(redis, prefix="test")
+    mirror = MirroredStampStore(remote)
+    cache = Cache(
+        mirror, l2=RedisValueStore(redis, remote), tracking=feed.changes.tracking, namespace="test"
+    )
+    mirror.on_flush = cache.clear_local
+    await mirror.start()
     feed.changes.hub.subscribe(cache.invalidate)
-    return Cached(feed, cache)
+    yield Cached(feed, cache)
+    await mirror.stop()
+    await redis.aclose()

@@ -90,11 +90,13 @@ async def test_a_write_committed_during_a_fill_is_never_hidden(cached: Cached) -
 async def test_concurrent_misses_compute_once(cached: Cached) -> None:
     await _seed(cached)
     release = asyncio.Event()
+    started = asyncio.Event()
     computed = 0
 
     async def compute() -> str | None:
         nonlocal computed
         computed += 1
+        started.set()
         await release.wait()
         return await _folder_name(cached, 2)
 
@@ -102,7 +104,7 @@ async def test_concurrent_misses_compute_once(cached: Cached) -> None:
         asyncio.create_task(cached.cache.get_or_compute("folder", 2, [Row("folders", 2)], compute))
         for _ in range(50)
     ]
-    await asyncio.sleep(0)  # let every caller reach the single-flight wait (no timing involved)
+    await started.wait()
     release.set()
     results = await asyncio.gather(*calls)
     assert computed == 1
@@ -111,14 +113,16 @@ async def test_concurrent_misses_compute_once(cached: Cached) -> None:
 
 async def test_a_cancelled_caller_does_not_cancel_the_fill_for_others(cached: Cached) -> None:
     release = asyncio.Event()
+    started = asyncio.Event()
 
     async def compute() -> int:
+        started.set()
         await release.wait()
         return 42
 
     first = asyncio.create_task(cached.cache.get_or_compute("n", 1, [Table("folders")], compute))
+    await started.wait()  # the fill is running; the first caller waits on it
     second = asyncio.create_task(cached.cache.get_or_compute("n", 1, [Table("folders")], compute))
-    await asyncio.sleep(0)
     first.cancel()
     release.set()
     assert (await second).value == 42
