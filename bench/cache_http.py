@@ -21,8 +21,8 @@ afterwards gets the stale page from the peers, the fresh one from lockstep.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import asyncio
+import datetime as dt
 import random
 import sqlite3
 import tempfile
@@ -78,8 +78,13 @@ def build_database(path: Path, rows: int) -> None:
         conn.executemany(
             "INSERT INTO transactions VALUES (?, ?, ?, ?, ?)",
             [
-                (i + 1, rng.randint(1, CASES), f"202{rng.randint(4, 6)}-{rng.randint(1, 12):02d}-"
-                 f"{rng.randint(1, 28):02d}", rng.randint(100, 10**7), rng.choice("abcdefgh"))
+                (
+                    i + 1,
+                    rng.randint(1, CASES),
+                    f"202{rng.randint(4, 6)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                    rng.randint(100, 10**7),
+                    rng.choice("abcdefgh"),
+                )
                 for i in range(start, min(start + batch, rows))
             ],
         )
@@ -94,8 +99,12 @@ async def load_case(db: Database, case_id: int) -> dict[str, Any]:
     return {
         "case_id": case_id,
         "transactions": [
-            {"id": r.id, "posted_on": str(r.posted_on), "amount_cents": r.amount_cents,
-             "category": r.category}
+            {
+                "id": r.id,
+                "posted_on": str(r.posted_on),
+                "amount_cents": r.amount_cents,
+                "category": r.category,
+            }
             for r in rows
         ],
     }
@@ -155,8 +164,9 @@ def build_apps(db: Database, runtime: Lockstep, constant: bytes) -> dict[str, Fa
     runtime.install(ls)
 
     @ls.get("/cases/{case_id}")
-    @cached(name="case", public=True,
-            depends=lambda case_id: [Scope("transactions", case_id=case_id)])
+    @cached(
+        name="case", public=True, depends=lambda case_id: [Scope("transactions", case_id=case_id)]
+    )
     async def lockstep_page(case_id: int) -> JSONBytesResponse:
         return JSONBytesResponse(await load_case(db, case_id))
 
@@ -183,10 +193,20 @@ async def drive(app: ASGIApp, requests: int, etags: dict[int, bytes] | None) -> 
         if etags is not None:
             headers.append((b"if-none-match", etags[case_id]))
         path = f"/cases/{case_id}"
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": b"", "root_path": "", "headers": headers,
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
         await app(scope, receive, send)
     elapsed = time.perf_counter() - started
     expected = 304 if etags is not None else 200
@@ -195,9 +215,11 @@ async def drive(app: ASGIApp, requests: int, etags: dict[int, bytes] | None) -> 
     return requests / elapsed
 
 
-async def throughput(apps: dict[str, FastAPI], requests: int, rounds: int, deadline: float) -> dict[str, float]:
+async def throughput(
+    apps: dict[str, FastAPI], requests: int, rounds: int, deadline: float
+) -> dict[str, float]:
     etags: dict[int, bytes] = {}
-    for name, app in apps.items():  # warm every cache with every hot case
+    for app in apps.values():  # warm every cache with every hot case
         await drive(app, HOT_CASES * 2, None)
     from httpx import ASGITransport, AsyncClient
 
@@ -222,8 +244,9 @@ async def race(db: Database, runtime: Lockstep) -> dict[str, bool]:
     async def add_transaction() -> int:
         async with db.writer() as session:
             await session.execute(
-                transactions.insert().values(case_id=case_id, posted_on=dt.date(2099, 1, 1),
-                                             amount_cents=1, category="new")
+                transactions.insert().values(
+                    case_id=case_id, posted_on=dt.date(2099, 1, 1), amount_cents=1, category="new"
+                )
             )
             new_id = await session.scalar(text("SELECT max(id) FROM transactions"))
         return int(new_id or 0)
@@ -231,14 +254,18 @@ async def race(db: Database, runtime: Lockstep) -> dict[str, bool]:
     def has(page: dict[str, Any], txn_id: int) -> bool:
         return any(t["id"] == txn_id for t in page["transactions"])
 
-    async def run(name: str, get: Callable[[], Awaitable[dict[str, Any]]],
-                  invalidate: Callable[[], Awaitable[None]], gate: dict[str, asyncio.Event]) -> None:
+    async def run(
+        name: str,
+        get: Callable[[], Awaitable[dict[str, Any]]],
+        invalidate: Callable[[], Awaitable[None]],
+        gate: dict[str, asyncio.Event],
+    ) -> None:
         gate["read"], gate["go"] = asyncio.Event(), asyncio.Event()
         fill = asyncio.create_task(get())
-        await gate["read"].wait()          # the fill has read the old rows
-        new_id = await add_transaction()   # a write commits...
-        await invalidate()                 # ...and invalidates as the library documents
-        gate["go"].set()                   # the fill now stores what it read
+        await gate["read"].wait()  # the fill has read the old rows
+        new_id = await add_transaction()  # a write commits...
+        await invalidate()  # ...and invalidates as the library documents
+        gate["go"].set()  # the fill now stores what it read
         await fill
         results[name] = not has(await get(), new_id)
 
@@ -295,8 +322,12 @@ async def main() -> None:
         started = time.perf_counter()
         build_database(path, args.rows)
         print(f"built {args.rows:,} transactions in {time.perf_counter() - started:.1f} s")
-        settings = load_settings(database_url=f"sqlite+aiosqlite:///{path}", data_dir=tmp,
-                                 slow_query_ms=0, log_level="WARNING")
+        settings = load_settings(
+            database_url=f"sqlite+aiosqlite:///{path}",
+            data_dir=tmp,
+            slow_query_ms=0,
+            log_level="WARNING",
+        )
         db = Database(settings)
         async with db.writer_engine.begin() as conn:
             await conn.run_sync(ensure_change_log)

@@ -28,15 +28,21 @@ def build_app(settings: Settings) -> FastAPI:
     install_observability(app, settings, database=db, registry=runtime.registry)
 
     @app.get("/folders/{folder_id}")
-    @cached(name="folder", depends=lambda folder_id: [Row("folders", folder_id)],
-            vary=lambda x_user: x_user, cache_control="api_short")
+    @cached(
+        name="folder",
+        depends=lambda folder_id: [Row("folders", folder_id)],
+        vary=lambda x_user: x_user,
+        cache_control="api_short",
+    )
     async def get_folder(folder_id: int, x_user: str = Header("anon")) -> JSONBytesResponse:
         async with db.reader() as s:
             folder = await s.get(Folder, folder_id)
         if folder is None:
             raise NotFoundError("no such folder")
-        return JSONBytesResponse({"id": folder.id, "name": folder.name},
-                                 headers={"Location": f"/folders/{folder_id}", "X-Secret": "x"})
+        return JSONBytesResponse(
+            {"id": folder.id, "name": folder.name},
+            headers={"Location": f"/folders/{folder_id}", "X-Secret": "x"},
+        )
 
     @app.post("/folders/{folder_id}")
     async def rename(folder_id: int, name: str) -> JSONBytesResponse:
@@ -56,8 +62,14 @@ async def make_app(database_url: str, tmp_path: Path) -> AsyncIterator[AppFactor
     prepared = False
 
     def make(**overrides: object) -> FastAPI:
-        settings = load_settings(database_url=database_url, data_dir=tmp_path, env="test",
-                                 access_log=False, log_format="console", **overrides)
+        settings = load_settings(
+            database_url=database_url,
+            data_dir=tmp_path,
+            env="test",
+            access_log=False,
+            log_format="console",
+            **overrides,
+        )
         app = build_app(settings)
         apps.append(app)
         return app
@@ -88,7 +100,9 @@ def test_a_cached_route_must_declare_whose_data_it_is() -> None:
         cached(depends=lambda: [])
 
 
-async def test_etags_agree_across_processes_and_restarts(make_app: AppFactory, redis_url: str) -> None:
+async def test_etags_agree_across_processes_and_restarts(
+    make_app: AppFactory, redis_url: str
+) -> None:
     first = make_app(redis_url=redis_url)
     await make_app.prepare(first)  # type: ignore[attr-defined]
     await first.state.lockstep.start()
