@@ -4,10 +4,12 @@
   binaries, as context managers (see ``docs/testing.md`` for pytest fixtures built on them).
 * :func:`count_statements`: count the SQL statements a block runs (the N+1 guard).
 * :class:`FakeClock`: a clock tests advance by hand (cache TTLs, leases).
+* :class:`MemoryStampStore`: in-process version stamps, for a ``Cache`` in unit tests.
 
 Importing this package starts nothing and needs no test framework.
 """
 
+from lockstep.cache import MemoryStampStore
 from lockstep.db import StatementCounter, count_statements
 from lockstep.testing.clock import FakeClock
 from lockstep.testing.servers import (
@@ -21,6 +23,7 @@ from lockstep.testing.servers import (
 
 __all__ = [
     "FakeClock",
+    "MemoryStampStore",
     "PostgresServer",
     "RedisServer",
     "ServerNotAvailable",
