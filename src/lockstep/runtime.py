@@ -32,6 +32,7 @@ from lockstep.cache import (
     RedisStampStore,
     RedisValueStore,
 )
+from lockstep.cache.relay import InvalidationRelay
 from lockstep.changes import Changes, ChangeSet, Tracking
 from lockstep.db import Database
 from lockstep.http.caching import HttpCache
@@ -84,7 +85,15 @@ class Lockstep:
                 fail_closed=settings.cache_fail_closed,
             )
             self._mirror.on_flush = self.cache.clear_local
+            self.relay: InvalidationRelay | None = InvalidationRelay(
+                self.changes.feed,
+                remote,
+                hub=self.changes.hub,
+                poll_interval=settings.feed_poll_seconds,
+                metrics=self.metrics,
+            )
         else:
+            self.relay = None
             self.cache = Cache(
                 MemoryStampStore(), tracking=tracking, namespace=namespace, metrics=self.metrics
             )
@@ -113,9 +122,15 @@ class Lockstep:
         app.add_middleware(ConsistencyMiddleware)
 
     async def start(self) -> None:
+        """Start the background work: in Redis mode the stamp mirror and the invalidation
+        relay; in embedded mode the follower of other processes' writes."""
+        if self._follower is not None:
+            return
         if self._mirror is not None:
             await self._mirror.start()
-        elif self._follower is None:
+        if self.relay is not None:
+            self._follower = asyncio.create_task(self.relay.run())
+        else:
             self._follower = asyncio.create_task(self._follow_other_processes())
 
     async def stop(self) -> None:

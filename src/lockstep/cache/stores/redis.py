@@ -44,15 +44,33 @@ return out
 """
 
 _BUMP = """
-local clock = KEYS[#KEYS - 1]
+local n = #KEYS
+local clock, seqkey, marker = KEYS[n - 2], KEYS[n - 1], KEYS[n]
+if ARGV[7] == '1' and redis.call('EXISTS', marker) == 1 then
+  return 0
+end
 redis.call('HSETNX', clock, 'gen', ARGV[1])
-for i = 1, #KEYS - 2 do
+for i = 1, n - 3 do
   redis.call('SET', KEYS[i], tostring(redis.call('HINCRBY', clock, 'n', 1)), 'EX', ARGV[2])
 end
-local seq = redis.call('INCR', KEYS[#KEYS])
+redis.call('SET', marker, '1', 'EX', ARGV[8])
+local seq = redis.call('INCR', seqkey)
 redis.call('PUBLISH', ARGV[3], cjson.encode({seq = seq, change = tonumber(ARGV[4]),
   t = tonumber(ARGV[5]), keys = cjson.decode(ARGV[6])}))
 return seq
+"""
+
+_HOLD_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
 """
 
 _RESET = """
@@ -71,6 +89,9 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+
+# How long "change set N was applied" is remembered, so the relay never bumps it twice.
+APPLIED_MARKER_SECONDS = 86_400
 
 # Beyond this many keys a bump message just says "flush": receivers drop their mirror.
 MAX_KEYS_PER_MESSAGE = 500
@@ -91,6 +112,7 @@ class RedisStampStore:
         self._read = redis.register_script(_READ)
         self._bump = redis.register_script(_BUMP)
         self._reset = redis.register_script(_RESET)
+        self._hold_lease = redis.register_script(_HOLD_LEASE)
         self.needs_reset = False
         self._recovery: asyncio.Task[None] | None = None
 
@@ -119,12 +141,22 @@ class RedisStampStore:
         snapshot, _ = await self.read_with_seq(keys)
         return snapshot
 
-    async def bump(self, keys: Collection[str], change_id: int) -> None:
+    async def bump(
+        self, keys: Collection[str], change_id: int, *, only_if_unapplied: bool = False
+    ) -> bool:
+        """Bump ``keys`` for change set ``change_id`` and mark it applied (for a day).
+        With ``only_if_unapplied`` (the relay) nothing happens if it was applied already.
+        Returns whether it bumped."""
         try:
             await self._recover()
             listed = sorted(keys) if len(keys) <= MAX_KEYS_PER_MESSAGE else ["*"]
-            await self._bump(
-                keys=[*(self._key(k) for k in keys), self._clock, self.seq_key],
+            seq = await self._bump(
+                keys=[
+                    *(self._key(k) for k in keys),
+                    self._clock,
+                    self.seq_key,
+                    f"{self.prefix}:applied:{change_id}",
+                ],
                 args=[
                     uuid.uuid4().hex[:10],
                     self._ttl,
@@ -132,6 +164,8 @@ class RedisStampStore:
                     change_id,
                     int(time.time() * 1000),
                     orjson.dumps(listed).decode(),
+                    "1" if only_if_unapplied else "0",
+                    APPLIED_MARKER_SECONDS,
                 ],
             )
         except Exception:
@@ -142,6 +176,19 @@ class RedisStampStore:
             if self._recovery is None or self._recovery.done():
                 self._recovery = asyncio.create_task(self._recover_until_done())
             raise
+        return bool(seq)
+
+    async def hold_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder``; False while another holds it."""
+        held = await self._hold_lease(keys=[f"{self.prefix}:lease:{name}"], args=[holder, ttl_ms])
+        return bool(held)
+
+    async def load(self, name: str) -> str | None:
+        value: Any = await self.redis.get(f"{self.prefix}:state:{name}")
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def save(self, name: str, value: str) -> None:
+        await self.redis.set(f"{self.prefix}:state:{name}", value)
 
     async def _recover_until_done(self, first_delay: float = 0.2, max_delay: float = 5.0) -> None:
         delay = first_delay
