@@ -8,7 +8,9 @@ own app, driven directly through ASGI in the same process, in interleaved rounds
   ``ceiling (stack)`` the same behind lockstep's read-your-writes middleware
 * ``no cache``    the query runs every time
 * ``fastapi-cache2`` / ``cashews``  their decorators with in-memory backends (typical use)
-* ``lockstep``    ``@cached`` (L1 hit: version stamps + pre-serialized body)
+* ``lockstep``    a public ``@cached`` route (L1 hit: version stamps + pre-serialized body,
+  answered before routing)
+* ``lockstep private``  the same keyed by the caller: routing and dependencies run first
 * ``lockstep 304``  the same route answering ``If-None-Match`` before the handler runs
 
 Then the write-during-fill race, forced with an event (no timing): a fill reads the case,
@@ -33,7 +35,7 @@ from typing import Any
 
 import orjson
 from cashews import Cache as CashewsCache
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from fastapi_cache import FastAPICache
 from fastapi_cache.backends.inmemory import InMemoryBackend
 from fastapi_cache.decorator import cache as fastapi_cache
@@ -43,6 +45,7 @@ from starlette.responses import Response
 from lockstep import JSONBytesResponse, Lockstep, Scope, Tracking, cached, load_settings
 from lockstep.changes import ensure_change_log
 from lockstep.db import Database
+from lockstep.http.consistency import ConsistencyMiddleware
 
 CASES = 2_000
 HOT_CASES = 20
@@ -124,7 +127,7 @@ def build_apps(db: Database, runtime: Lockstep, constant: bytes) -> dict[str, Fa
     # The same constant route behind the same middleware lockstep's app has (its
     # read-your-writes layer): what a cache hit in that app cannot beat.
     ceiling_stack = FastAPI()
-    runtime.install(ceiling_stack)
+    ceiling_stack.add_middleware(ConsistencyMiddleware)
 
     @ceiling_stack.get("/cases/{case_id}")
     async def constant_page_in_stack(case_id: int) -> Response:
@@ -172,6 +175,22 @@ def build_apps(db: Database, runtime: Lockstep, constant: bytes) -> dict[str, Fa
 
     apps["lockstep"] = ls
     apps["lockstep 304"] = ls
+
+    # An authenticated route (keyed by the caller): hits go through routing and FastAPI's
+    # dependency solving first, so authentication always runs before a 304 or a replay.
+    private = FastAPI()
+    runtime.install(private)
+
+    @private.get("/cases/{case_id}")
+    @cached(
+        name="case_private",
+        vary=lambda x_user: x_user,
+        depends=lambda case_id: [Scope("transactions", case_id=case_id)],
+    )
+    async def lockstep_private_page(case_id: int, x_user: str = Header()) -> JSONBytesResponse:
+        return JSONBytesResponse(await load_case(db, case_id))
+
+    apps["lockstep private"] = private
     return apps
 
 
@@ -189,7 +208,7 @@ async def drive(app: ASGIApp, requests: int, etags: dict[int, bytes] | None) -> 
     started = time.perf_counter()
     for i in range(requests):
         case_id = i % HOT_CASES + 1
-        headers = [(b"host", b"bench")]
+        headers = [(b"host", b"bench"), (b"x-user", b"alice")]
         if etags is not None:
             headers.append((b"if-none-match", etags[case_id]))
         path = f"/cases/{case_id}"
@@ -350,6 +369,9 @@ async def main() -> None:
         print(f"lockstep / cashews           {ls / rates['cashews']:.2f}  (target >= 3)")
         print(f"lockstep / fastapi-cache2    {ls / rates['fastapi-cache2']:.2f}  (target >= 3)")
         print(f"lockstep / no cache          {ls / rates['no cache']:.2f}")
+        private_rate = rates["lockstep private"]
+        print(f"lockstep private (authenticated route) / ceiling  {private_rate / ceiling:.2f}")
+        print(f"lockstep private / cashews   {private_rate / rates['cashews']:.2f}")
         stale = await race(db, runtime)
         print("\nwrite lands during a fill, then a reader asks again:")
         for name, is_stale in stale.items():

@@ -242,6 +242,17 @@ class Cache:
         value = await asyncio.shield(task)
         return Lookup(value, "miss", etag, 0.0)
 
+    def local_hit(self, name: str, etag: str) -> tuple[Any, float] | None:
+        """The L1 value stored under (``name``, ``etag``) and its age, counted as a hit; None
+        when this process does not hold it (the caller takes the full path)."""
+        full_key = f"{self.namespace}:{name}:{etag}"
+        entry = self._l1.get(full_key)
+        if entry is None:
+            return None
+        self._l1.move_to_end(full_key)
+        self.metrics._hit_l1.inc()
+        return entry.value, self._clock() - entry.stored_at
+
     # -- filling --
 
     def _start_fill(self, full_key: str, job: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:

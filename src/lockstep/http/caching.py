@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -138,11 +139,77 @@ def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     return fn(**{name: kwargs[name] for name in names if name in kwargs})
 
 
-class HttpCache:
-    """The :class:`Cache` HTTP routes use, found per request at ``app.state.lockstep.http``."""
+@dataclass(frozen=True, slots=True)
+class _Shortcut:
+    """How to answer one public URL from the cache without routing: its key and stamps."""
 
-    def __init__(self, cache: Cache) -> None:
+    route_name: str
+    cache_key: Hashable
+    deps: tuple[Dependency, ...]
+    fixed: list[tuple[bytes, bytes]]
+    routing: dict[str, Any]
+    """What routing left in the scope (``route``, ``fastapi``), restored on a shortcut answer
+    so route-template metrics label it like a routed request."""
+
+
+class HttpCache:
+    """The :class:`Cache` HTTP routes use, found per request at ``app.state.lockstep.http``.
+
+    For ``public`` routes it also remembers, per URL, the key and dependencies a 2xx answer
+    was cached under, so the next request for that URL is answered (304 or replay) before
+    routing, FastAPI's dependency solving and the endpoint — the same stamps decide, so it is
+    exactly as fresh. Private routes always go through the app (authentication first).
+    """
+
+    def __init__(self, cache: Cache, max_shortcuts: int = 10_000) -> None:
         self.cache = cache
+        self._shortcuts: OrderedDict[tuple[int, str, bytes], _Shortcut] = OrderedDict()
+        self._max_shortcuts = max_shortcuts
+
+    @staticmethod
+    def _url(scope: Scope) -> tuple[int, str, bytes]:
+        # Per app (a runtime may be installed on several), per path and query string.
+        return (id(scope.get("app")), scope["path"], scope["query_string"])
+
+    def remember(self, scope: Scope, shortcut: _Shortcut) -> None:
+        key = self._url(scope)
+        self._shortcuts[key] = shortcut
+        self._shortcuts.move_to_end(key)
+        if len(self._shortcuts) > self._max_shortcuts:
+            self._shortcuts.popitem(last=False)
+
+    async def answer(self, scope: Scope) -> Response | None:
+        """A response for a public URL whose cached answer is current, else None."""
+        if scope["method"] != "GET" or not self._shortcuts:
+            return None
+        entry = self._shortcuts.get(self._url(scope))
+        if entry is None:
+            return None
+        if_none_match, directives = _conditional_headers(scope["headers"])
+        if directives:
+            return None  # the client asked for revalidation or no storing: full path
+        stamped = await self.stamps(entry.deps)
+        if stamped is None:
+            return None
+        etag = self.cache.etag_for(entry.route_name, entry.cache_key, stamped[1])
+        etag_header = (b"etag", quote_etag(etag).encode())
+        if if_none_match is not None and etag_matches(if_none_match, etag):
+            response: Response = _Replay(b"", 304, [*entry.fixed, etag_header])
+        else:
+            found = self.cache.local_hit(entry.route_name, etag)
+            if found is None:
+                return None
+            stored, age = found
+            headers = [
+                *stored.raw,
+                *entry.fixed,
+                (b"x-cache", b"HIT"),
+                (b"age", str(int(age)).encode()),
+                etag_header,
+            ]
+            response = _Replay(stored.body, stored.status, headers)
+        scope.update(entry.routing)  # metrics still label the answer by its route template
+        return response
 
     async def stamps(
         self, deps: Sequence[Dependency]
@@ -246,6 +313,12 @@ def cached(
             ]
             if found.etag and 200 <= stored.status < 300:
                 headers.append((b"etag", quote_etag(found.etag).encode()))
+                if public and scope["method"] == "GET" and found.status != "bypass":
+                    routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
+                    if "fastapi" in routing:
+                        routing["fastapi"] = dict(routing["fastapi"])
+                    shortcut = _Shortcut(route_name, cache_key, tuple(deps), fixed, routing)
+                    http.remember(scope, shortcut)
             return _Replay(stored.body, stored.status, headers)
 
         return wrapper  # type: ignore[return-value]

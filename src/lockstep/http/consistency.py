@@ -47,6 +47,16 @@ class ConsistencyMiddleware:
                 break
         reset = _scope.set(scope)
         try:
+            if not wanted:
+                # A public URL whose cached answer is current is answered here, before
+                # routing (see HttpCache.answer); a read-your-writes request takes the
+                # full path so its token is honoured.
+                app_state = getattr(scope.get("app"), "state", None)
+                http = getattr(getattr(app_state, "lockstep", None), "http", None)
+                response = await http.answer(scope) if http is not None else None
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
             await self._serve(scope, receive, send, wanted)
         finally:
             _scope.reset(reset)

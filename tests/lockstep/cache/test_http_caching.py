@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI, Header
+from fastapi import Depends, FastAPI, Header
 
 from lockstep import JSONBytesResponse, Lockstep, Row, Settings, cached, install_observability
 from lockstep.changes import Tracking, ensure_change_log
@@ -22,6 +22,11 @@ AppFactory = Callable[..., FastAPI]
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
+    calls: list[str] = []
+
+    def count_call() -> None:
+        calls.append("dependency")
+
     runtime = Lockstep(settings, db, Tracking(Base.metadata, scopes=["org_id"]), namespace="t")
     app = FastAPI(lifespan=runtime.lifespan)
     runtime.install(app)
@@ -44,6 +49,19 @@ def build_app(settings: Settings) -> FastAPI:
             headers={"Location": f"/folders/{folder_id}", "X-Secret": "x"},
         )
 
+    @app.get("/public/folders/{folder_id}")
+    @cached(
+        name="public_folder", public=True, depends=lambda folder_id: [Row("folders", folder_id)]
+    )
+    async def public_folder(
+        folder_id: int, counted: None = Depends(count_call)
+    ) -> JSONBytesResponse:
+        async with db.reader() as s:
+            folder = await s.get(Folder, folder_id)
+        if folder is None:
+            raise NotFoundError("no such folder")
+        return JSONBytesResponse({"id": folder.id, "name": folder.name})
+
     @app.post("/folders/{folder_id}")
     async def rename(folder_id: int, name: str) -> JSONBytesResponse:
         async with db.writer() as s:
@@ -53,6 +71,7 @@ def build_app(settings: Settings) -> FastAPI:
         return JSONBytesResponse({"ok": True})
 
     app.state.db = db
+    app.state.calls = calls
     return app
 
 
@@ -168,3 +187,35 @@ async def test_fail_closed_when_asked(make_app: AppFactory) -> None:
         response = await client.get("/folders/1")
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "cache_unavailable"
+
+
+async def test_public_hits_are_answered_before_routing(make_app: AppFactory) -> None:
+    app = make_app()
+    await make_app.prepare(app)  # type: ignore[attr-defined]
+    async with _client(app) as client:
+        first = await client.get("/public/folders/1")
+        assert (first.headers["x-cache"], len(app.state.calls)) == ("MISS", 1)
+        hit = await client.get("/public/folders/1")
+        assert hit.headers["x-cache"] == "HIT"
+        assert hit.json() == first.json()
+        assert hit.headers["etag"] == first.headers["etag"]
+        not_modified = await client.get(
+            "/public/folders/1", headers={"If-None-Match": first.headers["etag"]}
+        )
+        assert not_modified.status_code == 304
+        assert len(app.state.calls) == 1  # neither routed nor solved: answered up front
+        assert "x-request-id" in hit.headers  # the observability stack still wraps it
+        await client.post("/folders/1?name=uno")
+        fresh = await client.get("/public/folders/1")
+        assert (fresh.headers["x-cache"], fresh.json()["name"]) == ("MISS", "uno")
+        assert len(app.state.calls) == 2
+        revalidate = await client.get("/public/folders/1", headers={"Cache-Control": "no-cache"})
+        assert revalidate.headers["x-cache"] == "MISS"
+        metrics = (await client.get("/metrics")).text
+        assert 'route="/public/folders/{folder_id}"' in metrics
+        unmatched = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("http_requests_total") and "<unmatched>" in line
+        ]
+        assert unmatched == []  # shortcut answers keep their route template label
