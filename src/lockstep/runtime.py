@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from starlette.types import Scope
 
 from lockstep.cache import (
     Cache,
@@ -46,6 +47,10 @@ class Lockstep:
     Embedded mode (no ``LOCKSTEP_REDIS_URL``): stamps and values in this process. Scale-out
     mode: stamps and values in Redis, with a local mirror kept coherent over pub/sub (started
     by :meth:`lifespan`, or :meth:`start` / :meth:`stop`).
+
+    ``identify(scope)``, if given, must fully authenticate a raw request and return what the
+    cached routes' ``vary`` returns for its caller (or None); it lets private cached answers
+    be served before routing (see docs/cache.md).
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class Lockstep:
         *,
         namespace: str = "lockstep",
         registry: CollectorRegistry | None = None,
+        identify: Callable[[Scope], Hashable | None] | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -98,7 +104,7 @@ class Lockstep:
                 MemoryStampStore(), tracking=tracking, namespace=namespace, metrics=self.metrics
             )
         self.changes.hub.subscribe(self.cache.invalidate)
-        self.http = HttpCache(self.cache)
+        self.http = HttpCache(self.cache, identify=identify)
         self._local_ids: deque[int] = deque(maxlen=50_000)
         self._follower: asyncio.Task[None] | None = None
         self.changes.hub.subscribe(self._remember_local)

@@ -134,3 +134,35 @@ async def test_the_schema_revision_namespaces_every_key(casebook_app: FastAPI) -
 
     namespace = casebook_app.state.services.lockstep.cache.namespace
     assert namespace == f"casebook:{head_revision(MIGRATIONS)}"
+
+
+async def test_cached_answers_before_routing_still_authenticate(
+    login: Login, casebook_app: FastAPI
+) -> None:
+    """Private answers served before routing need a valid token of the same organization."""
+    import datetime as dt
+
+    import jwt
+
+    client = await login("analyst@acme.test")
+    first = await client.get("/api/v1/cases/1")
+    assert (await client.get("/api/v1/cases/1")).headers["x-cache"] == "HIT"
+    db = casebook_app.state.services.db
+    with count_statements(db.reader_engine, db.writer_engine) as counter:
+        assert (await client.get("/api/v1/cases/1")).json() == first.json()
+    assert counter.count == 0
+    settings = casebook_app.state.services.settings
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    expired = jwt.encode(
+        {"sub": "1", "org": 1, "role": "analyst", "typ": "access", "exp": past, "iat": past},
+        settings.signing_key(),
+        algorithm="HS256",
+    )
+    stale_token = await client.get(
+        "/api/v1/cases/1", headers={"Authorization": f"Bearer {expired}"}
+    )
+    assert stale_token.status_code == 401
+    forged = await client.get("/api/v1/cases/1", headers={"Authorization": "Bearer x.y.z"})
+    assert forged.status_code == 401
+    globex = await login("analyst@globex.test")
+    assert (await globex.get("/api/v1/cases/1")).status_code == 404

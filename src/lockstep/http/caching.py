@@ -155,24 +155,33 @@ class _Shortcut:
 class HttpCache:
     """The :class:`Cache` HTTP routes use, found per request at ``app.state.lockstep.http``.
 
-    For ``public`` routes it also remembers, per URL, the key and dependencies a 2xx answer
-    was cached under, so the next request for that URL is answered (304 or replay) before
-    routing, FastAPI's dependency solving and the endpoint — the same stamps decide, so it is
-    exactly as fresh. Private routes always go through the app (authentication first).
+    It also remembers, per URL, the key and dependencies a 2xx answer was cached under, so
+    the next request for that URL is answered (304 or replay) before routing, FastAPI's
+    dependency solving and the endpoint — the same stamps decide, so it is exactly as fresh.
+    Public routes always; private routes only when the app supplies ``identify(scope)``, a
+    function that fully authenticates the raw request (signature, expiry) and returns the
+    value the routes' ``vary`` returns for that caller, or None. Without it, private routes
+    always go through the app, so authentication runs first.
     """
 
-    def __init__(self, cache: Cache, max_shortcuts: int = 10_000) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        max_shortcuts: int = 10_000,
+        identify: Callable[[Scope], Hashable | None] | None = None,
+    ) -> None:
         self.cache = cache
-        self._shortcuts: OrderedDict[tuple[int, str, bytes], _Shortcut] = OrderedDict()
+        self.identify = identify
+        self._shortcuts: OrderedDict[tuple[int, str, bytes, Hashable], _Shortcut] = OrderedDict()
         self._max_shortcuts = max_shortcuts
 
     @staticmethod
-    def _url(scope: Scope) -> tuple[int, str, bytes]:
-        # Per app (a runtime may be installed on several), per path and query string.
-        return (id(scope.get("app")), scope["path"], scope["query_string"])
+    def _url(scope: Scope, who: Hashable) -> tuple[int, str, bytes, Hashable]:
+        # Per app (a runtime may be installed on several), path, query string and caller.
+        return (id(scope.get("app")), scope["path"], scope["query_string"], who)
 
-    def remember(self, scope: Scope, shortcut: _Shortcut) -> None:
-        key = self._url(scope)
+    def remember(self, scope: Scope, shortcut: _Shortcut, who: Hashable) -> None:
+        key = self._url(scope, who)
         self._shortcuts[key] = shortcut
         self._shortcuts.move_to_end(key)
         if len(self._shortcuts) > self._max_shortcuts:
@@ -182,7 +191,11 @@ class HttpCache:
         """A response for a public URL whose cached answer is current, else None."""
         if scope["method"] != "GET" or not self._shortcuts:
             return None
-        entry = self._shortcuts.get(self._url(scope))
+        entry = self._shortcuts.get(self._url(scope, _PUBLIC))
+        if entry is None and self.identify is not None:
+            who = self.identify(scope)
+            if who is not None:
+                entry = self._shortcuts.get(self._url(scope, who))
         if entry is None:
             return None
         if_none_match, directives = _conditional_headers(scope["headers"])
@@ -222,6 +235,26 @@ class HttpCache:
             if self.cache.fail_closed:
                 raise CacheUnavailableError("the cache is unavailable") from None
             return None
+
+
+_PUBLIC = ("lockstep", "public")
+
+
+def _shortcut_identity(
+    http: HttpCache, scope: Scope, public: bool, varies: Hashable
+) -> Hashable | None:
+    """Under which caller a cached answer may be served before routing, or None (never).
+
+    Public routes: anyone. Private routes: only with an ``identify`` hook, and only when it
+    names this request's caller exactly as the route's ``vary`` did (a hook that disagrees
+    with the route disables the shortcut rather than serving one caller's data to another).
+    """
+    if public:
+        return _PUBLIC
+    if http.identify is None or varies is None:
+        return None
+    who = http.identify(scope)
+    return who if who == varies else None
 
 
 def _current() -> tuple[Scope, HttpCache]:
@@ -313,12 +346,13 @@ def cached(
             ]
             if found.etag and 200 <= stored.status < 300:
                 headers.append((b"etag", quote_etag(found.etag).encode()))
-                if public and scope["method"] == "GET" and found.status != "bypass":
+                who = _shortcut_identity(http, scope, public, varies)
+                if who is not None and scope["method"] == "GET" and found.status != "bypass":
                     routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
                     if "fastapi" in routing:
                         routing["fastapi"] = dict(routing["fastapi"])
                     shortcut = _Shortcut(route_name, cache_key, tuple(deps), fixed, routing)
-                    http.remember(scope, shortcut)
+                    http.remember(scope, shortcut, who)
             return _Replay(stored.body, stored.status, headers)
 
         return wrapper  # type: ignore[return-value]
