@@ -16,6 +16,8 @@ What is captured, and how precisely:
 * ``update(T)`` / ``delete(T)`` with a WHERE clause: the whole table. ORM bulk UPDATE by
   primary key (a list of dicts with keys): row level.
 * ``text()`` DML: the table it names; SQL it cannot parse marks every table changed.
+* The legacy ``bulk_insert_mappings`` / ``bulk_update_mappings`` / ``bulk_save_objects``:
+  per row, like the statements above.
 
 Savepoints rolled back discard their changes; a rolled-back transaction publishes nothing.
 Statements run on a raw connection (``session.connection().execute`` or an engine) bypass
@@ -62,6 +64,14 @@ def committed_changesets(session: Any) -> list[ChangeSet]:
     return sets
 
 
+def record_changes(session: Session, changes: Iterable[Change]) -> None:
+    """Add ``changes`` to the transaction's change set, for writes lockstep itself makes on
+    the session's connection (rollup maintenance) that ``session.execute`` never saw. They
+    follow the same savepoint and rollback rules as captured changes; without a
+    :class:`ChangeCapture` installed they are dropped with the session."""
+    ChangeCapture._record(session, changes)
+
+
 class ChangeCapture:
     """Installs the capture hooks on a database's sessions for the tables in ``tracking``."""
 
@@ -70,6 +80,7 @@ class ChangeCapture:
 
     def install(self, database: Database) -> None:
         cls = database.session_class
+        self._wrap_legacy_bulk(cls)
         event.listen(cls, "after_flush", self._after_flush)
         event.listen(cls, "do_orm_execute", self._on_execute)
         event.listen(cls, "after_soft_rollback", self._after_soft_rollback)
@@ -87,7 +98,8 @@ class ChangeCapture:
     @staticmethod
     def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
         if previous.nested:
-            session.info.setdefault(ROLLED_BACK, set()).add(id(previous))
+            # Keep the object, not just its id: a later savepoint could reuse a freed id.
+            session.info.setdefault(ROLLED_BACK, {})[id(previous)] = previous
         elif previous.parent is None:
             session.info.pop(PENDING, None)
             session.info.pop(ROLLED_BACK, None)
@@ -95,7 +107,7 @@ class ChangeCapture:
 
     @staticmethod
     def _surviving(session: Session) -> list[Change]:
-        rolled_back: set[int] = session.info.get(ROLLED_BACK, set())
+        rolled_back: dict[int, Any] = session.info.get(ROLLED_BACK, {})
         kept = []
         for txn, change in session.info.get(PENDING, []):
             node = txn
@@ -122,6 +134,42 @@ class ChangeCapture:
         changeset = session.info.pop("lockstep.changes.committing", None)
         if changeset is not None:
             session.info.setdefault(COMMITTED, []).append(changeset)
+
+    # -- legacy bulk methods (they bypass flush events and do_orm_execute) --
+
+    def _wrap_legacy_bulk(self, cls: type[Session]) -> None:
+        capture = self
+
+        def bulk_insert_mappings(
+            session: Session, mapper: Any, mappings: Any, *args: Any, **kwargs: Any
+        ) -> None:
+            mappings = list(mappings)  # read twice: by us and by SQLAlchemy
+            capture._record_mappings(session, mapper, "insert", mappings)
+            Session.bulk_insert_mappings(session, mapper, mappings, *args, **kwargs)
+
+        def bulk_update_mappings(session: Session, mapper: Any, mappings: Any) -> None:
+            mappings = list(mappings)
+            capture._record_mappings(session, mapper, "update", mappings)
+            Session.bulk_update_mappings(session, mapper, mappings)
+
+        def bulk_save_objects(session: Session, objects: Any, *args: Any, **kwargs: Any) -> None:
+            objects = list(objects)
+            changes: list[Change] = []
+            for obj in objects:
+                op: Operation = "insert" if inspect(obj).key is None else "update"
+                changes.extend(capture._object_changes(obj, op))
+            capture._record(session, changes)
+            Session.bulk_save_objects(session, objects, *args, **kwargs)
+
+        cls.bulk_insert_mappings = bulk_insert_mappings  # type: ignore[method-assign,assignment]
+        cls.bulk_update_mappings = bulk_update_mappings  # type: ignore[method-assign,assignment]
+        cls.bulk_save_objects = bulk_save_objects  # type: ignore[method-assign,assignment]
+
+    def _record_mappings(self, session: Session, mapper: Any, op: Operation, rows: Any) -> None:
+        table = inspect(mapper).local_table
+        spec = self.tracking.spec(str(table.name))
+        if spec is not None:
+            self._record(session, [_row_change(spec, op, _plain(row)) for row in rows])
 
     # -- ORM flushes --
 

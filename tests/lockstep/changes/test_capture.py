@@ -184,3 +184,18 @@ async def test_many_to_many_association_rows(feed: Feed) -> None:
         item.tags.clear()
     links = [c for c in feed.published[-1].changes if c.table == "item_tags"]
     assert [(c.op, c.key) for c in links] == [("delete", ("1", "3"))]
+
+
+async def test_legacy_bulk_mappings_are_captured(feed: Feed) -> None:
+    """Requirement 7 (cache-http.md): bulk_insert_mappings / bulk_update_mappings too."""
+    async with feed.db.writer() as s:
+        await s.run_sync(
+            lambda sync: sync.bulk_insert_mappings(
+                Folder, [{"id": 1, "org_id": 1}, {"id": 2, "org_id": 2}]
+            )
+        )
+    assert {c.key for c in _by_table(feed)["folders"]} == {("1",), ("2",)}
+    async with feed.db.writer() as s:
+        await s.run_sync(lambda sync: sync.bulk_update_mappings(Folder, [{"id": 1, "name": "x"}]))
+    changes = feed.published[-1].changes
+    assert [(c.table, c.op, c.key) for c in changes] == [("folders", "update", ("1",))]
