@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from lockstep.cache import (
     Cache,
+    CacheMetrics,
     MirroredStampStore,
     RedisStampStore,
     RedisValueStore,
@@ -38,8 +39,14 @@ async def nodes(feed: Feed, redis_url: str) -> AsyncIterator[tuple[Node, Node]]:
         redis = Redis.from_url(redis_url)
         clients.append(redis)
         remote = RedisStampStore(redis, prefix="t")
-        mirror = MirroredStampStore(remote)
-        cache = Cache(mirror, l2=RedisValueStore(redis, remote), tracking=feed.changes.tracking)
+        metrics = CacheMetrics()
+        mirror = MirroredStampStore(remote, metrics=metrics)
+        cache = Cache(
+            mirror,
+            l2=RedisValueStore(redis, remote),
+            tracking=feed.changes.tracking,
+            metrics=metrics,
+        )
         mirror.on_flush = cache.clear_local
         await mirror.start()
         made.append(Node(cache, mirror, []))
@@ -124,6 +131,9 @@ async def test_invalidation_reaches_the_other_process(feed: Feed, nodes: tuple[N
         await b.mirror.wait_applied(seq_before + 1)
     assert await _name(feed, b) == "uno"
     assert await _name(feed, a) == "uno"
+    # Requirement 18: the commit-to-applied lag is measured in the receiving process.
+    lag = b.cache.metrics.invalidation_lag.collect()[0].samples
+    assert any(s.name.endswith("_count") and s.value >= 1 for s in lag)
 
 
 async def test_redis_down_serves_from_the_database_and_never_stale_after(
