@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/casebook serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --seed $(SEED_TRANSACTIONS)
+	LOCKSTEP_LOG_FORMAT=$${LOCKSTEP_LOG_FORMAT:-console} $(BIN)/casebook serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --seed $(SEED_TRANSACTIONS)
 
 lint: install
 	$(BIN)/ruff check src tests bench
