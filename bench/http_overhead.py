@@ -3,6 +3,8 @@
 Both apps serve the same route (a small JSON dict), in the same run, in interleaved rounds
 so that CPU frequency changes and noise hit both alike.
 
+Each app's result is its median round; the range of the rounds' ratios is printed as well.
+
 * ASGI (default): each app is driven directly — a scope dict, a receive that returns the
   request once, a send that discards — so the ratio shows the stack against FastAPI alone.
 * ``--server``: each app also runs under uvicorn (httptools, uvloop, one process) on
@@ -15,7 +17,7 @@ A third app (access log off) shows what the log line costs. With ``--server`` th
 processes' CPU time per request is reported as well (Linux /proc), which does not depend on
 how fast the Python load client is.
 
-    .venv/bin/python bench/http_overhead.py [--requests 20000] [--rounds 10] [--server]
+    .venv/bin/python bench/http_overhead.py [--requests 20000] [--rounds 20] [--server]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,23 +201,28 @@ async def load(port: int, count: int, connections: int = 8) -> float:
 # -- rounds and report -------------------------------------------------------------------------
 
 
+Rounds = dict[str, list[float]]
+"""Seconds per request of each variant, one value per interleaved round."""
+
+
 async def interleave(
     run: Callable[[str, int], Awaitable[float]], requests: int, rounds: int
-) -> tuple[dict[str, float], int]:
-    """Alternate the variants' rounds (order rotated every round); seconds per request each."""
+) -> tuple[Rounds, int]:
+    """Alternate the variants' rounds (order rotated every round); seconds per request of
+    each variant in each round, and the requests each variant served."""
     per_round = max(requests // rounds, 1)
-    totals = dict.fromkeys(VARIANTS, 0.0)
+    times: Rounds = {name: [] for name in VARIANTS}
     deadline = time.monotonic() + TIME_LIMIT_SECONDS
     done = 0
     for index in range(rounds):
         shift = index % len(VARIANTS)
         for name in VARIANTS[shift:] + VARIANTS[:shift]:
-            totals[name] += await run(name, per_round)
+            times[name].append(await run(name, per_round) / per_round)
         done += per_round
         if time.monotonic() > deadline:
             print(f"time limit reached after {index + 1} rounds")
             break
-    return {name: total / done for name, total in totals.items()}, done
+    return times, done
 
 
 def report(title: str, per_request: dict[str, float], served: int, unit: str = "req/s") -> None:
@@ -232,6 +240,15 @@ def report(title: str, per_request: dict[str, float], served: int, unit: str = "
         print(line)
 
 
+def report_rounds(title: str, times: Rounds, served: int) -> None:
+    """The median round of each variant (a burst of load from another process spoils a
+    round, not the result), then the range of the per-round ratios, for honesty."""
+    report(title, {name: statistics.median(values) for name, values in times.items()}, served)
+    for name in VARIANTS[1:]:
+        ratios = [b / v for b, v in zip(times["bare"], times[name], strict=True)]
+        print(f"  {LABELS[name]:39} rounds: {min(ratios):4.2f}x to {max(ratios):4.2f}x")
+
+
 async def main(requests: int, rounds: int, server: bool) -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {rounds} interleaved rounds")
     print("logs: JSON rendered and written to /dev/null (a real file handle)")
@@ -243,7 +260,7 @@ async def main(requests: int, rounds: int, server: bool) -> None:
         async def direct(name: str, count: int) -> float:
             return await drive(apps[name], count)
 
-        report("direct ASGI", *await interleave(direct, requests, rounds))
+        report_rounds("direct ASGI", *await interleave(direct, requests, rounds))
 
     if not server:
         return
@@ -260,8 +277,8 @@ async def main(requests: int, rounds: int, server: bool) -> None:
             cpu[name] += cpu_seconds(pid) - before
             return elapsed
 
-        per_request, served = await interleave(over_http, requests, rounds)
-        report("uvicorn on 127.0.0.1, throughput", per_request, served)
+        times, served = await interleave(over_http, requests, rounds)
+        report_rounds("uvicorn on 127.0.0.1, throughput", times, served)
         if all(cpu.values()):
             cpu_per_request = {name: seconds / served for name, seconds in cpu.items()}
             report("uvicorn, server CPU time", cpu_per_request, served, unit="req/CPU-s")
@@ -270,7 +287,7 @@ async def main(requests: int, rounds: int, server: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--server", action="store_true", help="also measure under uvicorn")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from lockstep.http.errors import (
     install_error_handlers,
 )
 from lockstep.http.metrics import MetricsMiddleware
+from lockstep.http.observability import ObservabilityMiddleware
 from lockstep.http.probes import probe_routes
 from lockstep.http.request_id import RequestIdMiddleware, current_request_id
 from lockstep.http.responses import JSONBytesResponse
@@ -25,6 +26,7 @@ __all__ = [
     "JSONBytesResponse",
     "MetricsMiddleware",
     "Observability",
+    "ObservabilityMiddleware",
     "RequestIdMiddleware",
     "RouteTemplates",
     "SecurityHeadersMiddleware",

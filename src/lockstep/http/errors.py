@@ -156,6 +156,33 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LockstepError, _lockstep_error)
 
 
+async def answer_unhandled_exception(
+    scope: Scope, receive: Receive, send: Send, response_started: bool
+) -> None:
+    """What :class:`CatchAllMiddleware` does with an exception; call it in an ``except`` block.
+
+    Logs the exception being handled as ``unhandled_error`` (traceback, method, path,
+    ``response_started``) and, unless the response has started, sends the 500
+    ``internal_error`` envelope with the request's id through ``send``.
+    """
+    log.exception(
+        "unhandled_error",
+        method=scope.get("method"),
+        path=scope.get("path"),
+        response_started=response_started,
+    )
+    if response_started:
+        return
+    state = scope.get("state") or {}
+    response = error_response(
+        500,
+        INTERNAL_ERROR_CODE,
+        INTERNAL_ERROR_MESSAGE,
+        request_id=state.get("request_id") or current_request_id(),
+    )
+    await response(scope, receive, send)
+
+
 class CatchAllMiddleware:
     """Answer any exception escaping the app with a 500 envelope, and log it with traceback.
 
@@ -185,19 +212,4 @@ class CatchAllMiddleware:
         try:
             await self.app(scope, receive, send_tracking)
         except Exception:
-            log.exception(
-                "unhandled_error",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                response_started=started,
-            )
-            if started:
-                return
-            state = scope.get("state") or {}
-            response = error_response(
-                500,
-                INTERNAL_ERROR_CODE,
-                INTERNAL_ERROR_MESSAGE,
-                request_id=state.get("request_id") or current_request_id(),
-            )
-            await response(scope, receive, send)
+            await answer_unhandled_exception(scope, receive, send, started)

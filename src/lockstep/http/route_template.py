@@ -52,15 +52,17 @@ class RouteTemplates:
         fastapi_scope = scope.get("fastapi")
         if fastapi_scope:
             context = fastapi_scope.get("effective_route_context")
-            template = getattr(context, "path_format", None)
-            if isinstance(template, str) and template:
-                return self._prefix(scope, raw_prefix)[0] + template
+            if context is not None:
+                template = getattr(context, "path_format", None)
+                if isinstance(template, str) and template:
+                    return self._prefix(scope, raw_prefix)[0] + template if raw_prefix else template
 
         route = scope.get("route")
         if route is not None and not isinstance(route, Mount):
             template = getattr(route, "path_format", None)
             if isinstance(template, str):
-                return self._prefix(scope, raw_prefix)[0] + template
+                # No mount in between (the common case): the template is the route's own.
+                return self._prefix(scope, raw_prefix)[0] + template if raw_prefix else template
 
         endpoint = scope.get("endpoint")
         if endpoint is None:

@@ -32,6 +32,16 @@ def security_headers(
     return headers
 
 
+def encoded_security_headers(
+    hsts_seconds: int = 0, content_security_policy: str | None = DEFAULT_CSP
+) -> tuple[tuple[bytes, bytes], ...]:
+    """:func:`security_headers` as ASGI header pairs (lowercase name, value), in order."""
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in security_headers(hsts_seconds, content_security_policy)
+    )
+
+
 class SecurityHeadersMiddleware:
     """Add :func:`security_headers` to every HTTP response, never overriding the app's own."""
 
@@ -43,10 +53,7 @@ class SecurityHeadersMiddleware:
     ) -> None:
         self.app = app
         # Encoded once: the per-request work is one set build and one list copy.
-        self._headers = tuple(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in security_headers(hsts_seconds, content_security_policy)
-        )
+        self._headers = encoded_security_headers(hsts_seconds, content_security_policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

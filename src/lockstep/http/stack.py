@@ -1,12 +1,13 @@
 """The one call an app factory makes to get request ids, errors, security headers, metrics,
 access logs and probes, in the right order.
 
-Middleware order, outermost first (a request passes them top to bottom)::
+Layers, outermost first (a request passes them top to bottom)::
 
-    RequestIdMiddleware        every response, even the last-resort 500, carries the id
-    MetricsMiddleware          sees the final status (500 included) and the total duration
-    SecurityHeadersMiddleware  headers on every response, error envelopes included
-    CatchAllMiddleware         turns an escaped exception into the 500 envelope
+    ObservabilityMiddleware    one layer doing, in this order, what these would:
+      RequestIdMiddleware        every response, even the last-resort 500, carries the id
+      MetricsMiddleware          sees the final status (500 included) and the total duration
+      SecurityHeadersMiddleware  headers on every response, error envelopes included
+      CatchAllMiddleware         turns an escaped exception into the 500 envelope
     ...middleware the app added before install_observability...
     app (exception handlers: HTTPException / validation / LockstepError → envelope)
 """
@@ -21,11 +22,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from lockstep.db import Database
-from lockstep.http.errors import CatchAllMiddleware, install_error_handlers
-from lockstep.http.metrics import MetricsMiddleware
+from lockstep.http.errors import install_error_handlers
+from lockstep.http.observability import ObservabilityMiddleware
 from lockstep.http.probes import PROBE_PATHS, probe_routes
-from lockstep.http.request_id import RequestIdMiddleware
-from lockstep.http.security import SecurityHeadersMiddleware
 from lockstep.observability.exposition import MetricsExposition, multiprocess_dir
 from lockstep.observability.health import Check
 from lockstep.observability.logging import configure_logging
@@ -89,16 +88,15 @@ def install_observability(
     # hot ones. (A catch-all route declared before this call would shadow the probes.)
     app.router.routes.extend(probe_routes(exposition, checks, settings.readiness_timeout))
 
-    # add_middleware inserts at the front, so the last added is the outermost.
-    app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)
+    # add_middleware inserts at the front: this ends up outside the app's own middleware.
     app.add_middleware(
-        MetricsMiddleware,
+        ObservabilityMiddleware,
         metrics=metrics,
-        access_logger=logging_setup.direct_logger("lockstep.access")
+        access_logger=logging_setup.access_logger("lockstep.access")
         if settings.access_log
         else None,
         access_log_exclude=PROBE_PATHS,
+        request_id_header=settings.request_id_header,
+        hsts_seconds=settings.hsts_seconds,
     )
-    app.add_middleware(RequestIdMiddleware, header=settings.request_id_header)
     return Observability(registry, metrics, exposition, checks)

@@ -4,6 +4,9 @@ on every response, visible to handlers, logs and background tasks. [requirement 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +18,12 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from starlette.types import Message, Receive, Scope, Send
 
 from lockstep.http import RequestIdMiddleware, current_request_id, install_observability
-from lockstep.http.request_id import is_valid_request_id, uuid4_hex
+from lockstep.http.request_id import (
+    Uuid4HexIds,
+    incoming_request_id,
+    is_valid_request_id,
+    uuid4_hex,
+)
 from lockstep.settings import Settings
 
 MakeClient = Callable[..., httpx.AsyncClient]
@@ -30,10 +38,10 @@ def build_app(settings: Settings, log_stream: io.StringIO, seen: list[dict[str, 
             {
                 "where": label,
                 "contextvar": current_request_id(),
-                "structlog": structlog.contextvars.get_contextvars().get("request_id"),
                 "state": getattr(request.state, "request_id", None) if request else None,
             }
         )
+        structlog.get_logger("app").info("seen", where=label)
 
     @app.get("/items/{item_id}")
     async def item(item_id: int, request: Request, background: BackgroundTasks) -> dict[str, int]:
@@ -118,17 +126,46 @@ async def test_id_is_on_error_responses_and_in_the_envelope(
 
 
 async def test_handler_logs_and_background_tasks_see_the_id(
-    app: FastAPI, make_client: MakeClient, seen: list[dict[str, Any]]
+    app: FastAPI, make_client: MakeClient, seen: list[dict[str, Any]], read_logs: Logs
 ) -> None:
     response = await make_client(app).get("/items/1", headers={"X-Request-ID": "bg-1"})
     assert response.status_code == 200
     assert seen == [
-        {"where": "handler", "contextvar": "bg-1", "structlog": "bg-1", "state": "bg-1"},
-        {"where": "background", "contextvar": "bg-1", "structlog": "bg-1", "state": None},
+        {"where": "handler", "contextvar": "bg-1", "state": "bg-1"},
+        {"where": "background", "contextvar": "bg-1", "state": None},
     ]
-    # Restored once the request is over.
+    lines = [line for line in read_logs() if line["event"] == "seen"]
+    assert [(line["where"], line["request_id"]) for line in lines] == [
+        ("handler", "bg-1"),
+        ("background", "bg-1"),
+    ]
+    # Restored once the request is over; structlog's own context is left to the app.
     assert current_request_id() is None
     assert "request_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_log_lines_keep_the_id_when_the_app_clears_structlog_context(
+    http_settings: Settings, log_stream: io.StringIO, make_client: MakeClient, read_logs: Logs
+) -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def index() -> None:
+        # What structlog's docs suggest doing at the start of each request.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(user="u-1")
+        structlog.get_logger("app").info("handled")
+        logging.getLogger("app.stdlib").warning("through the standard library")
+
+    install_observability(app, http_settings, log_stream=log_stream)
+    await make_client(app).get("/", headers={"X-Request-ID": "keep-1"})
+    structlog.contextvars.clear_contextvars()
+    events = {line["event"]: line for line in read_logs()}
+    assert events["handled"]["request_id"] == "keep-1"
+    assert events["handled"]["user"] == "u-1"
+    assert events["through the standard library"]["request_id"] == "keep-1"
+    # The access line is written in the same context, after the handler returned.
+    assert (events["request"]["request_id"], events["request"]["user"]) == ("keep-1", "u-1")
 
 
 async def test_access_log_and_error_log_carry_the_id(
@@ -199,3 +236,57 @@ def test_default_generator_makes_valid_uuid4() -> None:
         parsed = uuid.UUID(hex=value)
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert is_valid_request_id(value)
+
+
+def test_read_ahead_generator_makes_unique_valid_uuid4s() -> None:
+    generator = Uuid4HexIds(batch=16)
+    values = [generator() for _ in range(1000)]  # many batches
+    assert len(set(values)) == 1000
+    for value in values:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert parsed.hex == value
+
+
+def test_read_ahead_generator_never_repeats_across_threads() -> None:
+    generator = Uuid4HexIds(batch=7)  # refills race often
+    taken: list[list[str]] = [[] for _ in range(8)]
+
+    def take(into: list[str]) -> None:
+        into.extend(generator() for _ in range(500))
+
+    threads = [threading.Thread(target=take, args=(into,)) for into in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flat = [value for values in taken for value in values]
+    assert len(flat) == len(set(flat)) == 4000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_discards_the_parents_read_ahead_ids() -> None:
+    generator = Uuid4HexIds(batch=64)
+    first = generator()  # the parent has 63 more read ahead
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        try:
+            os.write(write_end, generator().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_id = pipe.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert is_valid_request_id(child_id)
+    assert len(child_id) == 32
+    parents = {first, *(generator() for _ in range(63))}
+    assert child_id not in parents
+
+
+def test_unlowercased_scope_header_names_are_not_ids() -> None:
+    # ASGI servers lowercase header names (Starlette relies on it); the lookup does too.
+    assert incoming_request_id([(b"X-Request-ID", b"abc")], b"x-request-id") is None
+    assert incoming_request_id([(b"x-request-id", b"abc")], b"x-request-id") == "abc"

@@ -1,4 +1,5 @@
-"""install_observability: the middleware order, proven from the outside."""
+"""install_observability: the order of effects, proven from the outside (the fused layer's
+equivalence with the separate classes is in test_http_observability.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lockstep.exceptions import ConfigurationError
-from lockstep.http import (
-    CatchAllMiddleware,
-    MetricsMiddleware,
-    Observability,
-    RequestIdMiddleware,
-    SecurityHeadersMiddleware,
-    install_observability,
-)
+from lockstep.http import Observability, ObservabilityMiddleware, install_observability
 from lockstep.settings import Settings, load_settings
 
 MakeClient = Callable[..., httpx.AsyncClient]
@@ -57,17 +51,16 @@ def requests(registry: CollectorRegistry, route: str, status: int) -> float:
     return registry.get_sample_value("http_requests_total", labels) or 0.0
 
 
-async def test_middleware_order_outermost_first(
+async def test_one_fused_layer_outside_the_apps_middleware(
     http_settings: Settings, log_stream: io.StringIO
 ) -> None:
-    app, _ = build(http_settings, log_stream)
-    assert [m.cls for m in app.user_middleware] == [
-        RequestIdMiddleware,
-        MetricsMiddleware,
-        SecurityHeadersMiddleware,
-        CatchAllMiddleware,
-        ExplodingMiddleware,
-    ]
+    app, obs = build(http_settings, log_stream)
+    assert [m.cls for m in app.user_middleware] == [ObservabilityMiddleware, ExplodingMiddleware]
+    options = app.user_middleware[0].kwargs
+    assert options["metrics"] is obs.metrics
+    assert options["request_id_header"] == http_settings.request_id_header
+    assert options["hsts_seconds"] == http_settings.hsts_seconds
+    assert options["access_logger"] is not None
 
 
 async def test_raising_route_gets_every_layer(
