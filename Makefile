@@ -28,8 +28,8 @@ demo: install
 	LOCKSTEP_LOG_FORMAT=$${LOCKSTEP_LOG_FORMAT:-console} $(BIN)/casebook serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --seed $(SEED_TRANSACTIONS)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/lint-imports
 
 typecheck: install
@@ -39,8 +39,8 @@ test: lint typecheck
 	$(BIN)/pytest
 
 fmt: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -15,7 +15,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from casebook.api import auth, cases, subjects, transactions
+from casebook.api import auth, cases, dashboard, imports, outbox, reports, subjects, transactions
+from casebook.api import jobs as jobs_api
 from casebook.services import Services
 from casebook.settings import CasebookSettings
 from lockstep import JSONBytesResponse, install_observability, load_settings
@@ -32,7 +33,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services.lockstep.lifespan(app):
+        async with services.lockstep.lifespan(app), services.embedded_worker():
             yield
         await services.db.dispose()
 
@@ -55,7 +56,9 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         readiness=readiness,
         registry=services.lockstep.registry,
     )
-    for module in (auth, cases, subjects, transactions):
+    for module in (auth, cases, subjects, transactions, dashboard, imports):
+        app.include_router(module.router, prefix="/api/v1")
+    for module in (reports, jobs_api, outbox):
         app.include_router(module.router, prefix="/api/v1")
     _mount_docs(app)
     if settings.serve_ui:

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from casebook.jobs_cli import jobs_app, worker_command
+from casebook.ledger_cli import aggregates_app, import_command
 from casebook.settings import CasebookSettings
 from lockstep import (
     Changes,
@@ -30,6 +32,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker_command)
+app.add_typer(aggregates_app, name="aggregates")
+app.command("import")(import_command)
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 

@@ -282,3 +282,72 @@ class Report(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)  # the job rendering it (0003_jobs)
+
+
+class OutboxMessage(Base):
+    """A notification the default sender "sent": what an SMS or e-mail gateway would get."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_org_id", "organization_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    channel: Mapped[str] = mapped_column(String(10))
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportStatus(enum.StrEnum):
+    RUNNING = "running"
+    IMPORTED = "imported"
+    REJECTED = "rejected"  # bad rows under the all-or-nothing policy: nothing stored
+    FAILED = "failed"  # the file could not be read at all
+
+
+class ImportRecord(Base):
+    """One CSV file imported into a case (0003_rollups). ``claim`` is the content hash once
+    the rows are committed: unique per case, so the same file cannot be imported twice."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        UniqueConstraint("case_id", "claim", name="uq_imports_case_claim"),
+        Index("ix_imports_org_case_id", "organization_id", "case_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    claim: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[ImportStatus] = mapped_column(_enum(ImportStatus))
+    policy: Mapped[str] = mapped_column(String(20))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    encoding: Mapped[str] = mapped_column(String(20), default="")
+    delimiter: Mapped[str] = mapped_column(String(4), default="")
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    rows_imported: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportReject(Base):
+    """One rejected row (or cell) of an import: the downloadable rejects report."""
+
+    __tablename__ = "import_rejects"
+    __table_args__ = (Index("ix_import_rejects_import_row", "import_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    row_number: Mapped[int] = mapped_column(Integer)
+    column: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(300))
+    value: Mapped[str] = mapped_column(String(200), default="")

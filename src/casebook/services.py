@@ -3,16 +3,21 @@ and the token service."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.types import Scope
 
 from casebook.auth import TokenService
 from casebook.models import Base
+from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
-from lockstep import Database, Lockstep, Tracking, head_revision
+from casebook.tasks import TaskState, tasks
+from lockstep import Database, Jobs, Lockstep, Tracking, Worker, head_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -49,6 +54,7 @@ class Services:
     db: Database
     lockstep: Lockstep
     tokens: TokenService
+    jobs: Jobs
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -58,9 +64,21 @@ class Services:
             refresh_days=settings.refresh_token_days,
         )
         db = Database(settings)
+        AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
         # The schema revision is part of every cache key: a migration retires old entries.
         namespace = f"casebook:{head_revision(MIGRATIONS)}"
         runtime = Lockstep(
             settings, db, tracking(), namespace=namespace, identify=_identify(tokens)
         )
-        return cls(settings=settings, db=db, lockstep=runtime, tokens=tokens)
+        jobs = Jobs(db, tasks, settings, registry=runtime.registry)
+        return cls(settings=settings, db=db, lockstep=runtime, tokens=tokens, jobs=jobs)
+
+    def worker(self, **options: Any) -> Worker:
+        """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""
+        return self.jobs.worker(state=TaskState(self.settings), **options)
+
+    def embedded_worker(self) -> AbstractAsyncContextManager[object]:
+        """The in-process worker ``casebook serve`` runs in embedded (SQLite) mode."""
+        if self.settings.is_sqlite and self.settings.jobs_embedded_worker:
+            return self.worker()
+        return contextlib.nullcontext()

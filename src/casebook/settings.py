@@ -19,6 +19,7 @@ class CasebookSettings(Settings):
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(7, ge=1, le=90)
     serve_ui: bool = True
+    import_max_bytes: int = Field(100 * 1024 * 1024, ge=1)  # largest CSV upload accepted
 
     def signing_key(self) -> str:
         """The JWT signing key.

@@ -110,3 +110,17 @@ class CacheUnavailableError(LockstepError):
 
     code = "cache_unavailable"
     status_code = 503
+
+
+class AggregateError(LockstepError):
+    """A write that rollup maintenance cannot follow exactly (the message says how to write
+    it instead), or a rollup that cannot be maintained as declared."""
+
+    code = "aggregate_error"
+
+
+class PayloadTooLargeError(LockstepError):
+    """An upload is larger than allowed."""
+
+    code = "payload_too_large"
+    status_code = 413

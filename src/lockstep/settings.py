@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockstep.exceptions import ConfigurationError
@@ -61,6 +61,30 @@ class Settings(BaseSettings):
     # HTTP.
     hsts_seconds: int = Field(0, ge=0)
     shutdown_timeout: float = Field(10.0, gt=0)
+
+    # Jobs.
+    jobs_poll_seconds: float = Field(1.0, gt=0, le=60)  # polling fallback; abort latency
+    jobs_lease_seconds: float = Field(30.0, gt=0)
+    jobs_heartbeat_seconds: float = Field(10.0, gt=0)  # at most a third of the lease
+    jobs_concurrency: int = Field(10, ge=1, le=1000)  # slots per queue per worker
+    jobs_shutdown_seconds: float = Field(30.0, ge=0)  # drain time before releasing jobs
+    jobs_process_workers: int = Field(0, ge=0, le=256)  # 0: one per CPU
+    jobs_result_ttl_seconds: float = Field(86_400.0, ge=0)
+    jobs_retention_seconds: float = Field(7 * 86_400.0, ge=0)  # finished jobs kept
+    jobs_metrics_seconds: float = Field(15.0, gt=0)
+    jobs_listen: bool = True  # LISTEN/NOTIFY on PostgreSQL (off behind a pooler)
+    jobs_embedded_worker: bool = True  # the app runs a worker in embedded (SQLite) mode
+
+    @field_validator("jobs_heartbeat_seconds")
+    @classmethod
+    def _jobs_heartbeat_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        lease = info.data.get("jobs_lease_seconds")
+        if lease is not None and value * 3 > lease:
+            raise ValueError(
+                f"must be at most a third of LOCKSTEP_JOBS_LEASE_SECONDS ({lease}), "
+                "or a slow heartbeat lets a live lease expire"
+            )
+        return value
 
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockstep.changes.capture import COMMITTED, ChangeCapture
+from lockstep.changes.capture import COMMITTED, ChangeCapture, record_changes
 from lockstep.changes.feed import ChangeFeed, Cursor
 from lockstep.changes.hub import ChangeHub, ChangeListener
 from lockstep.changes.log import create_change_log, drop_change_log, ensure_change_log
@@ -59,6 +59,7 @@ __all__ = [
     "current_consistency",
     "drop_change_log",
     "ensure_change_log",
+    "record_changes",
     "record_commit",
     "required_change",
 ]

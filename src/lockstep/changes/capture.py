@@ -27,7 +27,7 @@ the session and are NOT captured: write through the session.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -45,6 +45,7 @@ from lockstep.types import ALL_TABLES, Change, ChangeSet, Operation, canonical
 PENDING = "lockstep.changes.pending"
 ROLLED_BACK = "lockstep.changes.rolled_back"
 COMMITTED = "lockstep.changes.committed"
+COALESCE = "lockstep.changes.coalesce"  # tables whose changes are logged per scope this time
 
 _DML = re.compile(
     r"^\s*(?:with\b.*?\)\s*)?(insert\s+(?:or\s+\w+\s+)?into|update|delete\s+from|replace\s+into|"
@@ -103,6 +104,7 @@ class ChangeCapture:
         elif previous.parent is None:
             session.info.pop(PENDING, None)
             session.info.pop(ROLLED_BACK, None)
+            session.info.pop(COALESCE, None)
             session.info.pop("lockstep.changes.committing", None)
 
     @staticmethod
@@ -125,8 +127,9 @@ class ChangeCapture:
         changes = self._surviving(session)
         session.info.pop(PENDING, None)
         session.info.pop(ROLLED_BACK, None)
+        forced = session.info.pop(COALESCE, set())
         if changes:
-            changeset = write_changeset(session.connection(), coalesce(changes))
+            changeset = write_changeset(session.connection(), coalesce(changes, force=forced))
             session.info["lockstep.changes.committing"] = changeset
 
     @staticmethod
@@ -139,18 +142,22 @@ class ChangeCapture:
 
     def _wrap_legacy_bulk(self, cls: type[Session]) -> None:
         capture = self
+        # Chain to whatever is installed already (rollup maintenance wraps them too).
+        insert_before = cls.bulk_insert_mappings
+        update_before = cls.bulk_update_mappings
+        save_before = cls.bulk_save_objects
 
         def bulk_insert_mappings(
             session: Session, mapper: Any, mappings: Any, *args: Any, **kwargs: Any
         ) -> None:
             mappings = list(mappings)  # read twice: by us and by SQLAlchemy
             capture._record_mappings(session, mapper, "insert", mappings)
-            Session.bulk_insert_mappings(session, mapper, mappings, *args, **kwargs)
+            insert_before(session, mapper, mappings, *args, **kwargs)
 
         def bulk_update_mappings(session: Session, mapper: Any, mappings: Any) -> None:
             mappings = list(mappings)
             capture._record_mappings(session, mapper, "update", mappings)
-            Session.bulk_update_mappings(session, mapper, mappings)
+            update_before(session, mapper, mappings)
 
         def bulk_save_objects(session: Session, objects: Any, *args: Any, **kwargs: Any) -> None:
             objects = list(objects)
@@ -159,7 +166,7 @@ class ChangeCapture:
                 op: Operation = "insert" if inspect(obj).key is None else "update"
                 changes.extend(capture._object_changes(obj, op))
             capture._record(session, changes)
-            Session.bulk_save_objects(session, objects, *args, **kwargs)
+            save_before(session, objects, *args, **kwargs)
 
         cls.bulk_insert_mappings = bulk_insert_mappings  # type: ignore[method-assign,assignment]
         cls.bulk_update_mappings = bulk_update_mappings  # type: ignore[method-assign,assignment]
@@ -306,6 +313,13 @@ class ChangeCapture:
         if spec is None:
             return
         op: Operation = "insert" if state.is_insert else "update" if state.is_update else "delete"
+        params = state.parameters
+        if op == "insert" and isinstance(params, list | tuple) and len(params) > MAX_ROWS_PER_TABLE:
+            # A bulk import: commit would coalesce these rows into one key-less change per
+            # scope anyway, so build that directly instead of one Change per row.
+            self._record(state.session, [_bulk_insert_change(spec, params)])
+            state.session.info.setdefault(COALESCE, set()).add(spec.name)
+            return
         if op == "insert":
             rows = _statement_rows(statement, state.parameters)
         else:
@@ -343,12 +357,17 @@ class ChangeCapture:
 MAX_ROWS_PER_TABLE = 1_000
 
 
-def coalesce(changes: list[Change], limit: int = MAX_ROWS_PER_TABLE) -> list[Change]:
+def coalesce(
+    changes: list[Change], limit: int = MAX_ROWS_PER_TABLE, force: Iterable[str] = ()
+) -> list[Change]:
     """Replace a table's row-level changes by one key-less change per operation when a
-    transaction touches more than ``limit`` of its rows."""
+    transaction touches more than ``limit`` of its rows (or the table is in ``force``)."""
     counts: dict[str, int] = {}
     for change in changes:
         counts[change.table] = counts.get(change.table, 0) + 1
+    for table in force:
+        if table in counts:
+            counts[table] = limit + 1
     if all(n <= limit for n in counts.values()):
         return changes
     kept: list[Change] = []
@@ -376,6 +395,33 @@ def coalesce(changes: list[Change], limit: int = MAX_ROWS_PER_TABLE) -> list[Cha
             )
         )
     return kept
+
+
+_ABSENT = object()
+
+
+def _bulk_insert_change(spec: TableSpec, rows: Sequence[Mapping[Any, Any]]) -> Change:
+    """One key-less insert naming every scope value of ``rows`` (executemany parameters):
+    what :func:`coalesce` makes of their row-level changes, at a set comprehension per scope
+    column instead of a Change per row."""
+    scopes: dict[str, frozenset[str]] = {}
+    complete = True
+    for column in spec.scope_columns:
+        values = {row.get(column, _ABSENT) for row in rows}
+        named: set[str] = set()
+        for value in values:
+            if value is _ABSENT:
+                complete = False
+                continue
+            if hasattr(value, "value") and hasattr(value, "type"):  # a BindParameter
+                value = value.value
+            elif hasattr(value, "__clause_element__") or hasattr(value, "compile"):
+                complete = False  # computed by the database
+                continue
+            named.add(canonical(value))
+        if named:
+            scopes[column] = frozenset(named)
+    return Change(table=spec.name, op="insert", scopes=scopes, scopes_complete=complete)
 
 
 def _scopes_of(spec: TableSpec, row: Mapping[str, Any]) -> dict[str, frozenset[str]]:

@@ -1,0 +1,198 @@
+"""The budget HTTP API: ``create_app(settings)``; ``init_schema(db)`` creates the tables.
+
+Writes go through ``Database.writer()`` (the rollup is maintained in the same transaction,
+the change feed invalidates exactly the household's cached figures); figure routes are
+cached with ETags, so an unchanged dashboard poll is a 304.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, inspect, select
+
+from budget.figures import Figures, household_rollup
+from budget.models import EXPENSE_TYPES, Base, Entry, Household, Member
+from budget.rollups import AGGREGATES
+from lockstep import (
+    Database,
+    JSONBytesResponse,
+    Lockstep,
+    NotFoundError,
+    Row,
+    Settings,
+    Tracking,
+    cached,
+    create_change_log,
+    create_rollups,
+    load_settings,
+)
+
+MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+ExpenseType = Annotated[str, Field(pattern="^(" + "|".join(EXPENSE_TYPES) + ")$")]
+
+
+class _Bind:
+    """The ``op.get_bind()`` the schema helpers expect from a migration, over a connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def get_bind(self) -> Any:
+        return self.connection
+
+
+async def init_schema(db: Database) -> None:
+    """Create the tables, the change log and the (filled) rollup, if missing."""
+
+    def create(connection: Any) -> None:
+        if inspect(connection).has_table(Entry.__tablename__):
+            return
+        rollups = {r.name for r in AGGREGATES}
+        tables = [t for t in Base.metadata.sorted_tables if t.name not in rollups]
+        Base.metadata.create_all(connection, tables=tables)
+        create_change_log(_Bind(connection))
+        create_rollups(_Bind(connection), *AGGREGATES)  # created and filled from the entries
+
+    async with db.writer_engine.begin() as conn:
+        await conn.run_sync(create)
+
+
+class HouseholdIn(BaseModel):
+    name: str = Field(max_length=100)
+    members: list[str] = Field(min_length=1, max_length=20)
+
+
+class EntryIn(BaseModel):
+    member_id: int
+    posted_on: dt.date
+    category: str = Field(max_length=40)
+    expense_type: ExpenseType
+    amount_cents: int = Field(gt=0)
+    excluded: bool = False
+    note: str = Field("", max_length=200)
+
+
+class EntryPatch(BaseModel):
+    posted_on: dt.date | None = None
+    category: str | None = Field(None, max_length=40)
+    expense_type: ExpenseType | None = None
+    amount_cents: int | None = Field(None, gt=0)
+    excluded: bool | None = None
+    note: str | None = Field(None, max_length=200)
+
+
+def _household(household_id: int) -> int:
+    return household_id
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    db = Database(settings)
+    AGGREGATES.install(db)
+    runtime = Lockstep(
+        settings, db, Tracking(Base.metadata, scopes=["household_id"]), namespace="budget"
+    )
+    figures = Figures(db, runtime.cache)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan():
+            yield
+        await db.dispose()
+
+    app = FastAPI(title="budget", default_response_class=JSONBytesResponse, lifespan=lifespan)
+    runtime.install(app)
+    app.state.db, app.state.figures = db, figures
+
+    async def members_of(household_id: int) -> set[int]:
+        async with db.reader() as session:
+            found = (
+                await session.scalars(select(Member.id).where(Member.household_id == household_id))
+            ).all()
+        if not found:
+            raise NotFoundError(f"household {household_id} not found")
+        return set(found)
+
+    async def checked(household_id: int, entries: list[EntryIn]) -> list[dict[str, Any]]:
+        members = await members_of(household_id)
+        unknown = {e.member_id for e in entries} - members
+        if unknown:
+            raise NotFoundError(f"member(s) {sorted(unknown)} not in household {household_id}")
+        return [{"household_id": household_id, **e.model_dump()} for e in entries]
+
+    @app.post("/households", status_code=201)
+    async def create_household(body: HouseholdIn) -> JSONBytesResponse:
+        async with db.writer() as session:
+            household = Household(name=body.name)
+            session.add(household)
+            await session.flush()
+            members = [Member(household_id=household.id, name=n) for n in body.members]
+            session.add_all(members)
+            await session.flush()
+            out = {"id": household.id, "members": [{"id": m.id, "name": m.name} for m in members]}
+        return JSONBytesResponse(out, status_code=201)
+
+    @app.post("/households/{household_id}/entries", status_code=201)
+    async def add_entries(household_id: int, body: list[EntryIn]) -> JSONBytesResponse:
+        """Add entries (one or a whole statement: one transaction, one rollup upsert per
+        touched group)."""
+        rows = await checked(household_id, body)
+        async with db.writer() as session:
+            ids = (await session.scalars(insert(Entry).returning(Entry.id), rows)).all()
+        return JSONBytesResponse({"ids": list(ids)}, status_code=201)
+
+    async def owned(session: Any, entry_id: int) -> Entry:
+        entry = await session.get(Entry, entry_id)
+        if entry is None:
+            raise NotFoundError(f"entry {entry_id} not found")
+        return entry  # type: ignore[no-any-return]
+
+    @app.patch("/entries/{entry_id}")
+    async def edit_entry(entry_id: int, body: EntryPatch) -> JSONBytesResponse:
+        async with db.writer() as session:
+            entry = await owned(session, entry_id)
+            for name, value in body.model_dump(exclude_unset=True).items():
+                setattr(entry, name, value)
+        return JSONBytesResponse({"id": entry.id, "excluded": entry.excluded})
+
+    @app.delete("/entries/{entry_id}", status_code=204)
+    async def delete_entry(entry_id: int) -> Response:
+        async with db.writer() as session:
+            await session.delete(await owned(session, entry_id))
+        return Response(status_code=204)
+
+    def depends(household_id: int) -> list[Any]:
+        return [Row("households", household_id), *household_rollup(household_id)]
+
+    @app.get("/households/{household_id}/summary")
+    @cached(name="budget.summary", depends=depends, vary=_household)
+    async def summary(
+        household_id: int, request: Request, month: Annotated[str, Query(pattern=MONTH)]
+    ) -> JSONBytesResponse:
+        await members_of(household_id)
+        return JSONBytesResponse(asdict(await figures.summary(household_id, month)))
+
+    @app.get("/households/{household_id}/provisions")
+    @cached(name="budget.provisions", depends=depends, vary=_household)
+    async def provisions(
+        household_id: int, request: Request, month: Annotated[str, Query(pattern=MONTH)]
+    ) -> JSONBytesResponse:
+        await members_of(household_id)
+        return JSONBytesResponse(asdict(await figures.provisions(household_id, month)))
+
+    @app.get("/households/{household_id}/tax")
+    @cached(name="budget.tax", depends=depends, vary=_household)
+    async def tax(
+        household_id: int, request: Request, year: Annotated[int, Query(ge=1900, le=2999)]
+    ) -> JSONBytesResponse:
+        await members_of(household_id)
+        return JSONBytesResponse(asdict(await figures.tax(household_id, year)))
+
+    return app

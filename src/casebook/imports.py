@@ -1,0 +1,265 @@
+"""Importing a bank-statement CSV into a case's ledger.
+
+The file is recorded (``imports``) before it is read; its rows, the record's final status and
+its content-hash *claim* commit in one transaction, so a file is either fully imported and
+claimed, or not imported at all. The claim is unique per case: the same file (byte for byte)
+cannot be imported into a case twice, even by two uploads racing each other.
+
+Accepted columns (any order, common header spellings): date, amount (signed, or with a
+direction column), category; optional currency (default EUR), direction, counterparty,
+description, flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from casebook.models import Case, ImportRecord, ImportReject, ImportStatus, Transaction
+from lockstep import (
+    ConflictError,
+    Database,
+    ImportField,
+    ImportOutcome,
+    ImportPolicy,
+    ImportProgress,
+    ImportSchema,
+    NotFoundError,
+    Spool,
+    ValidationFailedError,
+    ingest,
+    parsers,
+)
+
+LEDGER = Transaction.metadata.tables["transactions"]
+DIRECTIONS = {"debit": "debit", "dr": "debit", "d": "debit", "out": "debit",
+              "credit": "credit", "cr": "credit", "c": "credit", "in": "credit"}  # fmt: skip
+
+
+def _currency(raw: str) -> str:
+    value = raw.strip().upper()
+    if len(value) != 3 or not value.isalpha():
+        raise ValueError("is not a 3-letter currency code")
+    return value
+
+
+def _direction_from_sign(row: dict[str, Any]) -> None:
+    """A signed amount without a direction: negative is money out (debit)."""
+    amount = row["amount_cents"]
+    if row["direction"] is None:
+        row["direction"] = "debit" if amount < 0 else "credit"
+        row["amount_cents"] = abs(amount)
+    elif amount < 0:
+        raise ValueError("amount: is negative although the direction is given")
+    if row["amount_cents"] == 0:
+        raise ValueError("amount: is zero")
+
+
+TRANSACTIONS = ImportSchema(
+    [
+        ImportField(
+            "posted_on",
+            parsers.date(),
+            aliases=("date", "posted", "posting date", "booking date", "value date"),
+        ),
+        ImportField("amount_cents", parsers.cents(), aliases=("amount", "value", "sum")),
+        ImportField("category", parsers.text(40), aliases=("type", "kind")),
+        ImportField("currency", _currency, aliases=("ccy",), required=False, default="EUR"),
+        ImportField(
+            "direction",
+            parsers.choice(DIRECTIONS),
+            aliases=("dir", "debit/credit"),
+            required=False,
+        ),
+        ImportField(
+            "counterparty",
+            parsers.text(200),
+            aliases=("payee", "party", "name"),
+            required=False,
+            default="",
+        ),
+        ImportField(
+            "description",
+            parsers.text(500, allow_empty=True),
+            aliases=("memo", "details", "narrative", "reference"),
+            required=False,
+            default="",
+        ),
+        ImportField("flagged", parsers.boolean(), aliases=("flag",), required=False, default=False),
+    ],
+    check=_direction_from_sign,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    id: int
+    status: ImportStatus
+    outcome: ImportOutcome | None
+    message: str
+
+
+async def claimed_by(session: AsyncSession, case_id: int, sha256: str) -> ImportRecord | None:
+    return await session.scalar(
+        select(ImportRecord).where(ImportRecord.case_id == case_id, ImportRecord.claim == sha256)
+    )
+
+
+def _duplicate(found: ImportRecord) -> ConflictError:
+    when = found.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return ConflictError(
+        f"this file was already imported into case {found.case_id} as import {found.id} "
+        f"({found.filename!r}, {when}); importing it again would duplicate its transactions",
+        details={"import_id": found.id, "sha256": found.content_sha256},
+    )
+
+
+async def import_transactions(
+    db: Database,
+    *,
+    organization_id: int,
+    case_id: int,
+    spool: Spool,
+    filename: str,
+    policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
+    created_by_id: int | None = None,
+    on_progress: Callable[[int, ImportProgress], None] | None = None,
+) -> ImportSummary:
+    """Import ``spool`` into case ``case_id`` of ``organization_id``.
+
+    Raises NotFoundError (no such case in the organization), ConflictError (this file was
+    already imported into the case). A file that cannot be read as CSV, or whose rows are
+    rejected under ``all_or_nothing``, is recorded as such and nothing else is stored.
+    """
+    async with db.writer() as session:
+        case = await session.scalar(
+            select(Case.id).where(Case.id == case_id, Case.organization_id == organization_id)
+        )
+        if case is None:
+            raise NotFoundError(f"case {case_id} not found")
+        found = await claimed_by(session, case_id, spool.sha256)
+        if found is not None:
+            raise _duplicate(found)
+        record = ImportRecord(
+            organization_id=organization_id,
+            case_id=case_id,
+            filename=filename[:255],
+            content_sha256=spool.sha256,
+            status=ImportStatus.RUNNING,
+            policy=policy.value,
+            size_bytes=spool.size,
+            encoding=spool.encoding,
+            created_by_id=created_by_id,
+        )
+        session.add(record)
+        await session.flush()
+        import_id = record.id
+
+    fixed = {"organization_id": organization_id, "case_id": case_id, "version": 1}
+
+    async def write_batch(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            row.update(fixed)
+        # Core insert of plain rows: the bulk path of the change feed and the rollups.
+        await session.execute(insert(LEDGER), rows)
+
+    async def finish(session: AsyncSession, outcome: ImportOutcome) -> None:
+        await _finish(session, import_id, spool.sha256, outcome, claim=True)
+
+    try:
+        outcome = await ingest(
+            db,
+            spool,
+            TRANSACTIONS,
+            write_batch,
+            policy=policy,
+            before_commit=finish,
+            on_progress=(lambda p: on_progress(import_id, p)) if on_progress else None,
+        )
+    except ValidationFailedError as exc:  # not CSV, or required columns missing
+        async with db.writer() as session:
+            await session.execute(
+                update(ImportRecord)
+                .where(ImportRecord.id == import_id)
+                .values(status=ImportStatus.FAILED, message=exc.message[:2000], finished_at=_now())
+            )
+        exc.details = {"import_id": import_id, "errors": exc.details}
+        raise
+    except IntegrityError:
+        # Another upload of the same file committed first (the claim is unique per case).
+        async with db.writer() as session:
+            await session.execute(
+                update(ImportRecord)
+                .where(ImportRecord.id == import_id)
+                .values(status=ImportStatus.FAILED, message="duplicate", finished_at=_now())
+            )
+            found = await claimed_by(session, case_id, spool.sha256)
+        if found is None:
+            raise
+        raise _duplicate(found) from None
+    except BaseException:
+        # Whatever stopped it (a database error, a cancelled request), nothing was stored.
+        async with db.writer() as session:
+            await session.execute(
+                update(ImportRecord)
+                .where(ImportRecord.id == import_id)
+                .values(status=ImportStatus.FAILED, message="interrupted", finished_at=_now())
+            )
+        raise
+    if not outcome.committed:
+        async with db.writer() as session:
+            await _finish(session, import_id, spool.sha256, outcome, claim=False)
+        status = ImportStatus.REJECTED
+        message = (
+            f"{outcome.rows_rejected} of {outcome.rows_read} rows were rejected; nothing was "
+            "imported (policy all_or_nothing). Fix them and upload the file again."
+        )
+    else:
+        status = ImportStatus.IMPORTED
+        message = f"{outcome.rows_written} transactions imported"
+        if outcome.rows_rejected:
+            message += f", {outcome.rows_rejected} rows rejected"
+    return ImportSummary(import_id, status, outcome, message)
+
+
+async def _finish(
+    session: AsyncSession, import_id: int, sha256: str, outcome: ImportOutcome, *, claim: bool
+) -> None:
+    status = ImportStatus.IMPORTED if claim else ImportStatus.REJECTED
+    record = await session.get(ImportRecord, import_id)
+    assert record is not None
+    record.status = status
+    record.claim = sha256 if claim else None
+    record.delimiter = outcome.delimiter
+    record.rows_read = outcome.rows_read
+    record.rows_imported = outcome.rows_written if claim else 0
+    record.rows_rejected = outcome.rows_rejected
+    record.finished_at = _now()
+    if outcome.rejects_truncated:
+        record.message = f"only the first {len(outcome.rejects)} rejects are listed"
+    await session.flush()  # the claim's uniqueness is checked here, inside the transaction
+    if outcome.rejects:
+        await session.execute(
+            insert(ImportReject),
+            [
+                {
+                    "organization_id": record.organization_id,
+                    "import_id": import_id,
+                    "row_number": r.row,
+                    "column": r.column[:100],
+                    "reason": r.reason[:300],
+                    "value": r.value[:200],
+                }
+                for r in outcome.rejects
+            ],
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,250 @@
+"""``casebook import FILE --case ID`` and ``casebook aggregates verify|repair|rebuild``.
+
+Both write through a Database with the change feed and the rollups installed, exactly like
+the server's writes, so a running server learns of them from the change log. Failures print
+one line saying what is wrong and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from casebook.settings import CasebookSettings
+from lockstep import (
+    Changes,
+    Database,
+    ImportPolicy,
+    ImportProgress,
+    LockstepError,
+    NotFoundError,
+    Spool,
+    load_settings,
+)
+
+T = TypeVar("T")
+aggregates_app = typer.Typer(
+    no_args_is_help=True, help="Check and fix the dashboard rollups against the ledger."
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the SQLite file and local state live (default: $LOCKSTEP_DATA_DIR or ./data).",
+    ),
+]
+Names = Annotated[
+    list[str] | None,
+    typer.Option("--rollup", help="Only this rollup (repeatable; default: all of them)."),
+]
+SHOWN = 20
+
+
+def _settings(data_dir: Path | None) -> CasebookSettings:
+    overrides: dict[str, Any] = {"slow_query_ms": 0}  # long scans are the point here
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return load_settings(CasebookSettings, **overrides)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except LockstepError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _database(settings: CasebookSettings) -> Database:
+    from casebook.rollups import AGGREGATES
+    from casebook.services import tracking
+
+    db = Database(settings)
+    AGGREGATES.install(db)
+    Changes(db, tracking())
+    return db
+
+
+def _bar(label: str, *, download: bool = False) -> Progress:
+    count = DownloadColumn() if download else MofNCompleteColumn()
+    return Progress(
+        TextColumn(label), BarColumn(), count, TimeRemainingColumn(), console=err, transient=False
+    )
+
+
+def import_command(
+    file: Annotated[Path, typer.Argument(help="The CSV file.", exists=True, dir_okay=False)],
+    case: Annotated[int, typer.Option("--case", help="The case to import into.", min=1)],
+    policy: Annotated[
+        ImportPolicy,
+        typer.Option(
+            help="all_or_nothing: any bad row stores nothing; skip_invalid: keep good rows."
+        ),
+    ] = ImportPolicy.ALL_OR_NOTHING,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects-report", help="Where to write rejected rows (default FILE.rejects.csv)."
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import a CSV file of transactions into a case (a file is imported once per case)."""
+    from casebook.imports import import_transactions
+    from casebook.models import Case, ImportStatus
+
+    settings = _settings(data_dir)
+
+    async def run() -> tuple[Any, Path | None]:
+        from sqlalchemy import select
+
+        db = _database(settings)
+        try:
+            async with db.reader() as session:
+                organization = await session.scalar(
+                    select(Case.organization_id).where(Case.id == case)
+                )
+            if organization is None:
+                raise NotFoundError(f"case {case} not found")
+            spool = Spool.of_path(file)
+            with _bar(f"importing {file.name}", download=True) as bar:
+                task = bar.add_task("rows", total=spool.size)
+
+                def show(_import_id: int, p: ImportProgress) -> None:
+                    bar.update(task, completed=p.bytes_read)
+
+                summary = await import_transactions(
+                    db,
+                    organization_id=organization,
+                    case_id=case,
+                    spool=spool,
+                    filename=file.name,
+                    policy=policy,
+                    on_progress=show,
+                )
+            written = None
+            if summary.outcome is not None and summary.outcome.rejects:
+                written = report or file.with_name(file.name + ".rejects.csv")
+                _write_rejects(written, summary.outcome.rejects)
+            return summary, written
+        finally:
+            await db.dispose()
+
+    summary, written = _run(run())
+    if summary.status is ImportStatus.IMPORTED:
+        out.print(f"import {summary.id}: {summary.message} into case {case}")
+    else:
+        err.print(f"[bold red]import {summary.id}:[/] {summary.message}")
+    if summary.outcome is not None:
+        for r in summary.outcome.rejects[:SHOWN]:
+            err.print(f"  row {r.row} {r.column or '(row)'}: {r.reason} {r.value!r}")
+    if written is not None:
+        err.print(f"rejects report: {written}")
+    if summary.status is not ImportStatus.IMPORTED:
+        raise typer.Exit(1)
+
+
+def _write_rejects(path: Path, rejects: list[Any]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "column", "reason", "value"])
+        writer.writerows([r.row, r.column, r.reason, r.value] for r in rejects)
+
+
+def _progress(bar: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, TaskID] = {}
+
+    def update(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=max(total, 1))
+        bar.update(tasks[name], completed=done, total=max(total, 1))
+
+    return update
+
+
+def _describe(rollup: str, groups: int, discrepancies: Any) -> None:
+    table = Table(title=f"{rollup}: {groups} groups, {len(discrepancies)} differ")
+    table.add_column("group")
+    table.add_column("difference")
+    for d in discrepancies[:SHOWN]:
+        where, _, what = d.describe().partition("] ")
+        table.add_row(where.lstrip("["), what)
+    if discrepancies:
+        out.print(table)
+    else:
+        out.print(f"{rollup}: {groups} groups, all equal to the GROUP BY")
+
+
+@aggregates_app.command("verify")
+def verify_command(names: Names = None, data_dir: DataDir = None) -> None:
+    """Compare every rollup with a full GROUP BY of the ledger (exit 1 if any differs)."""
+    from casebook.rollups import AGGREGATES
+
+    async def run() -> list[Any]:
+        db = _database(_settings(data_dir))
+        try:
+            with _bar("verifying") as bar:
+                return await AGGREGATES.verify(db, names, progress=_progress(bar))
+        finally:
+            await db.dispose()
+
+    reports = _run(run())
+    for report in reports:
+        _describe(report.rollup, report.groups, report.discrepancies)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@aggregates_app.command("repair")
+def repair_command(names: Names = None, data_dir: DataDir = None) -> None:
+    """Verify, then recompute exactly the groups that differ."""
+    from casebook.rollups import AGGREGATES
+
+    async def run() -> list[Any]:
+        db = _database(_settings(data_dir))
+        try:
+            with _bar("checking") as bar:
+                return await AGGREGATES.repair(db, names, progress=_progress(bar))
+        finally:
+            await db.dispose()
+
+    for verification, rewrite in _run(run()):
+        _describe(verification.rollup, verification.groups, verification.discrepancies)
+        if rewrite.groups:
+            out.print(f"{rewrite.rollup}: repaired {rewrite.groups} groups")
+
+
+@aggregates_app.command("rebuild")
+def rebuild_command(names: Names = None, data_dir: DataDir = None) -> None:
+    """Recompute every group from the ledger, chunk by chunk, while the app keeps running."""
+    from casebook.rollups import AGGREGATES
+
+    async def run() -> list[Any]:
+        db = _database(_settings(data_dir))
+        try:
+            with _bar("rebuilding") as bar:
+                return await AGGREGATES.rebuild(db, names, progress=_progress(bar))
+        finally:
+            await db.dispose()
+
+    for rewrite in _run(run()):
+        out.print(f"{rewrite.rollup}: rebuilt {rewrite.groups} groups")

@@ -1,0 +1,225 @@
+"""casebook's background jobs: case report PDFs, notification fan-out and delivery.
+
+* ``casebook.reports.generate`` (queue ``reports``): loads a case's figures, renders the PDF
+  in the worker's process pool, then marks the ``reports`` row ready *and* enqueues the
+  "report ready" fan-out in one fenced transaction (exactly once in effect).
+* ``casebook.notify.fan_out``: one send job per recipient, enqueued atomically.
+* ``casebook.notify.send`` (queue ``notifications``, higher priority, rate-limited across
+  workers): hands the message to the pluggable sender inside its fenced transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import case, extract, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from casebook.models import (
+    Case,
+    Direction,
+    Organization,
+    Report,
+    ReportStatus,
+    Role,
+    Subject,
+    Transaction,
+    User,
+    utcnow,
+)
+from casebook.notifications import Channel, Message, OutboxSender, Sender
+from casebook.reports import render_case_report
+from casebook.settings import CasebookSettings
+from lockstep import Backoff, JobContext, NewJob, Rate, TaskRegistry, enqueue, enqueue_many
+
+tasks = TaskRegistry(default_queue="default", max_attempts=5, backoff=Backoff(base=2, cap=600))
+# What the SMS / e-mail gateway accepts, shared by every worker.
+tasks.queue("notifications", rate=Rate(50, per=1.0))
+
+REPORTS_DIR = "reports"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """What casebook's handlers get as ``ctx.state``."""
+
+    settings: CasebookSettings
+    sender: Sender = field(default_factory=OutboxSender)
+
+    def report_path(self, report_id: int) -> Path:
+        return self.settings.data_dir.resolve() / REPORTS_DIR / f"report-{report_id}.pdf"
+
+
+def _state(ctx: JobContext) -> TaskState:
+    state = ctx.state
+    if not isinstance(state, TaskState):
+        raise TypeError("casebook tasks need a worker started with state=TaskState(...)")
+    return state
+
+
+async def report_data(session: AsyncSession, report: Report) -> dict[str, Any]:
+    """Everything the PDF shows, as plain picklable values."""
+    case_row = await session.scalar(
+        select(Case).where(Case.id == report.case_id).options(selectinload(Case.assignee))
+    )
+    if case_row is None:
+        raise LookupError(f"case {report.case_id} of report {report.id} is gone")
+    organization = await session.scalar(
+        select(Organization.name).where(Organization.id == report.organization_id)
+    )
+    subjects = await session.scalar(
+        select(func.count()).select_from(Subject).where(Subject.case_id == case_row.id)
+    )
+    debit = func.sum(
+        case((Transaction.direction == Direction.DEBIT, Transaction.amount_cents), else_=0)
+    )
+    credit = func.sum(
+        case((Transaction.direction == Direction.CREDIT, Transaction.amount_cents), else_=0)
+    )
+    of_case = Transaction.case_id == case_row.id
+    by_category = await session.execute(
+        select(Transaction.category, func.count(), debit, credit)
+        .where(of_case)
+        .group_by(Transaction.category)
+        .order_by((debit + credit).desc(), Transaction.category)
+    )
+    year, month = extract("year", Transaction.posted_on), extract("month", Transaction.posted_on)
+    by_month = await session.execute(
+        select(year, month, debit, credit)
+        .where(of_case)
+        .group_by(year, month)
+        .order_by(year, month)
+    )
+    categories = [
+        {"category": c, "count": int(n), "debit_cents": int(d or 0), "credit_cents": int(k or 0)}
+        for c, n, d, k in by_category
+    ]
+    return {
+        "title": f"Case {case_row.reference}: {case_row.title}",
+        "organization": organization or "",
+        "generated_at": utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+        "case": {
+            "reference": case_row.reference,
+            "title": case_row.title,
+            "status": case_row.status.value,
+            "opened_on": case_row.opened_on.isoformat(),
+            "assignee": case_row.assignee.full_name if case_row.assignee else "",
+            "subjects": int(subjects or 0),
+            "transactions": sum(item["count"] for item in categories),
+        },
+        "categories": categories,
+        "months": [
+            {
+                "month": f"{int(y):04d}-{int(m):02d}",
+                "debit_cents": int(d or 0),
+                "credit_cents": int(k or 0),
+            }
+            for y, m, d, k in by_month
+        ],
+    }
+
+
+@tasks.task(
+    name="casebook.reports.generate",
+    queue="reports",
+    max_attempts=3,
+    timeout=dt.timedelta(minutes=5),
+    unique="report:{report_id}",
+)
+async def generate_report(ctx: JobContext, report_id: int) -> dict[str, int]:
+    """Render report ``report_id`` and mark it ready (or failed after the last attempt)."""
+    state = _state(ctx)
+    async with ctx.database.reader() as session:
+        report = await session.get(Report, report_id)
+        if report is None:  # its case was deleted meanwhile: nothing to render
+            return {"pages": 0, "bytes": 0}
+        data = await report_data(session, report)
+    ctx.progress(1, total=3, message="figures loaded")
+    path = state.report_path(report_id)
+    try:
+        rendered = await ctx.run_in_process(render_case_report, data, str(path))
+    except Exception:
+        if ctx.attempt >= ctx.job.max_attempts:
+            async with ctx.database.writer() as session:
+                failed = await session.get(Report, report_id)
+                if failed is not None:
+                    failed.status = ReportStatus.FAILED
+                    failed.finished_at = utcnow()
+        raise
+    ctx.progress(2, total=3, message="rendered")
+    async with ctx.transaction() as session:
+        ready = await session.get(Report, report_id)
+        if ready is not None:
+            ready.status = ReportStatus.READY
+            ready.file_path = str(path)
+            ready.finished_at = utcnow()
+            await enqueue(
+                session,
+                fan_out,
+                {
+                    "organization_id": ready.organization_id,
+                    "subject": f"Report ready: {data['title']}",
+                    "body": f"Report {report_id} ({rendered['pages']} pages) is ready.",
+                    "case_id": ready.case_id,
+                },
+            )
+    return rendered
+
+
+@tasks.task(name="casebook.notify.fan_out", tenant="{organization_id}", result_ttl=0)
+async def fan_out(
+    ctx: JobContext, organization_id: int, subject: str, body: str, case_id: int | None = None
+) -> None:
+    """E-mail every active analyst and admin of the organization; SMS the case's assignee."""
+    async with ctx.transaction() as session:
+        users = (
+            await session.scalars(
+                select(User)
+                .where(User.organization_id == organization_id, User.is_active.is_(True))
+                .where(User.role.in_([Role.ANALYST, Role.ADMIN]))
+                .order_by(User.id)
+            )
+        ).all()
+        assignee = None
+        if case_id is not None:
+            assignee = await session.scalar(select(Case.assignee_id).where(Case.id == case_id))
+        messages: list[tuple[Channel, str]] = [("email", user.email) for user in users]
+        if assignee is not None:
+            messages.append(("sms", f"user:{assignee}"))
+        await enqueue_many(
+            session,
+            [
+                NewJob(
+                    send_notification,
+                    {
+                        "organization_id": organization_id,
+                        "channel": channel,
+                        "recipient": recipient,
+                        "subject": subject,
+                        "body": body,
+                    },
+                )
+                for channel, recipient in messages
+            ],
+        )
+
+
+@tasks.task(
+    name="casebook.notify.send",
+    queue="notifications",
+    priority=-10,
+    max_attempts=8,
+    tenant="{organization_id}",
+    result_ttl=0,
+)
+async def send_notification(
+    ctx: JobContext, organization_id: int, channel: Channel, recipient: str, subject: str, body: str
+) -> None:
+    """Deliver one message through the worker's sender, exactly once in effect."""
+    message = Message(organization_id, channel, recipient, subject, body, job_id=ctx.job_id)
+    async with ctx.transaction() as session:
+        await _state(ctx).sender.send(session, message)

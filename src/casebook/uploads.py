@@ -1,0 +1,93 @@
+"""Receiving one file of a ``multipart/form-data`` request as it streams in.
+
+The body is parsed chunk by chunk (python-multipart's push parser) and the file part is
+written straight to a :class:`~lockstep.SpoolWriter` (hashed, size-checked, encoding
+detected on the way): the file is never held in memory, and an upload over the limit is
+refused as soon as the limit is crossed, not after it has been received.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from lockstep import BadRequestError, Spool, SpoolWriter
+
+
+async def receive_file(
+    request: Request, *, field: str, max_bytes: int, directory: Path
+) -> tuple[str, Spool]:
+    """The uploaded file of form field ``field``: its name and its spool (caller discards).
+
+    Raises BadRequestError (not multipart, no such file field) or PayloadTooLargeError.
+    """
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise BadRequestError(f"send the file as multipart/form-data, in a field named {field!r}")
+    headers: dict[bytes, bytes] = {}
+    current: dict[str, bytes] = {"field": b"", "value": b""}
+    state: dict[str, object] = {"writer": None, "filename": None, "spool": None}
+
+    def on_part_begin() -> None:
+        headers.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        current["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        current["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        headers[current["field"].lower()] = current["value"]
+        current["field"], current["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(headers.get(b"content-disposition"))
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        filename = disposition.get(b"filename")
+        if name == field and filename is not None and state["spool"] is None:
+            state["filename"] = Path(filename.decode("utf-8", "replace")).name or "upload.csv"
+            state["writer"] = SpoolWriter(max_bytes=max_bytes, directory=directory)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        writer = state["writer"]
+        if isinstance(writer, SpoolWriter):
+            writer.write(data[start:end])
+
+    def on_part_end() -> None:
+        writer = state["writer"]
+        if isinstance(writer, SpoolWriter):
+            state["spool"] = writer.finish()
+            state["writer"] = None
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except BaseException:
+        writer = state["writer"]
+        if isinstance(writer, SpoolWriter):
+            writer.abort()
+        spool = state["spool"]
+        if isinstance(spool, Spool):
+            spool.discard()
+        raise
+    spool = state["spool"]
+    if not isinstance(spool, Spool):
+        raise BadRequestError(f"no file in the form field {field!r}")
+    return str(state["filename"]), spool
