@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from casebook.console import err, out, run_command, settings_for
 from casebook.jobs_cli import jobs_app, worker_command
 from casebook.ledger_cli import aggregates_app, import_command
 from casebook.settings import CasebookSettings
@@ -20,7 +18,6 @@ from lockstep import (
     LockstepError,
     current_revision,
     head_revision,
-    load_settings,
     upgrade,
 )
 
@@ -36,8 +33,6 @@ app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker_command)
 app.add_typer(aggregates_app, name="aggregates")
 app.command("import")(import_command)
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -46,19 +41,6 @@ DataDir = Annotated[
         help="Where the SQLite file and local state live (default: $LOCKSTEP_DATA_DIR or ./data).",
     ),
 ]
-
-
-def _settings(data_dir: Path | None) -> CasebookSettings:
-    overrides: dict[str, Any] = {} if data_dir is None else {"data_dir": data_dir}
-    return load_settings(CasebookSettings, **overrides)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except LockstepError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
-        raise typer.Exit(1) from None
 
 
 async def _migrate(settings: CasebookSettings) -> str | None:
@@ -143,13 +125,13 @@ def serve(
 
     from casebook.app import create_app
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     if settings.is_sqlite:
-        _run(_migrate(settings))
+        run_command(_migrate(settings))
     else:
-        _run(_require_current(settings))
+        run_command(_require_current(settings))
     if seed:
-        _run(_seed(settings, seed, reset=False, only_if_empty=True))
+        run_command(_seed(settings, seed, reset=False, only_if_empty=True))
     out.print(
         f"casebook on [bold]http://{host}:{port}[/]  (API docs: /docs; "
         f"log in as analyst@acme.test / demo; Ctrl-C stops)"
@@ -172,15 +154,15 @@ def seed_command(
     reset: Annotated[bool, typer.Option("--reset", help="Replace existing data.")] = False,
 ) -> None:
     """Fill the database with deterministic demo data (two organizations, users, cases...)."""
-    settings = _settings(data_dir)
-    _run(_require_current(settings))
-    _run(_seed(settings, transactions, reset))
+    settings = settings_for(data_dir)
+    run_command(_require_current(settings))
+    run_command(_seed(settings, transactions, reset))
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply every pending migration."""
-    revision = _run(_migrate(_settings(data_dir)))
+    revision = run_command(_migrate(settings_for(data_dir)))
     out.print(f"database schema at revision {revision}")
 
 
@@ -196,7 +178,7 @@ def db_current(data_dir: DataDir = None) -> None:
         finally:
             await db.dispose()
 
-    revision = _run(_current(_settings(data_dir)))
+    revision = run_command(_current(settings_for(data_dir)))
     out.print(f"database: {revision or 'empty'}; code: {head_revision(MIGRATIONS)}")
 
 

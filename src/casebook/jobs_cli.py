@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from casebook.console import fail, out, settings_for
 from casebook.settings import CasebookSettings
-from lockstep import JobInfo, JobState, LockstepError, load_settings
+from lockstep import JobInfo, JobState, LockstepError
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and steer background jobs.")
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -30,16 +28,6 @@ DataDir = Annotated[
     ),
 ]
 JobId = Annotated[int, typer.Argument(help="The job id (see `casebook jobs list`).", min=1)]
-
-
-def _settings(data_dir: Path | None) -> CasebookSettings:
-    overrides: dict[str, Any] = {} if data_dir is None else {"data_dir": data_dir}
-    return load_settings(CasebookSettings, **overrides)
-
-
-def _fail(exc: LockstepError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.message}")
-    return typer.Exit(1)
 
 
 def parse_queues(spec: str | None, concurrency: int | None) -> dict[str, int] | None:
@@ -86,11 +74,11 @@ def worker_command(
 
     parsed = parse_queues(queues, concurrency)
     try:
-        settings = _settings(data_dir)
+        settings = settings_for(data_dir)
         asyncio.run(_require_current(settings))
         asyncio.run(_work(settings, parsed, concurrency, name, metrics_port))
     except LockstepError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 async def _work(
@@ -128,7 +116,7 @@ async def _work(
 async def _with_jobs(data_dir: Path | None, action: Any) -> Any:
     from casebook.services import Services
 
-    services = Services.build(_settings(data_dir))
+    services = Services.build(settings_for(data_dir))
     try:
         return await action(services.jobs)
     finally:
@@ -139,7 +127,7 @@ def _call(data_dir: Path | None, action: Any) -> Any:
     try:
         return asyncio.run(_with_jobs(data_dir, action))
     except LockstepError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def _print_jobs(jobs: list[JobInfo]) -> None:

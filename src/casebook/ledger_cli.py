@@ -7,14 +7,12 @@ one line saying what is wrong and exit non-zero.
 
 from __future__ import annotations
 
-import asyncio
 import csv
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,24 +24,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from casebook.console import err, out, run_command, settings_for
 from casebook.settings import CasebookSettings
 from lockstep import (
     Changes,
     Database,
     ImportPolicy,
     ImportProgress,
-    LockstepError,
     NotFoundError,
     Spool,
-    load_settings,
 )
 
 T = TypeVar("T")
 aggregates_app = typer.Typer(
     no_args_is_help=True, help="Check and fix the dashboard rollups against the ledger."
 )
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -57,21 +52,6 @@ Names = Annotated[
     typer.Option("--rollup", help="Only this rollup (repeatable; default: all of them)."),
 ]
 SHOWN = 20
-
-
-def _settings(data_dir: Path | None) -> CasebookSettings:
-    overrides: dict[str, Any] = {"slow_query_ms": 0}  # long scans are the point here
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    return load_settings(CasebookSettings, **overrides)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except LockstepError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
-        raise typer.Exit(1) from None
 
 
 def _database(settings: CasebookSettings) -> Database:
@@ -112,7 +92,7 @@ def import_command(
     from casebook.imports import import_transactions
     from casebook.models import Case, ImportStatus
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir, slow_query_ms=0)
 
     async def run() -> tuple[Any, Path | None]:
         from sqlalchemy import select
@@ -149,7 +129,7 @@ def import_command(
         finally:
             await db.dispose()
 
-    summary, written = _run(run())
+    summary, written = run_command(run())
     if summary.status is ImportStatus.IMPORTED:
         out.print(f"import {summary.id}: {summary.message} into case {case}")
     else:
@@ -200,14 +180,14 @@ def verify_command(names: Names = None, data_dir: DataDir = None) -> None:
     from casebook.rollups import AGGREGATES
 
     async def run() -> list[Any]:
-        db = _database(_settings(data_dir))
+        db = _database(settings_for(data_dir, slow_query_ms=0))
         try:
             with _bar("verifying") as bar:
                 return await AGGREGATES.verify(db, names, progress=_progress(bar))
         finally:
             await db.dispose()
 
-    reports = _run(run())
+    reports = run_command(run())
     for report in reports:
         _describe(report.rollup, report.groups, report.discrepancies)
     if not all(r.ok for r in reports):
@@ -220,14 +200,14 @@ def repair_command(names: Names = None, data_dir: DataDir = None) -> None:
     from casebook.rollups import AGGREGATES
 
     async def run() -> list[Any]:
-        db = _database(_settings(data_dir))
+        db = _database(settings_for(data_dir, slow_query_ms=0))
         try:
             with _bar("checking") as bar:
                 return await AGGREGATES.repair(db, names, progress=_progress(bar))
         finally:
             await db.dispose()
 
-    for verification, rewrite in _run(run()):
+    for verification, rewrite in run_command(run()):
         _describe(verification.rollup, verification.groups, verification.discrepancies)
         if rewrite.groups:
             out.print(f"{rewrite.rollup}: repaired {rewrite.groups} groups")
@@ -239,12 +219,12 @@ def rebuild_command(names: Names = None, data_dir: DataDir = None) -> None:
     from casebook.rollups import AGGREGATES
 
     async def run() -> list[Any]:
-        db = _database(_settings(data_dir))
+        db = _database(settings_for(data_dir, slow_query_ms=0))
         try:
             with _bar("rebuilding") as bar:
                 return await AGGREGATES.rebuild(db, names, progress=_progress(bar))
         finally:
             await db.dispose()
 
-    for rewrite in _run(run()):
+    for rewrite in run_command(run()):
         out.print(f"{rewrite.rollup}: rebuilt {rewrite.groups} groups")
