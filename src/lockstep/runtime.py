@@ -142,8 +142,9 @@ class Lockstep:
     async def stop(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._follower
             self._follower = None
         if self._mirror is not None:
             await self._mirror.stop()

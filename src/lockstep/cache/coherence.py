@@ -79,8 +79,9 @@ class MirroredStampStore:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._task
             self._task = None
         self._go_dark()
 
@@ -196,5 +197,8 @@ class MirroredStampStore:
                 self._go_dark()
                 await asyncio.sleep(self._reconnect_delay)
             finally:
+                # Bounded: closing a pub/sub whose reader was just cancelled can wait on a
+                # lock that reader held (redis-py #3941); never let shutdown hang on it.
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
