@@ -12,12 +12,13 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from casebook.api.cases import load_case
 from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep
+from casebook.api.transactions import ledger_page
 from casebook.models import Direction, Transaction
-from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
+from casebook.pagination import encode_cursor, page, parse_fields, project
 from casebook.rollups import CASES, FLAGGED, MONTHLY
 from casebook.schemas import TRANSACTION_FIELDS, transaction_out
 from lockstep import BadRequestError, JSONBytesResponse, Row, Scope, cached
@@ -174,14 +175,7 @@ async def category_transactions(
         stmt = stmt.where(t.direction == direction)
     if case_id is not None:
         stmt = stmt.where(t.case_id == case_id)
-    if cursor:
-        last_posted, last_id = decode_cursor(cursor, 2)
-        try:
-            posted = dt.date.fromisoformat(str(last_posted))
-        except ValueError:
-            raise BadRequestError("invalid cursor") from None
-        stmt = stmt.where(tuple_(t.posted_on, t.id) < tuple_(posted, int(last_id)))
-    stmt = stmt.order_by(t.posted_on.desc(), t.id.desc()).limit(limit + 1)
+    stmt = ledger_page(stmt, cursor, limit)
     async with services.db.reader() as session:
         if case_id is not None:
             await load_case(session, principal, case_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
@@ -25,7 +25,23 @@ from casebook.schemas import (
 )
 from lockstep import BadRequestError, JSONBytesResponse, NotFoundError, Row, Scope, cached
 
+T = TypeVar("T")
+
 router = APIRouter(tags=["transactions"])
+
+
+def ledger_page(stmt: Select[T], cursor: str | None, limit: int) -> Select[T]:
+    """Transactions newest posting first (ties by id), after ``cursor``, ``limit`` + 1 rows
+    (the extra row tells whether there is a next page). BadRequestError for a bad cursor."""
+    t = Transaction
+    if cursor:
+        last_posted, last_id = decode_cursor(cursor, 2)
+        try:
+            posted = dt.date.fromisoformat(str(last_posted))
+        except ValueError:
+            raise BadRequestError("invalid cursor") from None
+        stmt = stmt.where(tuple_(t.posted_on, t.id) < tuple_(posted, int(last_id)))
+    return stmt.order_by(t.posted_on.desc(), t.id.desc()).limit(limit + 1)
 
 
 async def load_transaction(session: AsyncSession, principal: Principal, txn_id: int) -> Transaction:
@@ -83,14 +99,7 @@ async def list_transactions(
         stmt = stmt.where(t.amount_cents >= to_cents(min_amount))
     if max_amount is not None:
         stmt = stmt.where(t.amount_cents <= to_cents(max_amount))
-    if cursor:
-        last_posted, last_id = decode_cursor(cursor, 2)
-        try:
-            posted = dt.date.fromisoformat(str(last_posted))
-        except ValueError:
-            raise BadRequestError("invalid cursor") from None
-        stmt = stmt.where(tuple_(t.posted_on, t.id) < tuple_(posted, int(last_id)))
-    stmt = stmt.order_by(t.posted_on.desc(), t.id.desc()).limit(limit + 1)
+    stmt = ledger_page(stmt, cursor, limit)
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
         rows = list((await session.scalars(stmt)).all())

@@ -130,19 +130,7 @@ class JsonLineLogger:
             "duration_ms": duration_ms,
             "event": "request",
         }
-        if _structlog_context_vars is None or _structlog_context_vars:
-            merge_contextvars(None, "info", fields)
-        request_id = current_request_id()
-        if request_id is not None:
-            fields.setdefault("request_id", request_id)
-        fields["level"] = "info"
-        fields["logger"] = self._name
-        fields["timestamp"] = self._clock()
-        line = orjson.dumps(fields, default=json_fallback, option=orjson.OPT_APPEND_NEWLINE)
-        with self._lock:
-            self._write(line.decode())
-            if self._flush is not None:
-                self._flush()
+        self._emit(fields)
 
     def _emit(self, fields: dict[str, Any]) -> None:
         # The processors of the configured chain, in order, reduced to what they add here.
