@@ -23,7 +23,7 @@ What each write path contributes, and how exactly:
 
 Nothing touches a rollup table until commit: ``before_commit`` combines the surviving deltas
 per group (a rolled-back savepoint's are dropped, as its rows are) and writes them through
-:func:`~lockstep.aggregates.store.apply`, before the change feed writes its log row, so the
+:func:`~lockstep.aggregates.store.apply_all`, before the change feed writes its log row, so the
 rollup rows' changes are part of the same change set.
 """
 
@@ -59,11 +59,10 @@ from lockstep.aggregates.sources import (
     state_of,
     statement_rows,
 )
-from lockstep.aggregates.store import ALL_GROUPS, Group, Recompute, apply, chunks
+from lockstep.aggregates.store import ALL_GROUPS, Group, Recompute, apply_all, chunks
 from lockstep.changes import record_changes
 from lockstep.db import Database
 from lockstep.exceptions import AggregateError, ConfigurationError
-from lockstep.types import Change
 
 PENDING = "lockstep.aggregates.pending"
 ROLLED_BACK = "lockstep.aggregates.rolled_back"
@@ -169,14 +168,12 @@ class Maintenance:
         marks: dict[str, Recompute] = session.info.pop(RECOMPUTE, {})
         if not merged and not marks:
             return
-        connection = session.connection()
-        changes: list[Change] = []
-        for rollup in self.rollups:  # a fixed order across rollups too
-            deltas = merged.get(rollup.name, {})
-            recompute = marks.get(rollup.name, set())
-            if deltas or recompute:
-                changes += apply(connection, rollup, deltas, recompute)
-        record_changes(session, changes)
+        work = [
+            (rollup, merged.get(rollup.name, {}), marks.get(rollup.name, set()))
+            for rollup in self.rollups  # in name order: one lock order across rollups too
+            if rollup.name in merged or rollup.name in marks
+        ]
+        record_changes(session, apply_all(session.connection(), work))
 
     # -- ORM flushes ---------------------------------------------------------------------------
 

@@ -24,7 +24,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, or_, select, true, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -32,6 +43,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from lockstep.aggregates.delta import Deltas, GroupDelta, Settled, settle, sort_key
 from lockstep.aggregates.keys import plain
 from lockstep.aggregates.rollup import ROW_COUNT, Rollup
+from lockstep.db.batch import DriverStatement, driver_statement, execute_batch
 from lockstep.types import Change, canonical
 
 Group = tuple[Any, ...]
@@ -89,13 +101,11 @@ def apply(
     touched = {g for g, d in deltas.items() if not d.empty} | recompute
     if not touched:
         return []
+    added = _additions(deltas, recompute)
+    if added is not None:
+        return add_together(connection, [(rollup, added, deltas)])
     ordered = sorted(touched, key=sort_key)
-    if not recompute and all(_only_adds(deltas[g]) for g in ordered):
-        # The common write: rows added, none removed. Nothing can empty a group or lose an
-        # extreme, so the upsert is all there is (no RETURNING to read back).
-        _upsert(connection, rollup, ordered, deltas, returning=False)
-        return [_change(rollup, g, "update") for g in ordered]
-    stored = _upsert(connection, rollup, ordered, deltas, returning=True)
+    stored = _upsert(connection, rollup, ordered, deltas)
     fixes: dict[Group, dict[str, int]] = {}
     redo: list[Group] = []
     gone: list[Group] = []
@@ -144,8 +154,67 @@ def recompute_groups(
     return empty
 
 
-def _only_adds(delta: GroupDelta) -> bool:
-    return delta.rows > 0 and all(r is None for r in delta.removed)
+def apply_all(
+    connection: Connection, work: Sequence[tuple[Rollup, Deltas, Recompute]]
+) -> list[Change]:
+    """:func:`apply` for each rollup of one transaction, in the order given: the lock order,
+    so callers pass the rollups sorted by name. Consecutive rollups that only gain rows (the
+    common write) are upserted together by :func:`add_together`; a rollup that needs more
+    is applied on its own between them, so the order holds across rollups too."""
+    changes: list[Change] = []
+    run: list[Additions] = []
+    for rollup, deltas, recompute in work:
+        added = _additions(deltas, recompute)
+        if added is not None:
+            if added:
+                run.append((rollup, added, deltas))
+            continue
+        changes += add_together(connection, run)
+        run = []
+        changes += apply(connection, rollup, deltas, recompute)
+    return changes + add_together(connection, run)
+
+
+Additions = tuple[Rollup, Sequence[Group], Deltas]
+"""A rollup, its touched groups in lock order, and their deltas (rows added, none removed)."""
+
+
+def add_together(connection: Connection, run: Sequence[Additions]) -> list[Change]:
+    """Upsert the groups of every rollup in ``run``, rollup after rollup and each in its
+    groups' order, in one trip to the database: one driver hand-off on SQLite
+    (:func:`~lockstep.db.batch.execute_batch`), one statement on PostgreSQL (see
+    :func:`_together_statement`). Nothing can empty a group or lose an extreme when rows are
+    only added, so the upserts are all there is: nothing is read back."""
+    if not run:
+        return []
+    if connection.dialect.name == "postgresql":
+        params: dict[str, Any] = {}
+        for i, (rollup, ordered, deltas) in enumerate(run):
+            rows = _upsert_params(rollup, ordered, deltas)
+            for column in rollup.table.c:
+                params[f"r{i}_{column.name}"] = [row[column.name] for row in rows]
+        connection.execute(_together_statement(tuple(r for r, _, _ in run)), params)
+    else:
+        batch = []
+        for rollup, ordered, deltas in run:
+            statement = _driver_upsert(connection, rollup)
+            rows = _upsert_params(rollup, ordered, deltas)
+            batch.append((statement, [statement.row(row) for row in rows]))
+        execute_batch(connection, batch)
+    return [_change(rollup, g, "update") for rollup, ordered, _ in run for g in ordered]
+
+
+def _additions(deltas: Deltas, recompute: Recompute) -> list[Group] | None:
+    """The touched groups in lock order when the transaction only added rows to them (and
+    has nothing to recompute); None when the groups need :func:`apply`'s full treatment."""
+    if recompute:
+        return None
+    touched = [g for g, d in deltas.items() if not d.empty]
+    for group in touched:
+        delta = deltas[group]
+        if delta.rows <= 0 or any(r is not None for r in delta.removed):
+            return None
+    return sorted(touched, key=sort_key)
 
 
 def _statements(rollup: Rollup, dialect: str) -> dict[Any, Any]:
@@ -155,14 +224,10 @@ def _statements(rollup: Rollup, dialect: str) -> dict[Any, Any]:
     return cache.setdefault(dialect, {})
 
 
-def _upsert_statement(rollup: Rollup, dialect: str, returning: bool) -> Any:
-    cache = _statements(rollup, dialect)
-    key = ("upsert", returning)
-    if key in cache:
-        return cache[key]
+def _merge(rollup: Rollup, ex: Any) -> dict[str, Any]:
+    """The ON CONFLICT assignments that add a group's delta (the ``excluded`` row ``ex``)
+    to its stored row."""
     t = rollup.table
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
-    ex = insert.excluded
     set_: dict[str, Any] = {ROW_COUNT: t.c[ROW_COUNT] + ex[ROW_COUNT]}
     for s in rollup.sums:
         set_[s.column] = t.c[s.column] + ex[s.column]
@@ -175,7 +240,19 @@ def _upsert_statement(rollup: Rollup, dialect: str, returning: bool) -> Any:
         set_[e.count_column] = case(
             (new.is_(None), old_n), (wins, new_n), (new == old, old_n + new_n), else_=old_n
         )
-    stmt = insert.on_conflict_do_update(index_elements=rollup.key_columns, set_=set_)
+    return set_
+
+
+def _upsert_statement(rollup: Rollup, dialect: str, returning: bool) -> Any:
+    cache = _statements(rollup, dialect)
+    key = ("upsert", returning)
+    if key in cache:
+        return cache[key]
+    t = rollup.table
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
+    stmt = insert.on_conflict_do_update(
+        index_elements=rollup.key_columns, set_=_merge(rollup, insert.excluded)
+    )
     if returning:
         returned = [*rollup.key_columns, t.c[ROW_COUNT]]
         for e in rollup.extremes:
@@ -185,15 +262,55 @@ def _upsert_statement(rollup: Rollup, dialect: str, returning: bool) -> Any:
     return stmt
 
 
-def _upsert(
-    connection: Connection,
-    rollup: Rollup,
-    ordered: Sequence[Group],
-    deltas: Deltas,
-    *,
-    returning: bool,
-) -> dict[Group, dict[str, Any]]:
-    stmt = _upsert_statement(rollup, connection.dialect.name, returning)
+def _driver_upsert(connection: Connection, rollup: Rollup) -> DriverStatement:
+    cache = _statements(rollup, connection.dialect.name)
+    found = cache.get("driver_upsert")
+    if found is None:
+        stmt = _upsert_statement(rollup, connection.dialect.name, returning=False)
+        found = cache["driver_upsert"] = driver_statement(connection, stmt)
+    return found
+
+
+def _together_statement(rollups: tuple[Rollup, ...]) -> Any:
+    """One PostgreSQL statement upserting into each of ``rollups``, in that order.
+
+    Each rollup's rows arrive as one array per column (``r{i}_{column}``), unnested WITH
+    ORDINALITY and inserted in that order, so the statement text does not depend on how many
+    groups were touched (one prepared statement per set of rollups). The upserts are
+    data-modifying CTEs, which PostgreSQL otherwise runs in no promised order; each one's
+    source therefore waits on a scalar subquery over the previous CTE, which cannot be
+    evaluated before that CTE has run to completion. So rollup ``i`` has locked all of its
+    rows before rollup ``i + 1`` locks any: the same lock order as one statement per rollup.
+    """
+    cache = _statements(rollups[0], "postgresql")
+    key = ("together", tuple(r.name for r in rollups))
+    found = cache.get(key)
+    if found is not None:
+        return found
+    previous: Any = None
+    for i, rollup in enumerate(rollups):
+        t = rollup.table
+        names = [c.name for c in t.c]
+        arrays = [bindparam(f"r{i}_{c.name}", type_=postgresql.ARRAY(c.type)) for c in t.c]
+        rows = func.unnest(*arrays).table_valued(*names, with_ordinality="ord")
+        rows = rows.render_derived(name=f"v{i}")
+        source = select(*(rows.c[n] for n in names)).order_by(rows.c.ord)
+        if previous is not None:
+            done = select(func.count()).select_from(previous).scalar_subquery()
+            source = source.where(done >= literal_column("0"))
+        insert = postgresql.insert(t).from_select(names, source)
+        upsert = insert.on_conflict_do_update(
+            index_elements=rollup.key_columns, set_=_merge(rollup, insert.excluded)
+        )
+        previous = upsert.returning(literal_column("1")).cte(f"u{i}")
+    found = cache[key] = select(func.count()).select_from(previous)
+    return found
+
+
+def _upsert_params(
+    rollup: Rollup, ordered: Sequence[Group], deltas: Deltas
+) -> list[dict[str, Any]]:
+    """One row of upsert parameters per group (a group without a delta adds nothing)."""
     n_sums, n_ext = len(rollup.sums), len(rollup.extremes)
     params = []
     for group in ordered:
@@ -206,9 +323,15 @@ def _upsert(
             row[e.column] = added[0] if added is not None else None
             row[e.count_column] = added[1] if added is not None else 0
         params.append(row)
-    if not returning:
-        connection.execute(stmt, params[0] if len(params) == 1 else params)
-        return {}
+    return params
+
+
+def _upsert(
+    connection: Connection, rollup: Rollup, ordered: Sequence[Group], deltas: Deltas
+) -> dict[Group, dict[str, Any]]:
+    """Upsert every group in ``ordered`` (in that order) and return the stored rows."""
+    stmt = _upsert_statement(rollup, connection.dialect.name, returning=True)
+    params = _upsert_params(rollup, ordered, deltas)
     out: dict[Group, dict[str, Any]] = {}
     for group, result_row in zip(ordered, connection.execute(stmt, params), strict=True):
         out[group] = dict(result_row._mapping)
