@@ -33,6 +33,7 @@ from lockstep import (
     NotFoundError,
     Spool,
     ValidationFailedError,
+    bulk_insert,
     ingest,
     parsers,
 )
@@ -161,13 +162,20 @@ async def import_transactions(
         await session.flush()
         import_id = record.id
 
-    fixed = {"organization_id": organization_id, "case_id": case_id, "version": 1}
+    # One creation time for the whole file: its rows are created by one transaction.
+    fixed = {
+        "organization_id": organization_id,
+        "case_id": case_id,
+        "version": 1,
+        "created_at": _now(),
+    }
 
     async def write_batch(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             row.update(fixed)
-        # Core insert of plain rows: the bulk path of the change feed and the rollups.
-        await session.execute(insert(LEDGER), rows)
+        # The bulk path: the change feed and the rollups see the rows, the driver gets them
+        # without SQLAlchemy's per-row parameter handling.
+        await bulk_insert(session, LEDGER, rows)
 
     async def finish(session: AsyncSession, outcome: ImportOutcome) -> None:
         await _finish(session, import_id, spool.sha256, outcome, claim=True)

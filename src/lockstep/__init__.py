@@ -28,7 +28,14 @@ from lockstep.changes import (
     create_change_log,
     drop_change_log,
 )
-from lockstep.db import Database, count_statements, current_revision, head_revision, upgrade
+from lockstep.db import (
+    Database,
+    bulk_insert,
+    count_statements,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from lockstep.exceptions import (
     AggregateError,
     AuthenticationError,
@@ -165,6 +172,7 @@ __all__ = [
     "Verification",
     "Worker",
     "__version__",
+    "bulk_insert",
     "cached",
     "count_statements",
     "create_change_log",

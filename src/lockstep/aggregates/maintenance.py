@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import event, select, tuple_
+from sqlalchemy import Table, event, select, tuple_
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.orm.session import ORMExecuteState
 from sqlalchemy.sql.elements import ColumnElement, TextClause
@@ -61,7 +61,7 @@ from lockstep.aggregates.sources import (
 )
 from lockstep.aggregates.store import ALL_GROUPS, Group, Recompute, apply_all, chunks
 from lockstep.changes import record_changes
-from lockstep.db import Database
+from lockstep.db import Database, add_bulk_listener
 from lockstep.exceptions import AggregateError, ConfigurationError
 
 PENDING = "lockstep.aggregates.pending"
@@ -123,6 +123,7 @@ class Maintenance:
         # First in line: the change capture's before_commit (which writes the log row) must
         # see the rollup rows' changes.
         event.listen(cls, "before_commit", self._before_commit, insert=True)
+        add_bulk_listener(cls, self._on_bulk_insert)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -354,6 +355,15 @@ class Maintenance:
         for rollup, deltas in batches:
             self._record(state.session, rollup, deltas)
         return result
+
+    def _on_bulk_insert(
+        self, session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        source = self.sources.get(str(table.name))
+        if source is None or table is not source.table:
+            return
+        for rollup in source.rollups:
+            self._record(session, rollup, self._insert_deltas(source, rollup, list(rows), True))
 
     def _insert_deltas(
         self, source: Source, rollup: Rollup, rows: list[Any], plain_rows: bool

@@ -11,8 +11,9 @@ What is captured, and how precisely:
 * Many-to-many association rows changed through a relationship collection: row level.
 * Rows the database deletes or nulls by ``ON DELETE CASCADE / SET NULL``: the whole child
   table (the rows cannot be named).
-* ``session.execute(insert(T), [rows])`` and ``insert(T).values(...)``: per row when the
-  primary key is given; otherwise by scope (new rows that nobody can have cached by key).
+* ``session.execute(insert(T), [rows])``, ``insert(T).values(...)`` and
+  :func:`~lockstep.db.bulk_insert`: per row when the primary key is given; otherwise by
+  scope (new rows that nobody can have cached by key).
 * ``update(T)`` / ``delete(T)`` with a WHERE clause: the whole table. ORM bulk UPDATE by
   primary key (a list of dicts with keys): row level.
 * ``text()`` DML: the table it names; SQL it cannot parse marks every table changed.
@@ -30,7 +31,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import UnmappedColumnError
@@ -39,7 +40,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from lockstep.changes.log import write_changeset
 from lockstep.changes.tracking import TableSpec, Tracking
-from lockstep.db import Database
+from lockstep.db import Database, add_bulk_listener
 from lockstep.types import ALL_TABLES, Change, ChangeSet, Operation, canonical
 
 PENDING = "lockstep.changes.pending"
@@ -87,6 +88,7 @@ class ChangeCapture:
         event.listen(cls, "after_soft_rollback", self._after_soft_rollback)
         event.listen(cls, "before_commit", self._before_commit)
         event.listen(cls, "after_commit", self._after_commit)
+        add_bulk_listener(cls, self._on_bulk_insert)
 
     # -- bookkeeping --
 
@@ -315,10 +317,7 @@ class ChangeCapture:
         op: Operation = "insert" if state.is_insert else "update" if state.is_update else "delete"
         params = state.parameters
         if op == "insert" and isinstance(params, list | tuple) and len(params) > MAX_ROWS_PER_TABLE:
-            # A bulk import: commit would coalesce these rows into one key-less change per
-            # scope anyway, so build that directly instead of one Change per row.
-            self._record(state.session, [_bulk_insert_change(spec, params)])
-            state.session.info.setdefault(COALESCE, set()).add(spec.name)
+            self._record_bulk_insert(state.session, spec, params)
             return
         if op == "insert":
             rows = _statement_rows(statement, state.parameters)
@@ -332,6 +331,25 @@ class ChangeCapture:
         else:
             changes = [_row_change(spec, op, row) for row in rows]
         self._record(state.session, changes)
+
+    def _on_bulk_insert(
+        self, session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        spec = self.tracking.spec(str(table.name))
+        if spec is None:
+            return
+        if len(rows) > MAX_ROWS_PER_TABLE:
+            self._record_bulk_insert(session, spec, rows)
+        else:
+            self._record(session, [_row_change(spec, "insert", row) for row in rows])
+
+    def _record_bulk_insert(
+        self, session: Session, spec: TableSpec, rows: Sequence[Mapping[Any, Any]]
+    ) -> None:
+        """A bulk import: commit would coalesce these rows into one key-less change per
+        scope anyway, so build that directly instead of one Change per row."""
+        self._record(session, [_bulk_insert_change(spec, rows)])
+        session.info.setdefault(COALESCE, set()).add(spec.name)
 
     def _text_change(self, sql: str) -> Change | None:
         if _READ.match(sql) and not _DML.match(sql):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import await_only
 
@@ -43,15 +44,21 @@ class DriverStatement:
         )
 
 
-def driver_statement(connection: Connection, statement: ClauseElement) -> DriverStatement:
+def driver_statement(
+    connection: Connection, statement: ClauseElement, column_keys: Sequence[str] | None = None
+) -> DriverStatement:
     """Compile ``statement`` for the connection's dialect, with positional parameters whose
     names are the keys of the rows given to :meth:`DriverStatement.row`. Every parameter must
-    be bound to a column of a table (an INSERT's values), whose type processes it."""
+    be bound to a column of a table (an INSERT's values), whose type processes it.
+    ``column_keys``: for an INSERT without values, the columns it writes."""
     dialect = connection.dialect
-    compiled: Any = statement.compile(dialect=dialect)
+    keys = list(column_keys) if column_keys is not None else None
+    compiled: Any = statement.compile(dialect=dialect, column_keys=keys)
     names = tuple(compiled.positiontup or ())
     binds = {bind.key: bind for bind in compiled.binds.values()}
-    processors = tuple(binds[name].type.bind_processor(dialect) for name in names)
+    processors = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
     return DriverStatement(compiled.string, names, processors)
 
 
@@ -59,8 +66,8 @@ def execute_batch(
     connection: Connection, batch: Sequence[tuple[DriverStatement, Sequence[tuple[Any, ...]]]]
 ) -> None:
     """Run ``executemany(statement, rows)`` for each item, in order, in the connection's
-    current transaction; on aiosqlite in one hand-off to the driver's thread. Raises what the
-    driver raises (the transaction is then unusable, as after any failed statement)."""
+    current transaction; on aiosqlite in one hand-off to the driver's thread. A driver
+    error is raised as SQLAlchemy's (``IntegrityError`` and so on), as ``execute`` would."""
     work = [(statement.sql, rows) for statement, rows in batch if rows]
     if not work:
         return
@@ -72,8 +79,15 @@ def execute_batch(
             connection.exec_driver_sql(sql, list(rows))
         return
 
+    failed = [work[0][0]]  # the statement that raised, for the error's message
+
     def in_driver_thread() -> None:
         for sql, rows in work:
+            failed[:] = [sql]
             raw.executemany(sql, rows)
 
-    await_only(run(in_driver_thread))
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        await_only(run(in_driver_thread))
+    except dbapi_error as exc:
+        raise DBAPIError.instance(failed[0], None, exc, dbapi_error) from exc

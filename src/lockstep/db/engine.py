@@ -1,6 +1,7 @@
 """Async engine factory: SQLite tuned for one writer and many readers, PostgreSQL pooled.
 
-SQLite (embedded mode): WAL, ``synchronous=NORMAL``, ``busy_timeout``, foreign keys on. Writes
+SQLite (embedded mode): WAL, ``synchronous=NORMAL``, ``busy_timeout``, foreign keys on, a
+larger page cache for the writer (``sqlite_writer_cache_mb``). Writes
 go through one connection that opens every transaction with ``BEGIN IMMEDIATE`` (so two
 writers queue on the lock instead of failing with "database is locked" when a reader
 upgrades); reads use a separate pool marked ``query_only``.
@@ -73,6 +74,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine, settings: Settings, *, read_onl
         cursor = dbapi_connection.cursor()
         if not read_only:
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA cache_size=-{int(settings.sqlite_writer_cache_mb) * 1024}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")

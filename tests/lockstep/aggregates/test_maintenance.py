@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete, insert, select, text, update
 
 from lockstep.aggregates import ROW_COUNT
+from lockstep.db import bulk_insert
 from lockstep.exceptions import AggregateError
 
 from .conftest import BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger
@@ -93,7 +94,7 @@ async def test_bulk_insert_paths(ledger: Ledger) -> None:
             "amount": i,
             "hidden": i % 7 == 0,
         }
-        for i in range(1, 3001)
+        for i in range(1, 4201)
     ]
     async with ledger.db.writer() as s:
         await s.execute(insert(Entry), rows[:1000])
@@ -102,11 +103,16 @@ async def test_bulk_insert_paths(ledger: Ledger) -> None:
         await s.execute(insert(Entry).values(**rows[2010]))
         # hidden omitted: its scalar default (False) is what the database stores
         await s.execute(
-            insert(Entry), [{k: v for k, v in r.items() if k != "hidden"} for r in rows[2011:]]
+            insert(Entry), [{k: v for k, v in r.items() if k != "hidden"} for r in rows[2011:2500]]
+        )
+        # the bulk path, over and under the feed's coalescing threshold, defaults filled in
+        await bulk_insert(s, Entry.__table__, rows[2500:2510])
+        await bulk_insert(
+            s, Entry.__table__, [{k: v for k, v in r.items() if k != "hidden"} for r in rows[2510:]]
         )
     await ledger.assert_consistent()
     counted = await rollup_rows(ledger, BY_ACCOUNT)
-    assert sum(r[ROW_COUNT] for r in counted) == 3000
+    assert sum(r[ROW_COUNT] for r in counted) == 4200
 
 
 async def test_bulk_update_and_delete_with_where(ledger: Ledger) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockstep.db import Database
+from lockstep.db import Database, bulk_insert
 
 from .conftest import BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger
 
@@ -31,6 +31,7 @@ pick = st.integers(0, 50)
 leaf_ops = st.one_of(
     st.tuples(st.just("add"), rows),
     st.tuples(st.just("bulk"), st.lists(rows, min_size=1, max_size=4)),
+    st.tuples(st.just("fast_bulk"), st.lists(rows, min_size=1, max_size=4)),
     st.tuples(
         st.just("set"), pick, st.sampled_from(["kind", "amount", "day", "hidden", "org_id"]), rows
     ),
@@ -64,12 +65,15 @@ async def run_op(s: AsyncSession, op: tuple[Any, ...], next_id: list[int]) -> No
     if kind == "add":
         next_id[0] += 1
         s.add(Entry(id=next_id[0], **op[1]))
-    elif kind == "bulk":
+    elif kind in ("bulk", "fast_bulk"):
         batch = []
         for row in op[1]:
             next_id[0] += 1
             batch.append({"id": next_id[0], **row})
-        await s.execute(insert(Entry), batch)
+        if kind == "bulk":
+            await s.execute(insert(Entry), batch)
+        else:
+            await bulk_insert(s, Entry.__table__, batch)
     elif kind in ("set", "del", "set_by_key"):
         ids = await _ids(s)
         if not ids:

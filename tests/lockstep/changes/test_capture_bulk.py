@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import insert
 
 from lockstep.changes.capture import MAX_ROWS_PER_TABLE, coalesce
+from lockstep.db import bulk_insert
 from lockstep.types import Change
 
 from ..conftest import Feed, Folder, Item
@@ -40,3 +41,19 @@ def test_forced_coalescing_merges_a_small_table() -> None:
     assert coalesce(changes) == changes
     (merged,) = coalesce(changes, force={"t"})
     assert (merged.key, merged.scopes) == (None, {"a": frozenset({"x"})})
+
+
+async def test_bulk_insert_is_captured_like_an_executemany(feed: Feed) -> None:
+    n = MAX_ROWS_PER_TABLE + 1
+    folders = Folder.__table__
+    items = Item.__table__
+    async with feed.db.writer() as s:
+        await bulk_insert(s, folders, [{"id": 1, "org_id": 1}, {"id": 2, "org_id": 2}])
+    keyed = {c.key: c for c in feed.published[-1].changes if c.table == "folders"}
+    assert set(keyed) == {("1",), ("2",)}  # few rows with their keys: row level
+    assert keyed[("2",)].scopes == {"org_id": {"2"}}
+    async with feed.db.writer() as s:
+        await bulk_insert(s, items, [{"org_id": 3, "folder_id": 1 + i % 2} for i in range(n)])
+    (change,) = [c for c in feed.published[-1].changes if c.table == "items"]
+    assert (change.op, change.key, change.scopes_complete) == ("insert", None, True)
+    assert change.scopes == {"org_id": {"3"}, "folder_id": {"1", "2"}}
