@@ -1,9 +1,18 @@
 """Importing a bank-statement CSV into a case's ledger.
 
-The file is recorded (``imports``) before it is read; its rows, the record's final status and
-its content-hash *claim* commit in one transaction, so a file is either fully imported and
-claimed, or not imported at all. The claim is unique per case: the same file (byte for byte)
-cannot be imported into a case twice, even by two uploads racing each other.
+Two ways in, one way through:
+
+* the API queues it (:func:`queue_import`): the upload is spooled to
+  ``<data_dir>/uploads/import-<id>.csv`` and the record (``queued``) and its job commit
+  together; a worker runs :func:`run_queued_import`, which may run again after a crash and
+  then imports nothing twice;
+* the CLI imports at once (:func:`import_transactions`).
+
+Either way the file is recorded (``imports``) before it is read, and its rows, the record's
+final status and its content-hash *claim* commit in one transaction, so a file is either
+fully imported and claimed, or not imported at all. The claim is unique per case: the same
+file (byte for byte) cannot be imported into a case twice, even by two uploads racing each
+other; a second upload of a file that is still queued is refused at once.
 
 Accepted columns (any order, common header spellings): date, amount (signed, or with a
 direction column), category; optional currency (default EUR), direction, counterparty,
@@ -15,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -105,6 +115,28 @@ class ImportSummary:
     outcome: ImportOutcome | None
     message: str
 
+    def as_result(self) -> dict[str, Any]:
+        """What the import job returns (its stored result)."""
+        outcome = self.outcome
+        return {
+            "import_id": self.id,
+            "status": self.status.value,
+            "rows_imported": outcome.rows_written if outcome and outcome.committed else 0,
+            "rows_rejected": outcome.rows_rejected if outcome else 0,
+            "message": self.message,
+        }
+
+
+LIVE = (ImportStatus.QUEUED, ImportStatus.RUNNING)
+FINAL = (ImportStatus.IMPORTED, ImportStatus.REJECTED, ImportStatus.FAILED)
+UPLOADS = "uploads"
+
+
+def spool_path(data_dir: Path, import_id: int) -> Path:
+    """Where a queued import's file waits for its worker (``data_dir`` is shared by the API
+    and the workers, as for report PDFs)."""
+    return data_dir.resolve() / UPLOADS / f"import-{import_id}.csv"
+
 
 async def claimed_by(session: AsyncSession, case_id: int, sha256: str) -> ImportRecord | None:
     return await session.scalar(
@@ -112,13 +144,95 @@ async def claimed_by(session: AsyncSession, case_id: int, sha256: str) -> Import
     )
 
 
-def _duplicate(found: ImportRecord) -> ConflictError:
+def duplicate_error(found: ImportRecord) -> ConflictError:
     when = found.created_at.strftime("%Y-%m-%d %H:%M UTC")
     return ConflictError(
         f"this file was already imported into case {found.case_id} as import {found.id} "
         f"({found.filename!r}, {when}); importing it again would duplicate its transactions",
         details={"import_id": found.id, "sha256": found.content_sha256},
     )
+
+
+async def _new_record(
+    session: AsyncSession,
+    *,
+    organization_id: int,
+    case_id: int,
+    spool: Spool,
+    filename: str,
+    policy: ImportPolicy,
+    created_by_id: int | None,
+    status: ImportStatus,
+) -> ImportRecord:
+    """Check the case and the file, then add the import's record (flushed: it has its id).
+
+    Raises NotFoundError (no such case in the organization), ConflictError (the file is
+    already imported into the case, or waiting to be)."""
+    case = await session.scalar(
+        select(Case.id).where(Case.id == case_id, Case.organization_id == organization_id)
+    )
+    if case is None:
+        raise NotFoundError(f"case {case_id} not found")
+    found = await claimed_by(session, case_id, spool.sha256)
+    if found is not None:
+        raise duplicate_error(found)
+    waiting = await session.scalar(
+        select(ImportRecord).where(
+            ImportRecord.case_id == case_id,
+            ImportRecord.content_sha256 == spool.sha256,
+            ImportRecord.status.in_(LIVE),
+        )
+    )
+    if waiting is not None:
+        raise ConflictError(
+            f"this file is already being imported into case {case_id} as import {waiting.id}",
+            details={"import_id": waiting.id, "sha256": spool.sha256},
+        )
+    record = ImportRecord(
+        organization_id=organization_id,
+        case_id=case_id,
+        filename=filename[:255],
+        content_sha256=spool.sha256,
+        status=status,
+        policy=policy.value,
+        size_bytes=spool.size,
+        encoding=spool.encoding,
+        created_by_id=created_by_id,
+    )
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def queue_import(
+    session: AsyncSession,
+    data_dir: Path,
+    *,
+    organization_id: int,
+    case_id: int,
+    spool: Spool,
+    filename: str,
+    policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
+    created_by_id: int | None = None,
+) -> ImportRecord:
+    """Record the import (``queued``) in the caller's transaction and move the spooled file
+    to :func:`spool_path`, where its job finds it; the caller enqueues the job in the same
+    transaction. Raises what :func:`_new_record` raises; if the transaction then fails, the
+    caller removes the file (:func:`spool_path`)."""
+    record = await _new_record(
+        session,
+        organization_id=organization_id,
+        case_id=case_id,
+        spool=spool,
+        filename=filename,
+        policy=policy,
+        created_by_id=created_by_id,
+        status=ImportStatus.QUEUED,
+    )
+    target = spool_path(data_dir, record.id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    spool.path.replace(target)  # same directory tree: a rename, not a copy
+    return record
 
 
 async def import_transactions(
@@ -132,39 +246,77 @@ async def import_transactions(
     created_by_id: int | None = None,
     on_progress: Callable[[int, ImportProgress], None] | None = None,
 ) -> ImportSummary:
-    """Import ``spool`` into case ``case_id`` of ``organization_id``.
+    """Import ``spool`` into case ``case_id`` of ``organization_id`` now (the CLI's way).
 
     Raises NotFoundError (no such case in the organization), ConflictError (this file was
     already imported into the case). A file that cannot be read as CSV, or whose rows are
     rejected under ``all_or_nothing``, is recorded as such and nothing else is stored.
     """
     async with db.writer() as session:
-        case = await session.scalar(
-            select(Case.id).where(Case.id == case_id, Case.organization_id == organization_id)
-        )
-        if case is None:
-            raise NotFoundError(f"case {case_id} not found")
-        found = await claimed_by(session, case_id, spool.sha256)
-        if found is not None:
-            raise _duplicate(found)
-        record = ImportRecord(
+        record = await _new_record(
+            session,
             organization_id=organization_id,
             case_id=case_id,
-            filename=filename[:255],
-            content_sha256=spool.sha256,
-            status=ImportStatus.RUNNING,
-            policy=policy.value,
-            size_bytes=spool.size,
-            encoding=spool.encoding,
+            spool=spool,
+            filename=filename,
+            policy=policy,
             created_by_id=created_by_id,
+            status=ImportStatus.RUNNING,
         )
-        session.add(record)
-        await session.flush()
-        import_id = record.id
+    return await _run(db, record, spool, on_progress, last_try=True)
 
+
+async def run_queued_import(
+    db: Database,
+    data_dir: Path,
+    import_id: int,
+    *,
+    last_try: bool,
+    on_progress: Callable[[int, ImportProgress], None] | None = None,
+) -> ImportSummary:
+    """Run queued import ``import_id`` (its job's body). Safe to run again after a crash:
+    an import that reached its final status is reported, not repeated; one cut off is rolled
+    back and starts over. An error stops it as ``failed`` only on the ``last_try``; before
+    that the record stays ``running`` for the next attempt. Raises LookupError when the
+    record or its file is gone."""
+    async with db.writer() as session:
+        record = await session.get(ImportRecord, import_id)
+        if record is None:
+            raise LookupError(f"import {import_id} is gone (its case was deleted?)")
+        if record.status in FINAL:
+            return ImportSummary(record.id, record.status, None, record.message)
+        record.status = ImportStatus.RUNNING
+    path = spool_path(data_dir, import_id)
+    if not path.is_file():
+        raise LookupError(f"the file of import {import_id} is gone from {path}")
+    spool = Spool(path, record.content_sha256, record.size_bytes, record.encoding)
+    return await _run(db, record, spool, on_progress, last_try=last_try)
+
+
+async def fail_import(db: Database, import_id: int, message: str) -> None:
+    """Mark an import that will not run (again) failed, unless it finished meanwhile."""
+    async with db.writer() as session:
+        await session.execute(
+            update(ImportRecord)
+            .where(ImportRecord.id == import_id, ImportRecord.status.in_(LIVE))
+            .values(status=ImportStatus.FAILED, message=message[:2000], finished_at=_now())
+        )
+
+
+async def _run(
+    db: Database,
+    record: ImportRecord,
+    spool: Spool,
+    on_progress: Callable[[int, ImportProgress], None] | None,
+    *,
+    last_try: bool,
+) -> ImportSummary:
+    """Read ``spool`` into the ledger as ``record`` says, and settle the record."""
+    import_id, case_id = record.id, record.case_id
+    policy = ImportPolicy(record.policy)
     # One creation time for the whole file: its rows are created by one transaction.
     fixed = {
-        "organization_id": organization_id,
+        "organization_id": record.organization_id,
         "case_id": case_id,
         "version": 1,
         "created_at": _now(),
@@ -191,34 +343,23 @@ async def import_transactions(
             on_progress=(lambda p: on_progress(import_id, p)) if on_progress else None,
         )
     except ValidationFailedError as exc:  # not CSV, or required columns missing
-        async with db.writer() as session:
-            await session.execute(
-                update(ImportRecord)
-                .where(ImportRecord.id == import_id)
-                .values(status=ImportStatus.FAILED, message=exc.message[:2000], finished_at=_now())
-            )
+        await fail_import(db, import_id, exc.message)
         exc.details = {"import_id": import_id, "errors": exc.details}
         raise
     except IntegrityError:
         # Another upload of the same file committed first (the claim is unique per case).
-        async with db.writer() as session:
-            await session.execute(
-                update(ImportRecord)
-                .where(ImportRecord.id == import_id)
-                .values(status=ImportStatus.FAILED, message="duplicate", finished_at=_now())
-            )
+        async with db.reader() as session:
             found = await claimed_by(session, case_id, spool.sha256)
         if found is None:
+            await fail_import(db, import_id, "interrupted by a database error")
             raise
-        raise _duplicate(found) from None
+        duplicate = duplicate_error(found)
+        await fail_import(db, import_id, duplicate.message)
+        raise duplicate from None
     except BaseException:
-        # Whatever stopped it (a database error, a cancelled request), nothing was stored.
-        async with db.writer() as session:
-            await session.execute(
-                update(ImportRecord)
-                .where(ImportRecord.id == import_id)
-                .values(status=ImportStatus.FAILED, message="interrupted", finished_at=_now())
-            )
+        # Whatever stopped it (a database error, a cancelled job), nothing was stored.
+        if last_try:
+            await fail_import(db, import_id, "interrupted")
         raise
     if not outcome.committed:
         async with db.writer() as session:

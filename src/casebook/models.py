@@ -302,6 +302,7 @@ class OutboxMessage(Base):
 
 
 class ImportStatus(enum.StrEnum):
+    QUEUED = "queued"  # uploaded; its job has not started
     RUNNING = "running"
     IMPORTED = "imported"
     REJECTED = "rejected"  # bad rows under the all-or-nothing policy: nothing stored
@@ -310,7 +311,9 @@ class ImportStatus(enum.StrEnum):
 
 class ImportRecord(Base):
     """One CSV file imported into a case (0003_rollups). ``claim`` is the content hash once
-    the rows are committed: unique per case, so the same file cannot be imported twice."""
+    the rows are committed: unique per case, so the same file cannot be imported twice.
+    Uploaded through the API it is ``queued`` with its job (``job_id``) until a worker runs
+    it; the CLI imports at once."""
 
     __tablename__ = "imports"
     __table_args__ = (
@@ -336,6 +339,7 @@ class ImportRecord(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)  # the job running it (0004)
 
 
 class ImportReject(Base):

@@ -1,4 +1,10 @@
-"""casebook's background jobs: case report PDFs, notification fan-out and delivery.
+"""casebook's background jobs: CSV imports, case report PDFs, notification fan-out and
+delivery.
+
+* ``casebook.imports.run`` (queue ``imports``): reads an uploaded CSV into the ledger,
+  reporting bytes read as progress; safe to run again (see
+  :func:`casebook.imports.run_queued_import`). Its file is deleted once the import is
+  settled or its last attempt ends.
 
 * ``casebook.reports.generate`` (queue ``reports``): loads a case's figures, renders the PDF
   in the worker's process pool, then marks the ``reports`` row ready *and* enqueues the
@@ -19,6 +25,7 @@ from sqlalchemy import case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from casebook.imports import run_queued_import, spool_path
 from casebook.models import (
     Case,
     Direction,
@@ -34,11 +41,24 @@ from casebook.models import (
 from casebook.notifications import Channel, Message, OutboxSender, Sender
 from casebook.reports import render_case_report
 from casebook.settings import CasebookSettings
-from lockstep import Backoff, JobContext, NewJob, Rate, TaskRegistry, enqueue, enqueue_many
+from lockstep import (
+    Backoff,
+    ConflictError,
+    ImportProgress,
+    JobContext,
+    NewJob,
+    Rate,
+    TaskRegistry,
+    ValidationFailedError,
+    enqueue,
+    enqueue_many,
+)
 
 tasks = TaskRegistry(default_queue="default", max_attempts=5, backoff=Backoff(base=2, cap=600))
 # What the SMS / e-mail gateway accepts, shared by every worker.
 tasks.queue("notifications", rate=Rate(50, per=1.0))
+# Each import is one long write transaction: two at a time across all workers.
+tasks.queue("imports", concurrency=2)
 
 REPORTS_DIR = "reports"
 
@@ -121,6 +141,39 @@ async def report_data(session: AsyncSession, report: Report) -> dict[str, Any]:
             for y, m, d, k in by_month
         ],
     }
+
+
+@tasks.task(
+    name="casebook.imports.run",
+    queue="imports",
+    max_attempts=3,
+    timeout=dt.timedelta(minutes=30),
+    unique="import:{import_id}",
+    tenant="{organization_id}",
+)
+async def run_import(ctx: JobContext, import_id: int, organization_id: int) -> dict[str, Any]:
+    """Import the queued file of import ``import_id`` (``organization_id`` is its tenant)."""
+    data_dir = _state(ctx).settings.data_dir
+    last_try = ctx.attempt >= ctx.job.max_attempts
+
+    def progress(_import_id: int, p: ImportProgress) -> None:
+        ctx.progress(p.bytes_read, total=p.bytes_total, message=f"{p.rows_read:,} rows read")
+
+    settled = False
+    try:
+        summary = await run_queued_import(
+            ctx.database, data_dir, import_id, last_try=last_try, on_progress=progress
+        )
+        settled = True
+    except (ValidationFailedError, ConflictError) as exc:
+        # The file itself is the problem (not CSV, a duplicate): the record says why and
+        # another attempt would say the same.
+        settled = True
+        return {"import_id": import_id, "status": "failed", "message": exc.message}
+    finally:
+        if settled or last_try:
+            spool_path(data_dir, import_id).unlink(missing_ok=True)
+    return summary.as_result()
 
 
 @tasks.task(

@@ -1,17 +1,24 @@
-"""CSV import of transactions into a case: streamed upload, detection and mapping, rejects
-report, all-or-nothing, duplicate refusal; imported rows reach the rollups and dashboards."""
+"""CSV import of transactions into a case: streamed upload, a job per import (queued,
+progress, retried without importing twice), detection and mapping, rejects report,
+all-or-nothing, duplicate refusal; imported rows reach the rollups and dashboards."""
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+import casebook.imports
+from casebook.imports import run_queued_import, spool_path
 from casebook.models import ImportRecord, Transaction
 from casebook.rollups import AGGREGATES
+from casebook.services import Services
 from lockstep import Database
 
 Login = Callable[[str], Awaitable[httpx.AsyncClient]]
@@ -39,20 +46,33 @@ def upload(content: bytes, name: str = "statement.csv") -> dict[str, tuple[str, 
     return {"file": (name, content, "text/csv")}
 
 
+WAIT = {"Prefer": "wait=60"}  # answer with the outcome (the worker fixture runs the job)
+
+
+@pytest.fixture
+async def worker(casebook_app: FastAPI) -> AsyncIterator[None]:
+    """A job worker for the test's duration, as ``casebook serve`` or ``casebook worker``."""
+    services: Services = casebook_app.state.services
+    async with services.worker(poll_interval=0.05, lease=30):
+        yield
+
+
 async def assert_rollups_exact(db: Database) -> None:
     for report in await AGGREGATES.verify(db):
         assert report.ok, [d.describe() for d in report.discrepancies]
 
 
 async def test_bank_export_with_bom_semicolons_and_decimal_commas(
-    login: Login, casebook_app: FastAPI
+    login: Login, casebook_app: FastAPI, worker: None
 ) -> None:
     db = casebook_app.state.services.db
     client = await login("analyst@acme.test")
     case_id = await case_of(client)
     before = await case_rows(db, case_id)
     etag = (await client.get(f"/api/v1/cases/{case_id}/dashboard")).headers["etag"]
-    created = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    created = await client.post(
+        f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT), headers=WAIT
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert (body["status"], body["rows_imported"], body["delimiter"]) == ("imported", 3, ";")
@@ -76,7 +96,7 @@ async def test_bank_export_with_bom_semicolons_and_decimal_commas(
 
 
 async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
-    login: Login, casebook_app: FastAPI
+    login: Login, casebook_app: FastAPI, worker: None
 ) -> None:
     db = casebook_app.state.services.db
     client = await login("analyst@acme.test")
@@ -90,7 +110,7 @@ async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
         b"2026-01-04,7,,EURO\n"  # category missing, bad currency
         b"2026-01-05,=1+2,card,EUR\n"  # a formula: reported as inert text
     )
-    refused = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(bad))
+    refused = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(bad), headers=WAIT)
     assert refused.status_code == 422
     details = refused.json()["error"]["details"]
     assert details["rows_rejected"] == 4
@@ -115,6 +135,7 @@ async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
         f"/api/v1/cases/{case_id}/imports",
         params={"policy": "skip_invalid"},
         files=upload(bad),
+        headers=WAIT,
     )
     assert kept.status_code == 201, kept.text
     assert (kept.json()["rows_imported"], kept.json()["rows_rejected"]) == (1, 4)
@@ -122,14 +143,18 @@ async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
     await assert_rollups_exact(db)
 
 
-async def test_the_same_file_twice_is_refused(login: Login, casebook_app: FastAPI) -> None:
+async def test_the_same_file_twice_is_refused(
+    login: Login, casebook_app: FastAPI, worker: None
+) -> None:
     client = await login("analyst@acme.test")
     case_id = await case_of(client)
     other = await login("analyst@globex.test")  # another tenant: no such case for them
     assert (
         await other.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
     ).status_code == 404
-    first = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    first = await client.post(
+        f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT), headers=WAIT
+    )
     assert first.status_code == 201
     second = await client.post(
         f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT, "renamed.csv")
@@ -146,7 +171,7 @@ async def test_the_same_file_twice_is_refused(login: Login, casebook_app: FastAP
 
 
 async def test_large_upload_is_streamed_and_the_limit_enforced_while_receiving(
-    login: Login, casebook_app: FastAPI
+    login: Login, casebook_app: FastAPI, worker: None
 ) -> None:
     client = await login("analyst@acme.test")
     case_id = await case_of(client)
@@ -169,7 +194,7 @@ async def test_large_upload_is_streamed_and_the_limit_enforced_while_receiving(
             ).encode()
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", **WAIT}
     url = f"/api/v1/cases/{case_id}/imports"
     done = await client.post(url, content=body(chunks), headers=headers)
     assert done.status_code == 201, done.text
@@ -182,4 +207,153 @@ async def test_large_upload_is_streamed_and_the_limit_enforced_while_receiving(
     refused = await client.post(url, content=body(chunks), headers=headers)
     assert refused.status_code == 413
     assert sent < chunks  # refused while the body was still streaming in
-    assert list((settings.data_dir / "uploads").iterdir()) == []  # no spool left behind
+    # no spool left behind: not the refused one, nor the imported one (its job deleted it)
+    assert list((settings.data_dir / "uploads").iterdir()) == []
+
+
+def statement(rows: int) -> bytes:
+    lines = ["date,amount,category,counterparty"]
+    lines += [f"2026-05-{1 + i % 28:02d},{i % 900 + 1}.25,wire,Party {i}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_an_upload_waits_queued_for_a_worker_and_a_second_copy_is_refused(
+    login: Login, casebook_app: FastAPI
+) -> None:
+    services: Services = casebook_app.state.services
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    before = await case_rows(services.db, case_id)
+    queued = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    assert queued.status_code == 202, queued.text
+    body = queued.json()
+    assert (body["status"], body["job"]["state"]) == ("queued", "queued")
+    assert queued.headers["location"] == f"/api/v1/imports/{body['id']}"
+    assert spool_path(services.settings.data_dir, body["id"]).is_file()  # waiting for its job
+    again = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    assert again.status_code == 409
+    assert (
+        f"already being imported into case {case_id} as import {body['id']}"
+        in (again.json()["error"]["message"])
+    )
+    assert await case_rows(services.db, case_id) == before  # nothing runs without a worker
+
+    async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
+        result = await services.jobs.result(body["job_id"])
+    assert result["status"] == "imported"
+    done = (await client.get(f"/api/v1/imports/{body['id']}")).json()
+    assert (done["status"], done["rows_imported"], done["job"]["state"]) == (
+        "imported",
+        3,
+        "succeeded",
+    )
+    assert await case_rows(services.db, case_id) == before + 3
+    assert not spool_path(services.settings.data_dir, body["id"]).exists()
+
+
+async def test_progress_of_a_running_import_is_visible_while_it_holds_the_writer(
+    login: Login, casebook_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the import's transaction holds the only writer, so its progress cannot be
+    stored until it commits; the worker's process still shows the latest report."""
+    services: Services = casebook_app.state.services
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    content = statement(12_000)  # three batches of 5,000 rows: progress after each
+    second_batch, release = asyncio.Event(), asyncio.Event()
+    real_insert = casebook.imports.bulk_insert
+    calls = 0
+
+    async def paused_insert(session: Any, table: Any, rows: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real_insert(session, table, rows)
+        if calls == 2:  # the first batch is written and reported; hold the transaction
+            second_batch.set()
+            await release.wait()
+
+    monkeypatch.setattr(casebook.imports, "bulk_insert", paused_insert)
+    queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
+    async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
+        await second_batch.wait()
+        running = (await client.get(f"/api/v1/imports/{queued['id']}")).json()
+        assert (running["status"], running["job"]["state"]) == ("running", "running")
+        progress = running["job"]["progress"]
+        assert 0 < progress["current"] < progress["total"] == len(content)
+        assert progress["message"].endswith("rows read")
+        release.set()
+        await services.jobs.result(queued["job_id"])
+    done = (await client.get(f"/api/v1/imports/{queued['id']}")).json()
+    assert (done["status"], done["rows_imported"]) == ("imported", 12_000)
+    await assert_rollups_exact(services.db)
+
+
+async def test_an_attempt_that_fails_midway_is_rolled_back_and_the_retry_imports_once(
+    login: Login, casebook_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services: Services = casebook_app.state.services
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    before = await case_rows(services.db, case_id)
+    content = statement(7_000)  # two batches: the second one fails on the first attempt
+    calls = 0
+    real_insert = casebook.imports.bulk_insert
+
+    async def flaky_insert(session: Any, table: Any, rows: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the disk went away")
+        await real_insert(session, table, rows)
+
+    monkeypatch.setattr(casebook.imports, "bulk_insert", flaky_insert)
+    queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
+    async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
+        while (job := await services.jobs.get(queued["job_id"])).state.value != "scheduled":
+            await services.jobs.next_finish().wait()
+        assert job.attempt == 1
+        assert "the disk went away" in (job.error or "")
+        record = (await client.get(f"/api/v1/imports/{queued['id']}")).json()
+        assert record["status"] == "running"  # not failed: another attempt is coming
+        assert await case_rows(services.db, case_id) == before  # the first batch rolled back
+        await services.jobs.retry(queued["job_id"])  # now, not after the backoff
+        result = await services.jobs.result(queued["job_id"])
+    assert result["rows_imported"] == 7_000
+    assert await case_rows(services.db, case_id) == before + 7_000
+    # the job's body run once more (a crash after the import committed) changes nothing
+    again = await run_queued_import(
+        services.db, services.settings.data_dir, queued["id"], last_try=True
+    )
+    assert (again.status.value, again.outcome) == ("imported", None)
+    assert await case_rows(services.db, case_id) == before + 7_000
+    await assert_rollups_exact(services.db)
+
+
+async def test_a_cancelled_import_reads_as_failed(login: Login, casebook_app: FastAPI) -> None:
+    services: Services = casebook_app.state.services
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    queued = (
+        await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    ).json()
+    await services.jobs.cancel(queued["job_id"])
+    record = (await client.get(f"/api/v1/imports/{queued['id']}")).json()
+    assert (record["status"], record["job"]["state"]) == ("failed", "cancelled")
+    assert record["message"] == "its job ended cancelled"
+
+
+async def test_not_a_csv_file_fails_with_the_reason(
+    login: Login, casebook_app: FastAPI, worker: None
+) -> None:
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    response = await client.post(
+        f"/api/v1/cases/{case_id}/imports",
+        files=upload(b"name,colour\nx,red\n"),
+        headers=WAIT,
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "lacks required column(s): posted_on" in error["message"]
+    record = (await client.get(f"/api/v1/imports/{error['details']['import_id']}")).json()
+    assert record["status"] == "failed"

@@ -1,15 +1,22 @@
-"""CSV imports of transactions into a case: upload (streamed), status, rejects report.
+"""CSV imports of transactions into a case: upload (streamed), a job per import, status,
+rejects report.
 
-``POST /cases/{id}/imports`` (multipart, field ``file``; ``?policy=skip_invalid`` to keep
-the valid rows of a file with bad ones) runs the import in this process and answers when it
-is done: 201 with the import when its rows are stored; 422 (nothing stored) with the import
-id and the first rejects when rows were refused, the full report at
-``/imports/{id}/rejects``; 409 when the same file was already imported into the case.
-While it runs, ``GET /imports/{id}`` shows its progress.
+``POST /cases/{id}/imports`` (multipart, field ``file``; ``?policy=skip_invalid`` keeps the
+valid rows of a file with bad ones) stores the upload and queues its job in one
+transaction, then answers ``202`` with the import (``queued``) and its ``Location``; poll
+``GET /imports/{id}`` for the job's progress (bytes read) and the outcome. With
+``Prefer: wait=N`` (seconds, at most 60) the answer waits for the job that long: when the
+import settles in time it is ``201`` with the import (rows stored), ``422`` with the first
+rejects (nothing stored; the full report at ``/imports/{id}/rejects``) or the reason the
+file could not be read, ``409`` when the same file was imported meanwhile; otherwise
+``202`` as above. A file already imported into the case, or still queued, is ``409`` at
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -21,37 +28,43 @@ from sqlalchemy import select
 
 from casebook.api.cases import load_case
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
-from casebook.imports import ImportSummary, import_transactions
-from casebook.models import ImportRecord, ImportReject
+from casebook.imports import LIVE, claimed_by, duplicate_error, queue_import, spool_path
+from casebook.models import ImportRecord, ImportReject, ImportStatus
+from casebook.services import Services
+from casebook.tasks import run_import
 from casebook.uploads import receive_file
 from lockstep import (
     ImportPolicy,
-    ImportProgress,
+    JobFailedError,
+    JobInfo,
+    JobNotFoundError,
     JSONBytesResponse,
     NotFoundError,
+    ResultUnavailableError,
     ValidationFailedError,
 )
 
 router = APIRouter(tags=["imports"])
 
 REJECTS_SHOWN = 20
+MAX_WAIT_SECONDS = 60.0
 
 
-def _board(request: Request) -> dict[int, ImportProgress]:
-    """Progress of the imports running in this process (until the jobs system reports it)."""
-    board: dict[int, ImportProgress] | None = getattr(request.app.state, "import_progress", None)
-    if board is None:
-        board = request.app.state.import_progress = {}
-    return board
+def status_of(record: ImportRecord, job: JobInfo | None) -> str:
+    """The import's status; ``failed`` also when its job ended without settling it (it was
+    cancelled, or its last attempt died)."""
+    if record.status in LIVE and job is not None and job.state.is_final:
+        return ImportStatus.FAILED.value
+    return record.status.value
 
 
-def record_out(record: ImportRecord, progress: ImportProgress | None = None) -> dict[str, Any]:
+def record_out(record: ImportRecord, job: JobInfo | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": record.id,
         "case_id": record.case_id,
         "filename": record.filename,
         "sha256": record.content_sha256,
-        "status": record.status.value,
+        "status": status_of(record, job),
         "policy": record.policy,
         "size_bytes": record.size_bytes,
         "encoding": record.encoding,
@@ -62,20 +75,40 @@ def record_out(record: ImportRecord, progress: ImportProgress | None = None) -> 
         "message": record.message,
         "created_at": record.created_at,
         "finished_at": record.finished_at,
+        "job_id": record.job_id,
         "rejects_url": f"/api/v1/imports/{record.id}/rejects" if record.rows_rejected else None,
     }
-    if progress is not None:
-        out["progress"] = {
-            "bytes_read": progress.bytes_read,
-            "bytes_total": progress.bytes_total,
-            "rows_read": progress.rows_read,
-            "rows_written": progress.rows_written,
-            "rows_rejected": progress.rows_rejected,
+    if job is not None:
+        out["job"] = {
+            "state": job.state.value,
+            "attempt": job.attempt,
+            "max_attempts": job.max_attempts,
+            "progress": job.progress,  # current/total: bytes of the file read so far
+            "error": job.error,
         }
+        if out["status"] == ImportStatus.FAILED.value and not record.message:
+            out["message"] = f"its job ended {job.state.value}" + (
+                f": {job.error}" if job.error else ""
+            )
     return out
 
 
-@router.post("/cases/{case_id}/imports", status_code=201)
+def wait_preference(request: Request) -> float:
+    """Seconds the client asks us to wait for the outcome (``Prefer: wait=N``, RFC 7240),
+    at most :data:`MAX_WAIT_SECONDS`; 0 without it or with ``respond-async``."""
+    wait = 0.0
+    for header in request.headers.getlist("prefer"):
+        for preference in header.split(","):
+            name, _, value = preference.strip().partition("=")
+            if name.strip().lower() == "respond-async":
+                return 0.0
+            if name.strip().lower() == "wait":
+                with contextlib.suppress(ValueError):
+                    wait = max(0.0, min(float(value.strip().strip('"')), MAX_WAIT_SECONDS))
+    return wait
+
+
+@router.post("/cases/{case_id}/imports", status_code=202)
 async def upload(
     case_id: int,
     request: Request,
@@ -83,7 +116,7 @@ async def upload(
     services: ServicesDep,
     policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
 ) -> JSONBytesResponse:
-    """Import a CSV file of transactions into the case (see the module documentation)."""
+    """Upload a CSV file of transactions to import into the case (see the module docs)."""
     async with services.db.reader() as session:  # 404 before a byte of the upload is read
         await load_case(session, principal, case_id)
     settings = services.settings
@@ -93,43 +126,83 @@ async def upload(
         max_bytes=settings.import_max_bytes,
         directory=settings.data_dir / "uploads",
     )
-    board = _board(request)
-    summary: ImportSummary | None = None
+    org = principal.organization_id
+    queued: int | None = None
     try:
-        summary = await import_transactions(
-            services.db,
-            organization_id=principal.organization_id,
-            case_id=case_id,
-            spool=spool,
-            filename=filename,
-            policy=policy,
-            created_by_id=principal.user_id,
-            on_progress=lambda import_id, p: board.__setitem__(import_id, p),
-        )
-    finally:
+        async with services.db.writer() as session:
+            record = await queue_import(
+                session,
+                settings.data_dir,
+                organization_id=org,
+                case_id=case_id,
+                spool=spool,
+                filename=filename,
+                policy=policy,
+                created_by_id=principal.user_id,
+            )
+            queued = record.id
+            record.job_id = await services.jobs.enqueue(
+                run_import,
+                {"import_id": record.id, "organization_id": org},
+                session=session,
+                tenant=str(org),
+            )
+    except BaseException:
         spool.discard()
-        if summary is not None:
-            board.pop(summary.id, None)
-    record = await _load(services, principal.organization_id, summary.id)
-    if summary.outcome is not None and not summary.outcome.committed:
+        if queued is not None:  # moved to its queued place, but the transaction failed
+            spool_path(settings.data_dir, queued).unlink(missing_ok=True)
+        raise
+    assert record.job_id is not None
+    wait = wait_preference(request)
+    if wait:
+        with contextlib.suppress(TimeoutError, JobFailedError, ResultUnavailableError):
+            async with asyncio.timeout(wait):
+                await services.jobs.result(record.job_id)
+    record, job = await _load_with_job(services, org, record.id)
+    location = {"Location": f"/api/v1/imports/{record.id}"}
+    status = status_of(record, job)
+    if status == ImportStatus.IMPORTED.value:
+        return JSONBytesResponse(record_out(record, job), status_code=201, headers=location)
+    if status == ImportStatus.REJECTED.value:
+        raise await _rejected(services, record)
+    if status == ImportStatus.FAILED.value:
+        async with services.db.reader() as session:
+            claimed = await claimed_by(session, case_id, record.content_sha256)
+        if claimed is not None:  # another upload of the same file got there first
+            raise duplicate_error(claimed)
         raise ValidationFailedError(
-            summary.message,
-            details={
-                "import_id": summary.id,
-                "rows_rejected": summary.outcome.rows_rejected,
-                "rejects_url": f"/api/v1/imports/{summary.id}/rejects",
-                "rejects": [
-                    {"row": r.row, "column": r.column, "reason": r.reason, "value": r.value}
-                    for r in summary.outcome.rejects[:REJECTS_SHOWN]
-                ],
-            },
+            f"the file could not be imported: {record_out(record, job)['message']}",
+            details={"import_id": record.id},
         )
-    return JSONBytesResponse(
-        record_out(record), status_code=201, headers={"Location": f"/api/v1/imports/{record.id}"}
+    return JSONBytesResponse(record_out(record, job), status_code=202, headers=location)
+
+
+async def _rejected(services: Services, record: ImportRecord) -> ValidationFailedError:
+    async with services.db.reader() as session:
+        rejects = (
+            await session.scalars(
+                select(ImportReject)
+                .where(ImportReject.import_id == record.id)
+                .order_by(ImportReject.id)
+                .limit(REJECTS_SHOWN)
+            )
+        ).all()
+    return ValidationFailedError(
+        f"{record.rows_rejected} of {record.rows_read} rows were rejected; nothing was imported "
+        "(policy all_or_nothing). Fix them and upload the file again.",
+        details={
+            "import_id": record.id,
+            "rows_rejected": record.rows_rejected,
+            "rejects_url": f"/api/v1/imports/{record.id}/rejects",
+            "rejects": [
+                {"row": r.row_number, "column": r.column, "reason": r.reason, "value": r.value}
+                for r in rejects
+            ],
+        },
     )
 
 
-async def _load(services: ServicesDep, organization_id: int, import_id: int) -> ImportRecord:
+async def _load(services: Services, organization_id: int, import_id: int) -> ImportRecord:
     async with services.db.reader() as session:
         record = await session.scalar(
             select(ImportRecord).where(
@@ -141,11 +214,26 @@ async def _load(services: ServicesDep, organization_id: int, import_id: int) -> 
     return record
 
 
+async def _load_with_job(
+    services: Services, organization_id: int, import_id: int
+) -> tuple[ImportRecord, JobInfo | None]:
+    record = await _load(services, organization_id, import_id)
+    job = None
+    if record.job_id is not None:
+        with contextlib.suppress(JobNotFoundError):  # pruned after its retention period
+            job = await services.jobs.get(record.job_id)
+        if job is not None and job.state.is_final and record.status in LIVE:
+            # The job may have settled the record after we read it: read it again, now that
+            # the job's end (written after the import's commit) is known.
+            record = await _load(services, organization_id, import_id)
+    return record, job
+
+
 @router.get("/cases/{case_id}/imports")
 async def list_imports(
-    case_id: int, request: Request, principal: PrincipalDep, services: ServicesDep
+    case_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
-    """The case's imports, newest first (the last 100)."""
+    """The case's imports, newest first (the last 100); ``GET /imports/{id}`` adds the job."""
     async with services.db.reader() as session:
         records = (
             await session.scalars(
@@ -158,16 +246,16 @@ async def list_imports(
                 .limit(100)
             )
         ).all()
-    board = _board(request)
-    return JSONBytesResponse({"items": [record_out(r, board.get(r.id)) for r in records]})
+    return JSONBytesResponse({"items": [record_out(r) for r in records]})
 
 
 @router.get("/imports/{import_id}")
 async def get_import(
-    import_id: int, request: Request, principal: PrincipalDep, services: ServicesDep
+    import_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
-    record = await _load(services, principal.organization_id, import_id)
-    return JSONBytesResponse(record_out(record, _board(request).get(import_id)))
+    """The import and, while it is kept, its job (state, attempt, progress, last error)."""
+    record, job = await _load_with_job(services, principal.organization_id, import_id)
+    return JSONBytesResponse(record_out(record, job))
 
 
 @router.get("/imports/{import_id}/rejects")

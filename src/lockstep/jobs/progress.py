@@ -29,6 +29,10 @@ class ProgressReporter:
         self.store = store
         self.worker_id = worker_id
         self._pending: dict[int, tuple[ClaimedJob, dict[str, Any]]] = {}
+        # The latest report of every running job of this worker, stored or not yet: on
+        # SQLite a job that holds the writer (an import) cannot store its progress until it
+        # commits, but readers in this process can still see it.
+        self.latest: dict[int, tuple[int, dict[str, Any]]] = {}
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -49,7 +53,14 @@ class ProgressReporter:
 
     def _queue(self, job: ClaimedJob, payload: dict[str, Any]) -> None:
         self._pending[job.id] = (job, payload)
+        self.latest[job.id] = (job.attempt, payload)
         self._ready.set()
+
+    def forget(self, job: ClaimedJob) -> None:
+        """The attempt ended: its live report is no longer news."""
+        found = self.latest.get(job.id)
+        if found is not None and found[0] == job.attempt:
+            del self.latest[job.id]
 
     async def flush(self, job: ClaimedJob) -> None:
         """Store the job's pending report now (before its attempt completes)."""

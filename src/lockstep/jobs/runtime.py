@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -163,8 +164,15 @@ class Jobs:
     # -- looking and steering --------------------------------------------------------------
 
     async def get(self, job_id: int, *, tenant: str | None = None) -> JobInfo:
-        """The job; raises :class:`JobNotFoundError`."""
-        return await self.admin.get(job_id, tenant=tenant)
+        """The job; raises :class:`JobNotFoundError`. The progress of a job running in this
+        process is its latest report, even one not stored yet."""
+        info = await self.admin.get(job_id, tenant=tenant)
+        if info.state is JobState.RUNNING:
+            for worker in self._workers:
+                live = worker.live_progress(info.id, info.attempt)
+                if live is not None:
+                    return dataclasses.replace(info, progress=live)
+        return info
 
     async def list_jobs(
         self,

@@ -350,6 +350,7 @@ class Worker:
         finally:
             self._free_slot(attempt)
             self._running.pop(job.id, None)
+            self._progress.forget(job)
             self.jobs.job_finished()
 
     def _free_slot(self, attempt: Attempt) -> None:
@@ -370,6 +371,12 @@ class Worker:
 
     async def flush_progress(self, job: ClaimedJob) -> None:
         await self._progress.flush(job)
+
+    def live_progress(self, job_id: int, attempt: int) -> dict[str, Any] | None:
+        """The latest progress reported by attempt ``attempt`` of job ``job_id`` if it runs
+        in this worker (it may not be stored yet)."""
+        found = self._progress.latest.get(job_id)
+        return found[1] if found is not None and found[0] == attempt else None
 
     async def run_in_process(self, fn: Callable[..., R], *args: Any) -> R:
         return await self._processes.run(fn, *args)
