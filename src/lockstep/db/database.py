@@ -7,8 +7,9 @@ Guarantees:
   (one writer connection), so concurrent requests wait instead of failing with
   "database is locked"; other processes queue on SQLite's own lock (``BEGIN IMMEDIATE`` +
   ``busy_timeout``).
-* ``reader()`` yields a session for reads only; on SQLite it comes from a separate pool so
-  reads never wait for a write (WAL).
+* ``reader()`` yields a session for reads only, from a separate pool of read-only
+  connections: on SQLite reads never wait for a write (WAL); on PostgreSQL they run in
+  autocommit (no BEGIN/ROLLBACK round trips).
 * ``ping()`` answers within ``db_connect_timeout`` or raises
   :class:`~lockstep.exceptions.DatabaseUnavailableError`.
 """
@@ -105,7 +106,10 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads. Anything it writes is rolled back (and refused on SQLite)."""
+        """A session for reads, on connections that refuse writes. On PostgreSQL each
+        statement runs on its own (autocommit): no BEGIN/ROLLBACK round trips, and the same
+        per-statement snapshots READ COMMITTED gives inside a transaction; ask for
+        ``isolation_level="REPEATABLE READ"`` on its connection for one snapshot."""
         async with self._read_sessions() as session:
             yield session
 

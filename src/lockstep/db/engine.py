@@ -6,7 +6,8 @@ go through one connection that opens every transaction with ``BEGIN IMMEDIATE`` 
 writers queue on the lock instead of failing with "database is locked" when a reader
 upgrades); reads use a separate pool marked ``query_only``.
 
-PostgreSQL (asyncpg): pool size, overflow, pre-ping and recycle from settings, a server-side
+PostgreSQL (asyncpg): a writer pool and a reader pool (autocommit, read-only connections),
+each with the pool size, overflow, pre-ping and recycle from settings, a server-side
 ``statement_timeout`` and a connect timeout.
 """
 
@@ -92,13 +93,30 @@ def _postgres_engines(settings: Settings) -> Engines:
     server_settings = {"application_name": "lockstep"}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    engine = create_async_engine(
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+    }
+    writer = create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        **pool,
         connect_args={"server_settings": server_settings, "timeout": settings.db_connect_timeout},
     )
-    return Engines("postgresql", engine, engine)
+    # Reads: every statement on its own (autocommit) on read-only connections. Under READ
+    # COMMITTED, PostgreSQL's default, each statement of a transaction takes its own
+    # snapshot anyway, so BEGIN and ROLLBACK bought no consistency, only two round trips
+    # per read session. A session that needs one snapshot asks for REPEATABLE READ (rollup
+    # verification does); a write through a reader is refused by the server.
+    reader = create_async_engine(
+        settings.database_url,
+        **pool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "server_settings": {**server_settings, "default_transaction_read_only": "on"},
+            "timeout": settings.db_connect_timeout,
+        },
+    )
+    return Engines("postgresql", writer, reader)

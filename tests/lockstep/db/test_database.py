@@ -116,20 +116,46 @@ async def test_reader_proceeds_while_a_writer_transaction_is_open(database: Data
     assert await item_ids(database) == [1]
 
 
-async def test_writes_through_reader_are_never_committed(database: Database) -> None:
+async def test_writes_through_reader_are_refused(database: Database) -> None:
     await create_tables(database)
 
     async def write_through_reader() -> None:
         async with database.reader() as session:
             await session.execute(sa_insert(items).values(id=1, name="sneaky"))
 
-    if database.is_sqlite:
-        with pytest.raises(OperationalError, match="readonly"):
-            await write_through_reader()
-    else:
+    refusal = "readonly" if database.is_sqlite else "read-only transaction"
+    with pytest.raises(DBAPIError, match=refusal):
         await write_through_reader()
-
     assert await item_ids(database) == []
+
+
+async def test_postgres_reads_skip_begin_and_rollback(
+    postgres_url: str, make_database: MakeDatabase
+) -> None:
+    """Each read statement is its own transaction: no BEGIN/ROLLBACK round trips."""
+    database = make_database(postgres_url)
+    await create_tables(database)
+    sent: list[str] = []
+    event.listen(
+        database.reader_engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: sent.append(statement),
+    )
+    async with database.reader() as session:
+        await session.execute(select(items.c.id))
+        await session.execute(select(func.count()).select_from(items))
+    assert sent == [  # the statements alone: no BEGIN before them, no ROLLBACK after
+        str(s.compile(dialect=database.reader_engine.dialect))
+        for s in (select(items.c.id), select(func.count()).select_from(items))
+    ]
+    async with database.reader_engine.connect() as connection:
+        options = await connection.get_isolation_level()
+    assert options == "AUTOCOMMIT"
+    async with database.reader() as session:
+        connection = await session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ"}
+        )
+        assert await connection.scalar(text("SHOW transaction_isolation")) == "repeatable read"
 
 
 async def test_foreign_keys_are_enforced(database: Database) -> None:
@@ -324,14 +350,15 @@ async def test_postgres_engine_takes_pool_and_timeouts_from_settings(
     async with database.reader() as session:
         assert await session.scalar(text("SHOW statement_timeout")) == "1234ms"
         assert await session.scalar(text("SHOW application_name")) == "lockstep"
-    assert database.reader_engine is database.writer_engine
-    pool: Any = database.writer_engine.pool
-    assert pool.size() == 3
-    assert pool._max_overflow == 2
-    assert pool._timeout == 7.5
-    assert pool._recycle == 99
-    assert pool._pre_ping is False
-    assert set(database.pool_stats()) == {"writer"}
+    assert database.reader_engine is not database.writer_engine
+    for engine in (database.writer_engine, database.reader_engine):
+        pool: Any = engine.pool
+        assert pool.size() == 3
+        assert pool._max_overflow == 2
+        assert pool._timeout == 7.5
+        assert pool._recycle == 99
+        assert pool._pre_ping is False
+    assert set(database.pool_stats()) == {"writer", "reader"}
 
 
 async def test_postgres_statement_timeout_cancels_long_statements(
