@@ -60,7 +60,7 @@ from lockstep.aggregates.sources import (
     statement_rows,
 )
 from lockstep.aggregates.store import ALL_GROUPS, Group, Recompute, apply_all, chunks
-from lockstep.changes import record_changes
+from lockstep.changes import defer_to_log, record_changes
 from lockstep.db import Database, add_bulk_listener
 from lockstep.exceptions import AggregateError, ConfigurationError
 
@@ -174,7 +174,12 @@ class Maintenance:
             for rollup in self.rollups  # in name order: one lock order across rollups too
             if rollup.name in merged or rollup.name in marks
         ]
-        record_changes(session, apply_all(session.connection(), work))
+        # On PostgreSQL the common write's upserts ride in the change-log row's statement
+        # (the capture's before_commit runs after this one): no round trip of their own.
+        changes = apply_all(
+            session.connection(), work, defer=lambda prelude: defer_to_log(session, prelude)
+        )
+        record_changes(session, changes)
 
     # -- ORM flushes ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ greenlet) and inside ``run_sync`` for verify/repair/rebuild.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -39,10 +39,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 
 from lockstep.aggregates.delta import Deltas, GroupDelta, Settled, settle, sort_key
 from lockstep.aggregates.keys import plain
 from lockstep.aggregates.rollup import ROW_COUNT, Rollup
+from lockstep.changes import Prelude, run_prelude
 from lockstep.db.batch import DriverStatement, driver_statement, execute_batch
 from lockstep.types import Change, canonical
 
@@ -154,13 +156,21 @@ def recompute_groups(
     return empty
 
 
+Defer = Callable[[Prelude], bool]
+"""Offers upserts to the statement that writes the change-log row; False: run them now."""
+
+
 def apply_all(
-    connection: Connection, work: Sequence[tuple[Rollup, Deltas, Recompute]]
+    connection: Connection,
+    work: Sequence[tuple[Rollup, Deltas, Recompute]],
+    *,
+    defer: Defer | None = None,
 ) -> list[Change]:
     """:func:`apply` for each rollup of one transaction, in the order given: the lock order,
     so callers pass the rollups sorted by name. Consecutive rollups that only gain rows (the
     common write) are upserted together by :func:`add_together`; a rollup that needs more
-    is applied on its own between them, so the order holds across rollups too."""
+    is applied on its own between them, so the order holds across rollups too. The last
+    such run may be ``defer``-red to the log row's statement: nothing is written after it."""
     changes: list[Change] = []
     run: list[Additions] = []
     for rollup, deltas, recompute in work:
@@ -172,18 +182,21 @@ def apply_all(
         changes += add_together(connection, run)
         run = []
         changes += apply(connection, rollup, deltas, recompute)
-    return changes + add_together(connection, run)
+    return changes + add_together(connection, run, defer=defer)
 
 
 Additions = tuple[Rollup, Sequence[Group], Deltas]
 """A rollup, its touched groups in lock order, and their deltas (rows added, none removed)."""
 
 
-def add_together(connection: Connection, run: Sequence[Additions]) -> list[Change]:
+def add_together(
+    connection: Connection, run: Sequence[Additions], *, defer: Defer | None = None
+) -> list[Change]:
     """Upsert the groups of every rollup in ``run``, rollup after rollup and each in its
     groups' order, in one trip to the database: one driver hand-off on SQLite
     (:func:`~lockstep.db.batch.execute_batch`), one statement on PostgreSQL (see
-    :func:`_together_statement`). Nothing can empty a group or lose an extreme when rows are
+    :func:`_together`), or none of its own when ``defer`` takes it into the statement that
+    writes the change-log row. Nothing can empty a group or lose an extreme when rows are
     only added, so the upserts are all there is: nothing is read back."""
     if not run:
         return []
@@ -193,7 +206,10 @@ def add_together(connection: Connection, run: Sequence[Additions]) -> list[Chang
             rows = _upsert_params(rollup, ordered, deltas)
             for column in rollup.table.c:
                 params[f"r{i}_{column.name}"] = [row[column.name] for row in rows]
-        connection.execute(_together_statement(tuple(r for r, _, _ in run)), params)
+        ctes, cache = _together(tuple(r for r, _, _ in run))
+        prelude = Prelude(ctes, params, cache)
+        if defer is None or not defer(prelude):
+            run_prelude(connection, prelude)
     else:
         batch = []
         for rollup, ordered, deltas in run:
@@ -271,23 +287,24 @@ def _driver_upsert(connection: Connection, rollup: Rollup) -> DriverStatement:
     return found
 
 
-def _together_statement(rollups: tuple[Rollup, ...]) -> Any:
-    """One PostgreSQL statement upserting into each of ``rollups``, in that order.
+def _together(rollups: tuple[Rollup, ...]) -> tuple[tuple[CTE, ...], dict[str, Any]]:
+    """Data-modifying CTEs upserting into each of ``rollups``, in that order, and the cache
+    of statements built around them (PostgreSQL).
 
     Each rollup's rows arrive as one array per column (``r{i}_{column}``), unnested WITH
     ORDINALITY and inserted in that order, so the statement text does not depend on how many
-    groups were touched (one prepared statement per set of rollups). The upserts are
-    data-modifying CTEs, which PostgreSQL otherwise runs in no promised order; each one's
-    source therefore waits on a scalar subquery over the previous CTE, which cannot be
-    evaluated before that CTE has run to completion. So rollup ``i`` has locked all of its
-    rows before rollup ``i + 1`` locks any: the same lock order as one statement per rollup.
+    groups were touched (one prepared statement per set of rollups). PostgreSQL runs
+    data-modifying CTEs in no promised order; each one's source therefore waits on a scalar
+    subquery over the previous CTE, which cannot be evaluated before that CTE has run to
+    completion. So rollup ``i`` has locked all of its rows before rollup ``i + 1`` locks any:
+    the same lock order as one statement per rollup. Whatever runs them gates on the last.
     """
     cache = _statements(rollups[0], "postgresql")
     key = ("together", tuple(r.name for r in rollups))
     found = cache.get(key)
     if found is not None:
-        return found
-    previous: Any = None
+        return found  # type: ignore[no-any-return]
+    ctes: list[CTE] = []
     for i, rollup in enumerate(rollups):
         t = rollup.table
         names = [c.name for c in t.c]
@@ -295,15 +312,15 @@ def _together_statement(rollups: tuple[Rollup, ...]) -> Any:
         rows = func.unnest(*arrays).table_valued(*names, with_ordinality="ord")
         rows = rows.render_derived(name=f"v{i}")
         source = select(*(rows.c[n] for n in names)).order_by(rows.c.ord)
-        if previous is not None:
-            done = select(func.count()).select_from(previous).scalar_subquery()
+        if ctes:
+            done = select(func.count()).select_from(ctes[-1]).scalar_subquery()
             source = source.where(done >= literal_column("0"))
         insert = postgresql.insert(t).from_select(names, source)
         upsert = insert.on_conflict_do_update(
             index_elements=rollup.key_columns, set_=_merge(rollup, insert.excluded)
         )
-        previous = upsert.returning(literal_column("1")).cte(f"u{i}")
-    found = cache[key] = select(func.count()).select_from(previous)
+        ctes.append(upsert.returning(literal_column("1")).cte(f"u{i}"))
+    found = cache[key] = (tuple(ctes), {})
     return found
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockstep.changes.capture import COMMITTED, ChangeCapture, record_changes
+from lockstep.changes.capture import COMMITTED, ChangeCapture, defer_to_log, record_changes
 from lockstep.changes.feed import ChangeFeed, Cursor
 from lockstep.changes.hub import ChangeHub, ChangeListener
-from lockstep.changes.log import create_change_log, drop_change_log, ensure_change_log
+from lockstep.changes.log import (
+    Prelude,
+    create_change_log,
+    drop_change_log,
+    ensure_change_log,
+    run_prelude,
+)
 from lockstep.changes.tokens import (
     RequestConsistency,
     consistency_scope,
@@ -51,15 +57,18 @@ __all__ = [
     "ChangeSet",
     "Changes",
     "Cursor",
+    "Prelude",
     "RequestConsistency",
     "TableSpec",
     "Tracking",
     "consistency_scope",
     "create_change_log",
     "current_consistency",
+    "defer_to_log",
     "drop_change_log",
     "ensure_change_log",
     "record_changes",
     "record_commit",
     "required_change",
+    "run_prelude",
 ]

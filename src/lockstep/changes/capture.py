@@ -38,7 +38,7 @@ from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.orm.session import ORMExecuteState
 from sqlalchemy.sql.elements import TextClause
 
-from lockstep.changes.log import write_changeset
+from lockstep.changes.log import Prelude, run_prelude, write_changeset
 from lockstep.changes.tracking import TableSpec, Tracking
 from lockstep.db import Database, add_bulk_listener
 from lockstep.types import ALL_TABLES, Change, ChangeSet, Operation, canonical
@@ -47,6 +47,8 @@ PENDING = "lockstep.changes.pending"
 ROLLED_BACK = "lockstep.changes.rolled_back"
 COMMITTED = "lockstep.changes.committed"
 COALESCE = "lockstep.changes.coalesce"  # tables whose changes are logged per scope this time
+PRELUDE = "lockstep.changes.prelude"  # writes to run in the log row's statement
+INSTALLED = "_lockstep_change_capture"
 
 _DML = re.compile(
     r"^\s*(?:with\b.*?\)\s*)?(insert\s+(?:or\s+\w+\s+)?into|update|delete\s+from|replace\s+into|"
@@ -66,6 +68,24 @@ def committed_changesets(session: Any) -> list[ChangeSet]:
     return sets
 
 
+def defer_to_log(session: Session, prelude: Prelude) -> bool:
+    """Run ``prelude`` in the statement that writes this transaction's log row, if a
+    :class:`ChangeCapture` is installed on the session's class and the backend is
+    PostgreSQL; False otherwise (the caller runs its writes itself).
+
+    Call it from a ``before_commit`` listener that runs before the capture's (rollup
+    maintenance inserts itself first). The capture then writes the log row, or, when the
+    transaction has nothing to log, runs the prelude alone."""
+    if not getattr(type(session), INSTALLED, False):
+        return False
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    if PRELUDE in session.info:
+        raise RuntimeError("this transaction already has a prelude to its log row")
+    session.info[PRELUDE] = prelude
+    return True
+
+
 def record_changes(session: Session, changes: Iterable[Change]) -> None:
     """Add ``changes`` to the transaction's change set, for writes lockstep itself makes on
     the session's connection (rollup maintenance) that ``session.execute`` never saw. They
@@ -82,6 +102,7 @@ class ChangeCapture:
 
     def install(self, database: Database) -> None:
         cls = database.session_class
+        setattr(cls, INSTALLED, True)
         self._wrap_legacy_bulk(cls)
         event.listen(cls, "after_flush", self._after_flush)
         event.listen(cls, "do_orm_execute", self._on_execute)
@@ -107,6 +128,7 @@ class ChangeCapture:
             session.info.pop(PENDING, None)
             session.info.pop(ROLLED_BACK, None)
             session.info.pop(COALESCE, None)
+            session.info.pop(PRELUDE, None)
             session.info.pop("lockstep.changes.committing", None)
 
     @staticmethod
@@ -130,9 +152,14 @@ class ChangeCapture:
         session.info.pop(PENDING, None)
         session.info.pop(ROLLED_BACK, None)
         forced = session.info.pop(COALESCE, set())
+        prelude: Prelude | None = session.info.pop(PRELUDE, None)
         if changes:
-            changeset = write_changeset(session.connection(), coalesce(changes, force=forced))
+            changeset = write_changeset(
+                session.connection(), coalesce(changes, force=forced), prelude
+            )
             session.info["lockstep.changes.committing"] = changeset
+        elif prelude is not None:
+            run_prelude(session.connection(), prelude)
 
     @staticmethod
     def _after_commit(session: Session) -> None:

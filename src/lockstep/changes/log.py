@@ -15,6 +15,8 @@ never skip a transaction that commits after a later one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,12 +29,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
+    literal_column,
     select,
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import CTE
 
 from lockstep.types import Change, ChangeSet
 
@@ -104,14 +109,66 @@ def decode_row(row_id: int, txid: int | None, payload: str) -> ChangeSet:
     return ChangeSet(id=row_id, txid=txid if txid is not None else row_id, changes=changes)
 
 
-def write_changeset(connection: Connection, changes: list[Change]) -> ChangeSet:
-    """Insert one log row for ``changes`` on ``connection`` (inside the writer's transaction)."""
-    values: dict[str, Any] = {"payload": encode_payload(changes)}
-    if connection.dialect.name == "postgresql":
-        values["txid"] = _PG_TXID
-    row = connection.execute(
-        insert(changes_table).values(values).returning(changes_table.c.id, changes_table.c.txid)
-    ).one()
+@dataclass(frozen=True, slots=True)
+class Prelude:
+    """Writes that run in the same statement as a transaction's log row, before it
+    (PostgreSQL): data-modifying CTEs, each gated on the one before, so they run in order;
+    ``last`` gates the log insert. ``params`` are their bound values; ``cache`` belongs to
+    this chain of CTEs (the same object for every prelude of the same shape) and keeps the
+    statements built around it. Built by rollup maintenance: its upserts then cost no round
+    trip of their own."""
+
+    ctes: tuple[CTE, ...]
+    params: Mapping[str, Any]
+    cache: MutableMapping[str, Any]
+
+    @property
+    def last(self) -> CTE:
+        return self.ctes[-1]
+
+
+def write_changeset(
+    connection: Connection, changes: list[Change], prelude: Prelude | None = None
+) -> ChangeSet:
+    """Insert one log row for ``changes`` on ``connection`` (inside the writer's transaction),
+    after running ``prelude`` in the same statement (PostgreSQL only)."""
+    payload = encode_payload(changes)
+    if prelude is not None:
+        row = connection.execute(
+            _after_prelude(prelude), {**prelude.params, "payload": payload}
+        ).one()
+    else:
+        values: dict[str, Any] = {"payload": payload}
+        if connection.dialect.name == "postgresql":
+            values["txid"] = _PG_TXID
+        row = connection.execute(
+            insert(changes_table).values(values).returning(changes_table.c.id, changes_table.c.txid)
+        ).one()
     return ChangeSet(
         id=row.id, txid=row.txid if row.txid is not None else row.id, changes=tuple(changes)
     )
+
+
+def run_prelude(connection: Connection, prelude: Prelude) -> None:
+    """Run ``prelude`` alone (a transaction that logs nothing)."""
+    found = prelude.cache.get("alone")
+    if found is None:
+        found = prelude.cache["alone"] = select(func.count()).select_from(prelude.last)
+    connection.execute(found, dict(prelude.params))
+
+
+def _after_prelude(prelude: Prelude) -> Any:
+    found = prelude.cache.get("log insert")
+    if found is None:
+        done = select(func.count()).select_from(prelude.last).scalar_subquery()
+        source: Any = select(
+            bindparam("payload", type_=Text()).label("payload"),
+            literal_column(_PG_TXID.text, BigInteger).label("txid"),
+        ).where(done >= literal_column("0"))
+        found = prelude.cache["log insert"] = (
+            insert(changes_table)
+            .from_select(["payload", "txid"], source)
+            .returning(changes_table.c.id, changes_table.c.txid)
+            .add_cte(*prelude.ctes)
+        )
+    return found

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 
 from lockstep.aggregates import ROW_COUNT
-from lockstep.db import bulk_insert
+from lockstep.db import Database, bulk_insert
 from lockstep.exceptions import AggregateError
 
-from .conftest import BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger
+from .conftest import AGGREGATES, BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger, make_ledger
 
 D = dt.date
 JAN_5 = D(2026, 1, 5)
@@ -232,3 +233,39 @@ async def test_legacy_bulk_session_methods(ledger: Ledger) -> None:
         old.amount = 1
         await s.run_sync(lambda sync: sync.bulk_save_objects([old]))
     await ledger.assert_consistent()
+
+
+async def test_on_postgres_the_upserts_ride_in_the_change_log_statement(
+    postgres_url: str, make_database: Callable[..., Database]
+) -> None:
+    """With the feed installed, a write that only adds rows costs no statement of its own
+    for the rollups; without it, one statement for all of them."""
+    fed = await make_ledger(make_database(postgres_url))
+    statements: list[str] = []
+    event.listen(
+        fed.db.writer_engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, *_: statements.append(sql.upper()),
+    )
+    async with fed.db.writer() as s:
+        s.add(Entry(id=1, org_id=1, account_id=1, kind="a", day=D(2026, 1, 5), amount=7))
+    into_rollups = [sql for sql in statements if "INSERT INTO ENTRIES_BY_" in sql]
+    assert len(into_rollups) == 1
+    assert "INSERT INTO LOCKSTEP_CHANGES" in into_rollups[0]
+    await fed.assert_consistent()
+    rollup_changes = {c.table for c in fed.published[-1].changes}
+    assert {BY_ACCOUNT.name, BY_MONTH.name} <= rollup_changes
+
+    alone = make_database(postgres_url)  # the same tables, rollups without the feed
+    AGGREGATES.install(alone)
+    statements.clear()
+    event.listen(
+        alone.writer_engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, *_: statements.append(sql.upper()),
+    )
+    async with alone.writer() as s:
+        s.add(Entry(id=2, org_id=1, account_id=1, kind="a", day=D(2026, 1, 6), amount=9))
+    (upsert,) = [sql for sql in statements if "INSERT INTO ENTRIES_BY_" in sql]
+    assert "LOCKSTEP_CHANGES" not in upsert
+    await fed.assert_consistent()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import delete, func, insert, select, text, update
+from typing import Any
 
+import pytest
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+
+from lockstep.changes import Prelude, defer_to_log
 from lockstep.changes.log import changes_table
 from lockstep.types import ALL_TABLES, Change
 
@@ -199,3 +202,25 @@ async def test_legacy_bulk_mappings_are_captured(feed: Feed) -> None:
         await s.run_sync(lambda sync: sync.bulk_update_mappings(Folder, [{"id": 1, "name": "x"}]))
     changes = feed.published[-1].changes
     assert [(c.table, c.op, c.key) for c in changes] == [("folders", "update", ("1",))]
+
+
+async def test_a_prelude_runs_in_the_log_statement_or_alone(feed: Feed) -> None:
+    """defer_to_log: on PostgreSQL the writes run with the log row (or alone when the
+    transaction logs nothing); elsewhere the caller is told to run them itself."""
+    audit = AuditEntry.__table__  # not tracked: writing it logs nothing
+    cte = insert(audit).values(id=bindparam("n"), text="prelude").returning(audit.c.id).cte("p0")
+    cache: dict[str, Any] = {}
+    async with feed.db.writer() as s:
+        sync = s.sync_session
+        deferred = defer_to_log(sync, Prelude((cte,), {"n": 1}, cache))
+        if deferred:
+            s.add(Folder(id=1, org_id=1))  # logged: the prelude rides in the log statement
+    assert deferred is (feed.db.backend == "postgresql")
+    if not deferred:
+        return
+    async with feed.db.writer() as s:
+        assert defer_to_log(s.sync_session, Prelude((cte,), {"n": 2}, cache))
+    async with feed.db.reader() as s:
+        ids = list((await s.scalars(select(audit.c.id).order_by(audit.c.id))).all())
+    assert ids == [1, 2]
+    assert await _log_rows(feed) == 1  # the second transaction logged nothing

@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from structlog.testing import capture_logs
 
 from lockstep.db import Database
@@ -132,29 +132,24 @@ async def test_writes_through_reader_are_refused(database: Database) -> None:
 async def test_postgres_reads_skip_begin_and_rollback(
     postgres_url: str, make_database: MakeDatabase
 ) -> None:
-    """Each read statement is its own transaction: no BEGIN/ROLLBACK round trips."""
+    """Each read statement is its own transaction (autocommit): between two statements of a
+    reader session its connection is ``idle``, not ``idle in transaction``."""
     database = make_database(postgres_url)
-    await create_tables(database)
-    sent: list[str] = []
-    event.listen(
-        database.reader_engine.sync_engine,
-        "before_cursor_execute",
-        lambda _c, _cur, statement, *_: sent.append(statement),
-    )
+    state = text("SELECT state FROM pg_stat_activity WHERE pid = :pid")
+
+    async def between_statements(pid: int) -> str:
+        async with database.writer() as other:
+            return str(await other.scalar(state, {"pid": pid}))
+
     async with database.reader() as session:
-        await session.execute(select(items.c.id))
-        await session.execute(select(func.count()).select_from(items))
-    assert sent == [  # the statements alone: no BEGIN before them, no ROLLBACK after
-        str(s.compile(dialect=database.reader_engine.dialect))
-        for s in (select(items.c.id), select(func.count()).select_from(items))
-    ]
-    async with database.reader_engine.connect() as connection:
-        options = await connection.get_isolation_level()
-    assert options == "AUTOCOMMIT"
-    async with database.reader() as session:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        assert await between_statements(pid) == "idle"
+    async with database.reader() as session:  # one snapshot, when asked for
         connection = await session.connection(
             execution_options={"isolation_level": "REPEATABLE READ"}
         )
+        pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        assert await between_statements(pid) == "idle in transaction"
         assert await connection.scalar(text("SHOW transaction_isolation")) == "repeatable read"
 
 
