@@ -63,21 +63,40 @@ class Binding:
     ignored: tuple[str, ...]
     check: RowCheck | None = None
     _width: int = field(default=0)
+    # For the fast path: the fields the header has, flattened, and the defaults of the rest.
+    _present: tuple[tuple[str, Parser, int, bool, Any], ...] = ()
+    _absent: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        fields: tuple[tuple[ImportField, int | None], ...],
+        header: tuple[str, ...],
+        ignored: tuple[str, ...],
+        check: RowCheck | None,
+    ) -> Binding:
+        present = tuple(
+            (spec.name, spec.parse, position, spec.required, spec.default)
+            for spec, position in fields
+            if position is not None
+        )
+        absent = tuple((spec.name, spec.default) for spec, position in fields if position is None)
+        return cls(fields, header, ignored, check, len(header), present, absent)
 
     def convert(self, row: int, cells: Sequence[str]) -> dict[str, Any] | list[Rejection]:
         """The values of one record, or every reason it is refused."""
         if len(cells) == self._width:
             # Fast path for a well-formed record; any doubt goes to the careful path below.
-            out: dict[str, Any] = {}
+            out: dict[str, Any] = dict(self._absent)
             try:
-                for spec, position in self.fields:
-                    raw = cells[position] if position is not None else ""
+                for name, parse, position, required, default in self._present:
+                    raw = cells[position]
                     if raw and not raw.isspace():
-                        out[spec.name] = spec.parse(raw)
-                    elif spec.required:
+                        out[name] = parse(raw)
+                    elif required:
                         break
                     else:
-                        out[spec.name] = spec.default
+                        out[name] = default
                 else:
                     if self.check is not None:
                         self.check(out)
@@ -165,7 +184,7 @@ class ImportSchema:
                 ],
             )
         ignored = tuple(h for i, h in enumerate(header) if i not in used and h.strip())
-        return Binding(tuple(positions), tuple(header), ignored, self.check, _width=len(header))
+        return Binding.of(tuple(positions), tuple(header), ignored, self.check)
 
     @staticmethod
     def of(mapping: Mapping[str, Parser]) -> ImportSchema:
