@@ -163,27 +163,37 @@ class JobStore:
         return jobs
 
     def _claimed(self, row: Row[Any]) -> ClaimedJob:
+        # By position (the order of _RETURNING): a claim builds one per job it hands out.
+        (
+            job_id,
+            task,
+            queue,
+            args,
+            attempt,
+            max_attempts,
+            priority,
+            run_at,
+            created,
+            started,
+            key,
+        ) = tuple(row)
         read = self.backend.read_time
-        run_at, created_at, started_at = (
-            read(row.run_at),
-            read(row.created_at),
-            read(row.started_at),
-        )
+        run_at, created_at, started_at = read(run_at), read(created), read(started)
         assert run_at is not None
         assert created_at is not None
         assert started_at is not None
         return ClaimedJob(
-            id=int(row.id),
-            task=row.task,
-            queue=row.queue,
-            args=as_dict(row.args),
-            attempt=int(row.attempt),
-            max_attempts=int(row.max_attempts),
-            priority=int(row.priority),
-            run_at=run_at,
-            created_at=created_at,
-            started_at=started_at,
-            limit_key=row.limit_key,
+            int(job_id),
+            task,
+            queue,
+            as_dict(args),
+            int(attempt),
+            int(max_attempts),
+            int(priority),
+            run_at,
+            created_at,
+            started_at,
+            key,
         )
 
     # -- while running -------------------------------------------------------------------

@@ -89,6 +89,8 @@ class PostgresBackend:
     def read_time(self, value: Any) -> dt.datetime | None:
         if value is None:
             return None
+        if getattr(value, "tzinfo", None) is dt.UTC:  # asyncpg's timestamptz: as it should be
+            return value  # type: ignore[no-any-return]
         parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
         return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
