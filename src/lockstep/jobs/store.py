@@ -17,7 +17,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lockstep.db import Database
-from lockstep.jobs.backends import JobBackend, backend_for
+from lockstep.jobs.backends import JobBackend, JobRows, backend_for
 from lockstep.jobs.completion import finish_sql
 from lockstep.jobs.job import ClaimedJob, as_dict
 from lockstep.jobs.limits import KeyLimits, QueueLimits
@@ -29,8 +29,8 @@ _RETURNING = (
     "started_at, limit_key"
 )
 _FENCE = (
-    "lockstep_jobs.id = v.id AND lockstep_jobs.attempt = v.attempt "
-    "AND lockstep_jobs.worker_id = :worker AND {state_column} = {state} AND {among}"
+    "{match} AND lockstep_jobs.attempt = {attempt} "
+    "AND lockstep_jobs.worker_id = :worker AND {state_column} = {state}"
 )
 
 
@@ -116,15 +116,24 @@ class JobStore:
         """)
         self._now = text(f"SELECT {b.now} AS now")
 
-    def _fence(self, state: str) -> str:
-        """The WHERE clause joining the rows CTE ``v`` (id, attempt) to the jobs it names,
-        if this worker's attempt still holds them in ``state``."""
-        b = self.backend
-        # Found by primary key: the partial index over running jobs looks selective to
-        # the planner, but until a vacuum it still holds every job that ever ran.
-        among = b.among("lockstep_jobs.id", "SELECT id FROM v")
-        state_column = b.unindexed("lockstep_jobs.state")
-        return _FENCE.format(state=state, among=among, state_column=state_column)
+    def _fenced_update(self, values: JobRows, sets: str, state: str, returning: str) -> Any:
+        """``UPDATE lockstep_jobs SET sets`` for the jobs ``values`` names, where this
+        worker's attempt still holds them in ``state``."""
+        # Found by primary key: the partial index over running jobs looks selective to the
+        # planner, but until a vacuum it still holds every job that ever ran.
+        state_column = self.backend.unindexed("lockstep_jobs.state")
+        fence = _FENCE.format(
+            match=values.match,
+            attempt=values.ref("attempt"),
+            state_column=state_column,
+            state=state,
+        )
+        return text(f"""
+            {values.prefix}
+            UPDATE lockstep_jobs SET {sets}
+            {values.source} WHERE {fence}
+            RETURNING {returning}
+        """)
 
     # -- claiming ------------------------------------------------------------------------
 
@@ -207,15 +216,16 @@ class JobStore:
         if not fences:
             return {}
         b = self.backend
-        cte, params = b.rows("v", (("id", "bigint"), ("attempt", "int")), fences)
-        statement = text(f"""
-            WITH {cte}
-            UPDATE lockstep_jobs SET lease_expires_at = {b.later(":lease")}
-            FROM v WHERE {self._fence("'running'")}
-            RETURNING lockstep_jobs.id, lockstep_jobs.abort_requested
-        """)
+        values = b.by_job((("id", "bigint"), ("attempt", "int")), fences)
+        statement = self._fenced_update(
+            values,
+            f"lease_expires_at = {b.later(':lease')}",
+            "'running'",
+            "lockstep_jobs.id, lockstep_jobs.abort_requested",
+        )
+        params = {**values.params, "worker": worker_id, "lease": lease}
         async with b.autocommit(self.database) as conn:
-            result = await conn.execute(statement, {**params, "worker": worker_id, "lease": lease})
+            result = await conn.execute(statement, params)
             return {int(row.id): bool(row.abort_requested) for row in result}
 
     async def aborts(self, ids: Sequence[int]) -> set[int]:
@@ -232,17 +242,12 @@ class JobStore:
         if not items:
             return set()
         b = self.backend
-        cte, params = b.rows(
-            "v", (("id", "bigint"), ("attempt", "int"), ("progress", "text")), items
+        values = b.by_job((("id", "bigint"), ("attempt", "int"), ("progress", "text")), items)
+        statement = self._fenced_update(
+            values, f"progress = {values.ref('progress')}", "'running'", "lockstep_jobs.id"
         )
-        statement = text(f"""
-            WITH {cte}
-            UPDATE lockstep_jobs SET progress = v.progress
-            FROM v WHERE {self._fence("'running'")}
-            RETURNING lockstep_jobs.id
-        """)
         async with b.autocommit(self.database) as conn:
-            result = await conn.execute(statement, {**params, "worker": worker_id})
+            result = await conn.execute(statement, {**values.params, "worker": worker_id})
             return {int(row.id) for row in result}
 
     # -- finishing -----------------------------------------------------------------------
@@ -289,15 +294,9 @@ class JobStore:
         kind: str,
         group: Sequence[tuple[int, int, Outcome]],
     ) -> set[int]:
-        sets, state, columns, rows = finish_sql(self.backend, kind, group)
-        cte, params = self.backend.rows("v", columns, rows)
-        statement = text(f"""
-            WITH {cte}
-            UPDATE lockstep_jobs SET {sets}
-            FROM v WHERE {self._fence(state)}
-            RETURNING lockstep_jobs.id
-        """)
-        result = await conn.execute(statement, {**params, "worker": worker_id})
+        sets, state, values = finish_sql(self.backend, kind, group)
+        statement = self._fenced_update(values, sets, state, "lockstep_jobs.id")
+        result = await conn.execute(statement, {**values.params, "worker": worker_id})
         return {int(row.id) for row in result}
 
     # -- maintenance ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lockstep.jobs.backends.base import JobBackend, Listener, NotificationHandler
+from lockstep.jobs.backends.base import JobBackend, JobRows, Listener, NotificationHandler
 from lockstep.jobs.backends.postgres import PostgresBackend
 from lockstep.jobs.backends.sqlite import SqliteBackend
 from lockstep.types import Backend
@@ -20,6 +20,7 @@ def backend_for(name: Backend | str) -> JobBackend:
 
 __all__ = [
     "JobBackend",
+    "JobRows",
     "Listener",
     "NotificationHandler",
     "PostgresBackend",

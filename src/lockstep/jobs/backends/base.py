@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +35,21 @@ class Listener(Protocol):
     async def stop(self) -> None: ...
 
     async def wait_connected(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobRows:
+    """How an ``UPDATE lockstep_jobs`` statement reads one row of values per job:
+    ``{prefix} UPDATE lockstep_jobs SET ... ref("x") ... {source} WHERE {match} AND ...``."""
+
+    prefix: str  # a WITH clause, or nothing
+    source: str  # a FROM clause, or nothing
+    match: str  # picks the jobs the rows name
+    refs: dict[str, str]  # column -> SQL for this job's value
+    params: dict[str, Any]
+
+    def ref(self, column: str) -> str:
+        return self.refs[column]
 
 
 class JobBackend(Protocol):
@@ -76,6 +92,11 @@ class JobBackend(Protocol):
 
         ``columns`` are ``(name, sql type)`` pairs; the type matters on PostgreSQL.
         """
+        ...
+
+    def by_job(self, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> JobRows:
+        """Per-job values for an UPDATE of ``lockstep_jobs``: ``rows`` start with the job id
+        (column ``id``); :class:`JobRows` says how the statement reaches the row of each job."""
         ...
 
     def bind_time(self, value: dt.datetime) -> Any:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lockstep.db import Database
-from lockstep.jobs.backends.base import CHANNEL, Listener, NotificationHandler
+from lockstep.jobs.backends.base import CHANNEL, JobRows, Listener, NotificationHandler
 from lockstep.types import Backend
 
 log = structlog.get_logger("lockstep.jobs")
@@ -80,6 +80,22 @@ class PostgresBackend:
             f"{name}({column_list}) AS (SELECT * FROM unnest({', '.join(arrays)}))",
             params,
         )
+
+    def by_job(self, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> JobRows:
+        # One array per column, indexed by the job's position in the id array. Not a join
+        # with an unnested CTE: under a generic plan PostgreSQL guesses 10 rows for unnest
+        # and 1 for the jobs, picks a nested loop, and rescans the CTE for every job (500
+        # jobs: 250,000 comparisons, 100 ms). This plan is the primary key lookup of the ids
+        # whatever the estimates; each value is an array_position away (a C loop).
+        params: dict[str, Any] = {}
+        arrays: dict[str, str] = {}
+        for j, (column, sql_type) in enumerate(columns):
+            params[f"v_{column}"] = [row[j] for row in rows]
+            arrays[column] = f"CAST(:v_{column} AS {sql_type}[])"
+        position = f"array_position({arrays['id']}, lockstep_jobs.id)"
+        refs = {column: f"({array})[{position}]" for column, array in arrays.items()}
+        match = f"lockstep_jobs.id = ANY({arrays['id']})"
+        return JobRows("", "", match, refs, params)
 
     def bind_time(self, value: dt.datetime) -> Any:
         if value.tzinfo is None:

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lockstep.db import Database
-from lockstep.jobs.backends.base import Listener, NotificationHandler
+from lockstep.jobs.backends.base import JobRows, Listener, NotificationHandler
 from lockstep.types import Backend
 
 _FORMAT = "%Y-%m-%d %H:%M:%f"
@@ -60,6 +60,12 @@ class SqliteBackend:
         )
         sql = f"{name} AS (SELECT {extracted} FROM json_each(:{key}) ORDER BY key)"
         return sql, {key: orjson.dumps([list(row) for row in rows]).decode()}
+
+    def by_job(self, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> JobRows:
+        cte, params = self.rows("v", columns, rows)
+        match = f"lockstep_jobs.id = v.id AND {self.among('lockstep_jobs.id', 'SELECT id FROM v')}"
+        refs = {column: f"v.{column}" for column, _ in columns}
+        return JobRows(f"WITH {cte}", "FROM v", match, refs, params)
 
     def bind_time(self, value: dt.datetime) -> Any:
         if value.tzinfo is None:
