@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.selectable import CTE
 
+from lockstep.db.batch import insert_row
 from lockstep.types import Change, ChangeSet
 
 metadata = MetaData()
@@ -63,6 +64,12 @@ meta_table = Table(
 )
 
 _PG_TXID = text("pg_current_xact_id()::text::bigint")
+_PG_INSERT = (
+    insert(changes_table)
+    .values(payload=bindparam("payload", type_=Text()), txid=_PG_TXID)
+    .returning(changes_table.c.id, changes_table.c.txid)
+)
+_SQLITE_INSERT = "INSERT INTO lockstep_changes (payload) VALUES (?)"
 
 GENERATION = "changes.generation"
 COMPACTED_BELOW = "changes.compacted_below"  # every row with id (SQLite) / txid (PG) below is gone
@@ -133,20 +140,16 @@ def write_changeset(
     """Insert one log row for ``changes`` on ``connection`` (inside the writer's transaction),
     after running ``prelude`` in the same statement (PostgreSQL only)."""
     payload = encode_payload(changes)
+    if connection.dialect.name != "postgresql":
+        row_id = insert_row(connection, _SQLITE_INSERT, (payload,))
+        return ChangeSet(id=row_id, txid=row_id, changes=tuple(changes))
     if prelude is not None:
         row = connection.execute(
             _after_prelude(prelude), {**prelude.params, "payload": payload}
         ).one()
     else:
-        values: dict[str, Any] = {"payload": payload}
-        if connection.dialect.name == "postgresql":
-            values["txid"] = _PG_TXID
-        row = connection.execute(
-            insert(changes_table).values(values).returning(changes_table.c.id, changes_table.c.txid)
-        ).one()
-    return ChangeSet(
-        id=row.id, txid=row.txid if row.txid is not None else row.id, changes=tuple(changes)
-    )
+        row = connection.execute(_PG_INSERT, {"payload": payload}).one()
+    return ChangeSet(id=row.id, txid=row.txid, changes=tuple(changes))
 
 
 def run_prelude(connection: Connection, prelude: Prelude) -> None:

@@ -1,13 +1,15 @@
-"""Several ``executemany`` calls on a connection's driver in one trip.
+"""Statements on a SQLite connection's driver in one trip: several ``executemany`` calls
+(:func:`execute_batch`), or one INSERT that returns its row id (:func:`insert_row`).
 
 Why this is written by hand: through SQLAlchemy's aiosqlite adapter every statement costs
 three hand-offs to the driver's thread (open a cursor, execute, close it), each a queue put,
 a thread wake-up and an event-loop wake-up. For a commit that writes a few small rows after
 its own INSERT, those hand-offs are most of the cost (``bench/aggregates.py``: two rollup
-upserts made an insert + commit 1.6x slower). :func:`execute_batch` runs all the statements
-in one hand-off, on the driver's own ``sqlite3`` connection, inside the transaction already
-open on it. SQLAlchemy's own adapter reaches aiosqlite's queue the same way (to set the
-isolation level), so this depends on nothing SQLAlchemy does not.
+upserts made an insert + commit 1.6x slower; the change-log row, four hand-offs with its
+RETURNING, was a third of what the change feed added to a write). These functions run
+their statements in one hand-off, on the driver's own ``sqlite3`` connection, inside the
+transaction already open on it. SQLAlchemy's own adapter reaches aiosqlite's queue the same
+way (to set the isolation level), so this depends on nothing SQLAlchemy does not.
 
 The statements must be plain SQL in the driver's parameter style with parameters already
 processed (:func:`driver_statement` prepares both from a SQLAlchemy statement). They bypass
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import await_only
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +75,47 @@ def execute_batch(
     work = [(statement.sql, rows) for statement, rows in batch if rows]
     if not work:
         return
-    driver = connection.connection.driver_connection
-    run = getattr(driver, "_execute", None)  # aiosqlite.Connection
-    raw = getattr(driver, "_conn", None)  # ... and its sqlite3.Connection
-    if run is None or raw is None:
+    if not _on_aiosqlite(connection):
         for sql, rows in work:
             connection.exec_driver_sql(sql, list(rows))
         return
 
-    failed = [work[0][0]]  # the statement that raised, for the error's message
-
-    def in_driver_thread() -> None:
+    def run(raw: Any, failed: list[str]) -> None:
         for sql, rows in work:
             failed[:] = [sql]
             raw.executemany(sql, rows)
 
+    _in_driver_thread(connection, run, work[0][0])
+
+
+def insert_row(connection: Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """Run one INSERT (SQL in the driver's parameter style) in the connection's current
+    transaction and return the new row's id (``lastrowid``); on aiosqlite in one hand-off
+    instead of SQLAlchemy's four (cursor, execute, fetch, close). SQLite only."""
+    if not _on_aiosqlite(connection):
+        rowid = connection.exec_driver_sql(sql, params).lastrowid
+        assert rowid is not None
+        return int(rowid)
+
+    def run(raw: Any, _failed: list[str]) -> int:
+        return int(raw.execute(sql, params).lastrowid)
+
+    return _in_driver_thread(connection, run, sql)
+
+
+def _on_aiosqlite(connection: Connection) -> bool:
+    driver = connection.connection.driver_connection
+    return hasattr(driver, "_execute") and hasattr(driver, "_conn")
+
+
+def _in_driver_thread(connection: Connection, fn: Callable[[Any, list[str]], T], sql: str) -> T:
+    """``fn(sqlite3 connection, failed)`` in aiosqlite's thread, one hand-off; ``failed``
+    names the statement running, for the error SQLAlchemy raises if the driver does."""
+    driver: Any = connection.connection.driver_connection
+    failed = [sql]
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
-        await_only(run(in_driver_thread))
+        result: T = await_only(driver._execute(fn, driver._conn, failed))
     except dbapi_error as exc:
         raise DBAPIError.instance(failed[0], None, exc, dbapi_error) from exc
+    return result

@@ -51,6 +51,7 @@ def _sqlite_engines(settings: Settings) -> Engines:
         pool_size=1,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
+        pool_reset_on_return=None,  # see _rollback_if_open
         connect_args=connect_args,
     )
     reader = create_async_engine(
@@ -58,6 +59,7 @@ def _sqlite_engines(settings: Settings) -> Engines:
         pool_size=settings.sqlite_read_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
+        pool_reset_on_return=None,
         connect_args=connect_args,
     )
     _install_sqlite_pragmas(writer, settings, read_only=False)
@@ -87,6 +89,16 @@ def _install_sqlite_pragmas(engine: AsyncEngine, settings: Settings, *, read_onl
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+    event.listen(engine.sync_engine, "reset", _rollback_if_open)
+
+
+def _rollback_if_open(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+    """The pool's reset when a connection comes back: roll back only a transaction that is
+    still open. The default rolls back every time, and through aiosqlite each rollback is a
+    trip to its thread; after a commit (every write) or a read there is nothing to undo."""
+    if dbapi_connection.driver_connection._conn.in_transaction:
+        dbapi_connection.rollback()
 
 
 def _postgres_engines(settings: Settings) -> Engines:

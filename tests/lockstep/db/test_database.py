@@ -206,6 +206,24 @@ async def test_sqlite_pragmas(sqlite_url: str, make_database: MakeDatabase) -> N
         assert await session.scalar(text("PRAGMA query_only")) == 1
 
 
+async def test_sqlite_connection_returned_mid_transaction_is_rolled_back(
+    sqlite_url: str, make_database: MakeDatabase
+) -> None:
+    """The pool rolls back only what is still open (a committed or read-only connection
+    comes back without a trip to the driver's thread); an abandoned transaction is undone
+    before the connection is handed out again."""
+    database = make_database(sqlite_url)
+    await create_tables(database)
+    async with database.writer_engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute("BEGIN IMMEDIATE")  # behind SQLAlchemy's back
+        await driver.execute("INSERT INTO items (id, name) VALUES (1, 'abandoned')")
+    await insert_item(database, 2)  # the next writer gets a clean connection
+    assert await item_ids(database) == [2]
+
+
 async def test_sqlite_reader_pool_is_separate(sqlite_url: str, make_database: MakeDatabase) -> None:
     database = make_database(sqlite_url, sqlite_read_pool_size=3)
 
