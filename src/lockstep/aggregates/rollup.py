@@ -50,6 +50,7 @@ from sqlalchemy.types import Boolean
 from lockstep.aggregates.delta import Deltas, GroupDelta, merge_extreme
 from lockstep.aggregates.keys import Key, as_key, plain
 from lockstep.aggregates.measures import Measure, slots
+from lockstep.db.bulk import Memo
 from lockstep.exceptions import ConfigurationError
 
 ROW_COUNT = "row_count"
@@ -210,7 +211,7 @@ class Rollup:
         if not rows:
             return
         columns = [
-            list(map(_Memo(k.python).__getitem__, map(itemgetter(k.source), rows)))
+            list(map(Memo(k.python).__getitem__, map(itemgetter(k.source), rows)))
             for k in self.keys
         ]
         groups = list(zip(*columns, strict=True))
@@ -351,18 +352,6 @@ class Rollup:
                 columns.append(fn(t.c[m.name]))
             columns[-1] = columns[-1].label(labels.get(m.name, m.name))
         return select(*columns).group_by(*(t.c[b] for b in by)).order_by(*(t.c[b] for b in by))
-
-
-class _Memo(dict[Any, Any]):
-    """``memo[value]`` is ``fn(value)``, computed once per distinct value."""
-
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def __missing__(self, value: Any) -> Any:
-        key = self[value] = self.fn(value)
-        return key
 
 
 def _is_integer(type_: Any) -> bool:

@@ -71,16 +71,22 @@ def _insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -
     connection = session.connection()
     plan = _plan(connection, table, tuple(rows[0]))
     full = plan.complete(rows)
-    for listener in type(session).__dict__.get(_LISTENERS, ()):
-        listener(session, table, full)
+    # Refuse bad rows before the listeners record them: a caller that catches the error and
+    # commits anyway must not leave the feed and the rollups counting rows never written.
     if plan.statement is None:
         for key in plan.keys:  # SQLAlchemy's own message names a "bind parameter"
             if not all(key in row for row in rows):
                 raise _ragged(table, key)
+        values = None
+    else:
+        values = list(zip(*plan.columns(full), strict=True))
+    for listener in type(session).__dict__.get(_LISTENERS, ()):
+        listener(session, table, full)
+    if values is None:
         connection.execute(insert(table), list(full))
-        return
-    rows_out = list(zip(*plan.columns(full), strict=True))
-    execute_batch(connection, [(plan.statement, rows_out)])
+    else:
+        assert plan.statement is not None
+        execute_batch(connection, [(plan.statement, values)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +139,15 @@ def _convert(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if len(kinds) == 1 and kinds <= _MEMO_SAFE:
-        return list(map(_Memo(process).__getitem__, values))
+        return list(map(Memo(process).__getitem__, values))
     return list(map(process, values))
 
 
-class _Memo(dict[Any, Any]):
+class Memo(dict[Any, Any]):
+    """``memo[value]`` is ``fn(value)``, computed once per distinct value: ``list(map(
+    Memo(fn).__getitem__, values))`` converts a column at C speed when it repeats itself
+    (rollup maintenance keys its groups the same way)."""
+
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         super().__init__()
         self.fn = fn

@@ -10,7 +10,7 @@ from sqlalchemy import delete, event, insert, select, text, update
 
 from lockstep.aggregates import ROW_COUNT
 from lockstep.db import Database, bulk_insert
-from lockstep.exceptions import AggregateError
+from lockstep.exceptions import AggregateError, ConfigurationError
 
 from .conftest import AGGREGATES, BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger, make_ledger
 
@@ -269,3 +269,17 @@ async def test_on_postgres_the_upserts_ride_in_the_change_log_statement(
     (upsert,) = [sql for sql in statements if "INSERT INTO ENTRIES_BY_" in sql]
     assert "LOCKSTEP_CHANGES" not in upsert
     await fed.assert_consistent()
+
+
+async def test_a_refused_bulk_insert_leaves_nothing_for_the_rollups(ledger: Ledger) -> None:
+    """Rows bulk_insert refuses are refused before the rollups count them: a caller that
+    catches the error and commits the rest keeps the rollups exact."""
+    good = {"org_id": 1, "account_id": 1, "day": D(2026, 2, 1), "kind": "a", "amount": 5}
+    async with ledger.db.writer() as s:
+        await bulk_insert(s, Entry.__table__, [{"id": 1, **good}])
+        ragged = {k: v for k, v in good.items() if k != "amount"}
+        with pytest.raises(ConfigurationError, match="a row lacks 'amount'"):
+            await bulk_insert(s, Entry.__table__, [{"id": 2, **good}, {"id": 3, **ragged}])
+    await ledger.assert_consistent()
+    counted = await rollup_rows(ledger, BY_ACCOUNT)
+    assert sum(r[ROW_COUNT] for r in counted) == 1
