@@ -44,15 +44,14 @@ def finish_sql(
     v = values.ref
     running = "'running'"
     final_if_aborted = f"CASE WHEN lockstep_jobs.abort_requested THEN {b.now} END"
-    requeue = (
-        (
+
+    def requeue() -> str:  # back to the queue (or the schedule), unless an abort came
+        return (
             "state = CASE WHEN lockstep_jobs.abort_requested THEN 'aborted' "
             f"WHEN {v('delay')} > 0 THEN 'scheduled' ELSE 'queued' END, "
             f"run_at = {b.later(v('delay'))}, finished_at = {final_if_aborted}"
         )
-        if kind in ("retry", "snoozed")
-        else ""
-    )
+
     if kind in ("succeeded", "result", "effects"):
         kept = f"{v('ttl')} > 0"
         sets = (
@@ -75,10 +74,10 @@ def finish_sql(
         if kind == "failed":
             sets += f"state = 'failed', finished_at = {b.now}"
         else:
-            sets += requeue
+            sets += requeue()
     elif kind == "snoozed":
         sets = (
-            f"{requeue}, "
+            f"{requeue()}, "
             "attempt = lockstep_jobs.attempt - 1, snoozes = lockstep_jobs.snoozes + 1, "
             "lease_expires_at = NULL"
         )
