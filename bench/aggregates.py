@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy import Table, func, insert, select, text
 
-from casebook.imports import import_transactions
+from casebook.imports import ImportRequest, import_transactions
 from casebook.models import Case, Transaction
 from casebook.rollups import AGGREGATES, MONTHLY
 from casebook.seed import CATEGORIES, COUNTERPARTIES, seed
@@ -336,9 +336,8 @@ async def bench_import(url: str, data_dir: Path, rows: int) -> dict[str, float]:
             case_id, org = cases[round_no * 2 + 1]
             started = time.perf_counter()
             spool = Spool.of_path(path)
-            summary = await import_transactions(
-                full, organization_id=org, case_id=case_id, spool=spool, filename=path.name
-            )
+            request = ImportRequest(org, case_id, spool, path.name)
+            summary = await import_transactions(full, request)
             best["lockstep"] = min(best["lockstep"], time.perf_counter() - started)
             assert summary.outcome is not None
             assert summary.outcome.rows_written == rows, summary.message

@@ -127,6 +127,18 @@ class ImportSummary:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """A file to import into a case of an organization, and how."""
+
+    organization_id: int
+    case_id: int
+    spool: Spool
+    filename: str
+    policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING
+    created_by_id: int | None = None
+
+
 LIVE = (ImportStatus.QUEUED, ImportStatus.RUNNING)
 FINAL = (ImportStatus.IMPORTED, ImportStatus.REJECTED, ImportStatus.FAILED)
 UPLOADS = "uploads"
@@ -154,22 +166,15 @@ def duplicate_error(found: ImportRecord) -> ConflictError:
 
 
 async def _new_record(
-    session: AsyncSession,
-    *,
-    organization_id: int,
-    case_id: int,
-    spool: Spool,
-    filename: str,
-    policy: ImportPolicy,
-    created_by_id: int | None,
-    status: ImportStatus,
+    session: AsyncSession, request: ImportRequest, status: ImportStatus
 ) -> ImportRecord:
     """Check the case and the file, then add the import's record (flushed: it has its id).
 
     Raises NotFoundError (no such case in the organization), ConflictError (the file is
     already imported into the case, or waiting to be)."""
+    case_id, spool = request.case_id, request.spool
     case = await session.scalar(
-        select(Case.id).where(Case.id == case_id, Case.organization_id == organization_id)
+        select(Case.id).where(Case.id == case_id, Case.organization_id == request.organization_id)
     )
     if case is None:
         raise NotFoundError(f"case {case_id} not found")
@@ -189,15 +194,15 @@ async def _new_record(
             details={"import_id": waiting.id, "sha256": spool.sha256},
         )
     record = ImportRecord(
-        organization_id=organization_id,
+        organization_id=request.organization_id,
         case_id=case_id,
-        filename=filename[:255],
+        filename=request.filename[:255],
         content_sha256=spool.sha256,
         status=status,
-        policy=policy.value,
+        policy=request.policy.value,
         size_bytes=spool.size,
         encoding=spool.encoding,
-        created_by_id=created_by_id,
+        created_by_id=request.created_by_id,
     )
     session.add(record)
     await session.flush()
@@ -205,65 +210,34 @@ async def _new_record(
 
 
 async def queue_import(
-    session: AsyncSession,
-    data_dir: Path,
-    *,
-    organization_id: int,
-    case_id: int,
-    spool: Spool,
-    filename: str,
-    policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
-    created_by_id: int | None = None,
+    session: AsyncSession, data_dir: Path, request: ImportRequest
 ) -> ImportRecord:
     """Record the import (``queued``) in the caller's transaction and move the spooled file
     to :func:`spool_path`, where its job finds it; the caller enqueues the job in the same
     transaction. Raises what :func:`_new_record` raises; if the transaction then fails, the
     caller removes the file (:func:`spool_path`)."""
-    record = await _new_record(
-        session,
-        organization_id=organization_id,
-        case_id=case_id,
-        spool=spool,
-        filename=filename,
-        policy=policy,
-        created_by_id=created_by_id,
-        status=ImportStatus.QUEUED,
-    )
+    record = await _new_record(session, request, ImportStatus.QUEUED)
     target = spool_path(data_dir, record.id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    spool.path.replace(target)  # same directory tree: a rename, not a copy
+    request.spool.path.replace(target)  # same directory tree: a rename, not a copy
     return record
 
 
 async def import_transactions(
     db: Database,
+    request: ImportRequest,
     *,
-    organization_id: int,
-    case_id: int,
-    spool: Spool,
-    filename: str,
-    policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
-    created_by_id: int | None = None,
     on_progress: Callable[[int, ImportProgress], None] | None = None,
 ) -> ImportSummary:
-    """Import ``spool`` into case ``case_id`` of ``organization_id`` now (the CLI's way).
+    """Import ``request`` now (the CLI's way).
 
     Raises NotFoundError (no such case in the organization), ConflictError (this file was
     already imported into the case). A file that cannot be read as CSV, or whose rows are
     rejected under ``all_or_nothing``, is recorded as such and nothing else is stored.
     """
     async with db.writer() as session:
-        record = await _new_record(
-            session,
-            organization_id=organization_id,
-            case_id=case_id,
-            spool=spool,
-            filename=filename,
-            policy=policy,
-            created_by_id=created_by_id,
-            status=ImportStatus.RUNNING,
-        )
-    return await _run(db, record, spool, on_progress, last_try=True)
+        record = await _new_record(session, request, ImportStatus.RUNNING)
+    return await _run(db, record, request.spool, on_progress, last_try=True)
 
 
 async def run_queued_import(

@@ -89,7 +89,7 @@ def import_command(
     data_dir: DataDir = None,
 ) -> None:
     """Import a CSV file of transactions into a case (a file is imported once per case)."""
-    from casebook.imports import import_transactions
+    from casebook.imports import ImportRequest, import_transactions
     from casebook.models import Case, ImportStatus
 
     settings = settings_for(data_dir, slow_query_ms=0)
@@ -112,15 +112,8 @@ def import_command(
                 def show(_import_id: int, p: ImportProgress) -> None:
                     bar.update(task, completed=p.bytes_read)
 
-                summary = await import_transactions(
-                    db,
-                    organization_id=organization,
-                    case_id=case,
-                    spool=spool,
-                    filename=file.name,
-                    policy=policy,
-                    on_progress=show,
-                )
+                request = ImportRequest(organization, case, spool, file.name, policy)
+                summary = await import_transactions(db, request, on_progress=show)
             written = None
             if summary.outcome is not None and summary.outcome.rejects:
                 written = report or file.with_name(file.name + ".rejects.csv")

@@ -28,7 +28,14 @@ from sqlalchemy import select
 
 from casebook.api.cases import load_case
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
-from casebook.imports import LIVE, claimed_by, duplicate_error, queue_import, spool_path
+from casebook.imports import (
+    LIVE,
+    ImportRequest,
+    claimed_by,
+    duplicate_error,
+    queue_import,
+    spool_path,
+)
 from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.services import Services
 from casebook.tasks import run_import
@@ -130,16 +137,8 @@ async def upload(
     queued: int | None = None
     try:
         async with services.db.writer() as session:
-            record = await queue_import(
-                session,
-                settings.data_dir,
-                organization_id=org,
-                case_id=case_id,
-                spool=spool,
-                filename=filename,
-                policy=policy,
-                created_by_id=principal.user_id,
-            )
+            wanted = ImportRequest(org, case_id, spool, filename, policy, principal.user_id)
+            record = await queue_import(session, settings.data_dir, wanted)
             queued = record.id
             record.job_id = await services.jobs.enqueue(
                 run_import,
