@@ -244,9 +244,11 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 async def plain_import(db: Database, path: Path, case_id: int, org: int) -> int:
-    """What an app without lockstep writes: DictReader, convert, executemany, one commit."""
+    """What an app without lockstep writes: DictReader, convert, executemany, one commit.
+    Its rows are lockstep's, created_at included (casebook gives a file's rows one)."""
     rows = 0
     batch: list[dict[str, Any]] = []
+    created_at = dt.datetime.now(dt.UTC)
     async with db.writer() as session:
         with path.open(newline="", encoding="utf-8") as handle:
             for record in csv.DictReader(handle):
@@ -263,6 +265,7 @@ async def plain_import(db: Database, path: Path, case_id: int, org: int) -> int:
                         "description": record["description"],
                         "flagged": False,
                         "version": 1,
+                        "created_at": created_at,
                     }
                 )
                 if len(batch) == 5_000:

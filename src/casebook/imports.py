@@ -22,7 +22,7 @@ description, flagged.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.models import Case, ImportRecord, ImportReject, ImportStatus, Transaction
 from lockstep import (
+    Columns,
     ConflictError,
     Database,
     ImportField,
@@ -60,16 +61,21 @@ def _currency(raw: str) -> str:
     return value
 
 
-def _direction_from_sign(row: dict[str, Any]) -> None:
-    """A signed amount without a direction: negative is money out (debit)."""
-    amount = row["amount_cents"]
-    if row["direction"] is None:
-        row["direction"] = "debit" if amount < 0 else "credit"
-        row["amount_cents"] = abs(amount)
-    elif amount < 0:
-        raise ValueError("amount: is negative although the direction is given")
-    if row["amount_cents"] == 0:
-        raise ValueError("amount: is zero")
+def _direction_from_sign(batch: Columns) -> Iterator[tuple[int, str]]:
+    """A signed amount without a direction: negative is money out (debit). Zero amounts,
+    and negative ones beside a direction, are refused."""
+    amounts, directions = batch["amount_cents"], batch["direction"]
+    if None not in directions and min(amounts) > 0:
+        return  # the common file: every row has a direction and a positive amount
+    for i, (amount, direction) in enumerate(zip(amounts, directions, strict=True)):
+        if direction is None:
+            directions[i] = "debit" if amount < 0 else "credit"
+            amounts[i] = abs(amount)
+        elif amount < 0:
+            yield i, "amount: is negative although the direction is given"
+            continue
+        if amount == 0:
+            yield i, "amount: is zero"
 
 
 TRANSACTIONS = ImportSchema(
@@ -296,11 +302,11 @@ async def _run(
         "created_at": _now(),
     }
 
-    async def write_batch(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            row.update(fixed)
+    async def write_batch(session: AsyncSession, rows: Columns) -> None:
+        for name, value in fixed.items():
+            rows.fill(name, value)
         # The bulk path: the change feed and the rollups see the rows, the driver gets them
-        # without SQLAlchemy's per-row parameter handling.
+        # a column at a time, without SQLAlchemy's per-row parameter handling.
         await bulk_insert(session, LEDGER, rows)
 
     async def finish(session: AsyncSession, outcome: ImportOutcome) -> None:

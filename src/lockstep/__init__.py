@@ -29,6 +29,7 @@ from lockstep.changes import (
     drop_change_log,
 )
 from lockstep.db import (
+    Columns,
     Database,
     bulk_insert,
     count_statements,
@@ -113,6 +114,7 @@ __all__ = [
     "Cache",
     "ChangeSet",
     "Changes",
+    "Columns",
     "ConfigurationError",
     "ConflictError",
     "Count",

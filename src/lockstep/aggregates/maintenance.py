@@ -61,7 +61,7 @@ from lockstep.aggregates.sources import (
 )
 from lockstep.aggregates.store import ALL_GROUPS, Group, Recompute, apply_all, chunks
 from lockstep.changes import defer_to_log, record_changes
-from lockstep.db import Database, add_bulk_listener
+from lockstep.db import Columns, Database, add_bulk_listener
 from lockstep.exceptions import AggregateError, ConfigurationError
 
 PENDING = "lockstep.aggregates.pending"
@@ -361,17 +361,15 @@ class Maintenance:
             self._record(state.session, rollup, deltas)
         return result
 
-    def _on_bulk_insert(
-        self, session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def _on_bulk_insert(self, session: Session, table: Table, batch: Columns) -> None:
         source = self.sources.get(str(table.name))
         if source is None or table is not source.table:
             return
         for rollup in source.rollups:
-            self._record(session, rollup, self._insert_deltas(source, rollup, list(rows), True))
+            self._record(session, rollup, self._insert_deltas(source, rollup, batch, True))
 
     def _insert_deltas(
-        self, source: Source, rollup: Rollup, rows: list[Any], plain_rows: bool
+        self, source: Source, rollup: Rollup, rows: Columns | list[Any], plain_rows: bool
     ) -> Deltas:
         deltas: Deltas = {}
         if plain_rows:
@@ -381,7 +379,8 @@ class Maintenance:
                 return deltas
             except KeyError:
                 deltas = {}
-        rollup.collect([complete(source, rollup, row) for row in rows], 1, deltas)
+        listed = list(rows.rows()) if isinstance(rows, Columns) else rows
+        rollup.collect([complete(source, rollup, row) for row in listed], 1, deltas)
         return deltas
 
     def _update(self, state: ORMExecuteState, source: Source) -> Any:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -50,7 +50,7 @@ from sqlalchemy.types import Boolean
 from lockstep.aggregates.delta import Deltas, GroupDelta, merge_extreme
 from lockstep.aggregates.keys import Key, as_key, plain
 from lockstep.aggregates.measures import Measure, slots
-from lockstep.db.bulk import Memo
+from lockstep.db.columns import Columns, Memo
 from lockstep.exceptions import ConfigurationError
 
 ROW_COUNT = "row_count"
@@ -187,39 +187,44 @@ class Rollup:
     def group_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(k.python(row[k.source]) for k in self.keys)
 
-    def _passing(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    def _passing(self, batch: Columns) -> Columns:
+        keep: list[Any] | None = None
         for column, wanted in self.where.items():
-            values = map(itemgetter(column), rows)
-            # Plain equality first; an enum member compares by its value.
-            rows = [
-                r
-                for r, v in zip(rows, values, strict=True)
-                if v == wanted or (isinstance(v, enum.Enum) and v.value == wanted)
-            ]
-        return rows
+            # Plain equality first; an enum member compares by its value. Memoized: equal
+            # values pass or fail alike.
+            passes = Memo(lambda v, w=wanted: v == w or (isinstance(v, enum.Enum) and v.value == w))
+            tested = list(map(passes.__getitem__, batch[column]))
+            keep = tested if keep is None else list(map(operator.and_, keep, tested))
+        return batch if keep is None else batch.where(keep)
 
-    def collect(self, rows: Sequence[Mapping[str, Any]], sign: int, into: Deltas) -> None:
-        """Add (``sign=1``) or remove (``sign=-1``) the contribution of ``rows`` (column name
-        -> value, every column of :attr:`needed` present) to ``into``.
+    def collect(self, rows: Columns | Sequence[Mapping[str, Any]], sign: int, into: Deltas) -> None:
+        """Add (``sign=1``) or remove (``sign=-1``) the contribution of ``rows`` to ``into``:
+        a :class:`Columns` batch or row mappings (column name -> value), with every column of
+        :attr:`needed` (else KeyError).
 
         Built for bulk imports: each key column is mapped through a memo (a dict whose
         misses compute the key), the group tuples are zipped and counted at C speed, and
         only the sums and extremes take a Python step per row.
         """
+        if isinstance(rows, Columns):
+            batch = Columns({n: rows[n] for n in self.needed}, len(rows))
+        else:
+            batch = Columns.of_rows(rows, self.needed)
         if self.where:
-            rows = self._passing(rows)
-        if not rows:
+            batch = self._passing(batch)
+        if not len(batch):
             return
-        columns = [
-            list(map(Memo(k.python).__getitem__, map(itemgetter(k.source), rows)))
-            for k in self.keys
-        ]
-        groups = list(zip(*columns, strict=True))
-        counts = Counter(groups)
+        columns = [list(map(Memo(k.python).__getitem__, batch[k.source])) for k in self.keys]
+
+        def groups() -> Iterator[tuple[Any, ...]]:
+            # Made again for each pass rather than kept: see Columns.tuples.
+            return zip(*columns, strict=True)
+
+        counts = Counter(groups())
         sums: list[dict[Any, int]] = []
         for slot in self.sums:
             acc: dict[Any, int] = dict.fromkeys(counts, 0)
-            for g, v in zip(groups, map(itemgetter(slot.source), rows), strict=True):
+            for g, v in zip(groups(), batch[slot.source], strict=True):
                 acc[g] += v
             sums.append(acc)
         extremes: list[dict[Any, list[Any]]] = []
@@ -227,7 +232,7 @@ class Rollup:
             best: dict[Any, list[Any]] = {}
             get = best.get
             is_max = extreme.is_max
-            for g, v in zip(groups, map(itemgetter(extreme.source), rows), strict=True):
+            for g, v in zip(groups(), batch[extreme.source], strict=True):
                 found = get(g)
                 if found is None:
                     best[g] = [v, 1]

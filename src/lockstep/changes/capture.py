@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from lockstep.changes.log import Prelude, run_prelude, write_changeset
 from lockstep.changes.tracking import TableSpec, Tracking
-from lockstep.db import Database, add_bulk_listener
+from lockstep.db import Columns, Database, add_bulk_listener
 from lockstep.types import ALL_TABLES, Change, ChangeSet, Operation, canonical
 
 PENDING = "lockstep.changes.pending"
@@ -359,19 +359,17 @@ class ChangeCapture:
             changes = [_row_change(spec, op, row) for row in rows]
         self._record(state.session, changes)
 
-    def _on_bulk_insert(
-        self, session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def _on_bulk_insert(self, session: Session, table: Table, batch: Columns) -> None:
         spec = self.tracking.spec(str(table.name))
         if spec is None:
             return
-        if len(rows) > MAX_ROWS_PER_TABLE:
-            self._record_bulk_insert(session, spec, rows)
+        if len(batch) > MAX_ROWS_PER_TABLE:
+            self._record_bulk_insert(session, spec, batch)
         else:
-            self._record(session, [_row_change(spec, "insert", row) for row in rows])
+            self._record(session, [_row_change(spec, "insert", row) for row in batch.rows()])
 
     def _record_bulk_insert(
-        self, session: Session, spec: TableSpec, rows: Sequence[Mapping[Any, Any]]
+        self, session: Session, spec: TableSpec, rows: Columns | Sequence[Mapping[Any, Any]]
     ) -> None:
         """A bulk import: commit would coalesce these rows into one key-less change per
         scope anyway, so build that directly instead of one Change per row."""
@@ -445,14 +443,17 @@ def coalesce(
 _ABSENT = object()
 
 
-def _bulk_insert_change(spec: TableSpec, rows: Sequence[Mapping[Any, Any]]) -> Change:
-    """One key-less insert naming every scope value of ``rows`` (executemany parameters):
-    what :func:`coalesce` makes of their row-level changes, at a set comprehension per scope
-    column instead of a Change per row."""
+def _bulk_insert_change(spec: TableSpec, rows: Columns | Sequence[Mapping[Any, Any]]) -> Change:
+    """One key-less insert naming every scope value of ``rows`` (executemany parameters or
+    a bulk insert's columns): what :func:`coalesce` makes of their row-level changes, at a
+    set per scope column instead of a Change per row."""
     scopes: dict[str, frozenset[str]] = {}
     complete = True
     for column in spec.scope_columns:
-        values = {row.get(column, _ABSENT) for row in rows}
+        if isinstance(rows, Columns):
+            values = set(rows[column]) if column in rows else {_ABSENT}
+        else:
+            values = {row.get(column, _ABSENT) for row in rows}
         named: set[str] = set()
         for value in values:
             if value is _ABSENT:

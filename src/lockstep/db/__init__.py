@@ -1,6 +1,7 @@
 """Database access: the only package that imports SQLAlchemy engine internals."""
 
 from lockstep.db.bulk import BulkListener, add_bulk_listener, bulk_insert
+from lockstep.db.columns import Columns, Memo
 from lockstep.db.database import Database, in_write_transaction
 from lockstep.db.engine import Engines, create_engines
 from lockstep.db.instrumentation import StatementCounter, count_statements
@@ -8,8 +9,10 @@ from lockstep.db.migrations import current_revision, head_revision, upgrade
 
 __all__ = [
     "BulkListener",
+    "Columns",
     "Database",
     "Engines",
+    "Memo",
     "StatementCounter",
     "add_bulk_listener",
     "bulk_insert",

@@ -19,7 +19,7 @@ Other drivers (asyncpg) get one ``exec_driver_sql`` per statement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -67,7 +67,7 @@ def driver_statement(
 
 
 def execute_batch(
-    connection: Connection, batch: Sequence[tuple[DriverStatement, Sequence[tuple[Any, ...]]]]
+    connection: Connection, batch: Sequence[tuple[DriverStatement, Iterable[Sequence[Any]]]]
 ) -> None:
     """Run ``executemany(statement, rows)`` for each item, in order, in the connection's
     current transaction; on aiosqlite in one hand-off to the driver's thread. A driver

@@ -2,7 +2,8 @@
 
 :func:`bulk_insert` is ``session.execute(insert(table), rows)`` for imports: the same rows
 land, and the change feed and the rollups see them (through the listeners they register
-with :func:`add_bulk_listener`). What differs is how the rows reach the driver:
+with :func:`add_bulk_listener`, which get the rows as :class:`~lockstep.db.columns.Columns`).
+What differs is how the rows reach the driver:
 
 * SQLite: SQLAlchemy's executemany builds a parameter dict per row and converts every value
   through its type's processor (1.4 s of a 4.7 s import of 150k rows). Here each column is
@@ -22,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from lockstep.db.batch import DriverStatement, driver_statement, execute_batch
+from lockstep.db.columns import Columns, Memo
 from lockstep.exceptions import ConfigurationError
 
-BulkListener = Callable[[Session, Table, Sequence[Mapping[str, Any]]], None]
+BulkListener = Callable[[Session, Table, Columns], None]
 """Called with the session, the table and the rows (defaults filled in) before they are
 written: the change feed and rollup maintenance record what the rows change here."""
 
@@ -52,10 +54,10 @@ def add_bulk_listener(session_class: type[Session], listener: BulkListener) -> N
 
 
 async def bulk_insert(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+    session: AsyncSession, table: Table, rows: Columns | Sequence[Mapping[str, Any]]
 ) -> None:
-    """Insert ``rows`` (column key -> value, the same keys in every row) into ``table`` in
-    the session's transaction.
+    """Insert ``rows`` into ``table`` in the session's transaction: a :class:`Columns`
+    batch, or row mappings (column key -> value, the same keys in every row).
 
     A column the rows leave out takes its default: a constant, a function of no arguments
     (called for each row), or the server's. Raises ConfigurationError when a left-out column
@@ -63,27 +65,29 @@ async def bulk_insert(
     lacks a key the first row has; the driver's errors (constraints) propagate as they are,
     and nothing of the call is written.
     """
-    if rows:
-        await session.run_sync(_insert, table, rows)
-
-
-def _insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    connection = session.connection()
-    plan = _plan(connection, table, tuple(rows[0]))
-    full = plan.complete(rows)
-    # Refuse bad rows before the listeners record them: a caller that catches the error and
-    # commits anyway must not leave the feed and the rollups counting rows never written.
-    if plan.statement is None:
-        for key in plan.keys:  # SQLAlchemy's own message names a "bind parameter"
-            if not all(key in row for row in rows):
-                raise _ragged(table, key)
-        values = None
+    if isinstance(rows, Columns):
+        batch = rows
     else:
-        values = list(zip(*plan.columns(full), strict=True))
+        try:
+            batch = Columns.of_rows(rows)
+        except KeyError as exc:
+            raise _ragged(table, exc.args[0]) from None
+    if len(batch):
+        await session.run_sync(_insert, table, batch)
+
+
+def _insert(session: Session, table: Table, batch: Columns) -> None:
+    connection = session.connection()
+    plan = _plan(connection, table, batch.names)
+    full = plan.complete(batch)
+    # Converted before the listeners record the rows: a caller that catches a conversion
+    # error and commits anyway must not leave the feed and the rollups counting rows never
+    # written.
+    values = plan.driver_rows(full) if plan.statement is not None else None
     for listener in type(session).__dict__.get(_LISTENERS, ()):
         listener(session, table, full)
     if values is None:
-        connection.execute(insert(table), list(full))
+        connection.execute(insert(table), list(full.rows()))
     else:
         assert plan.statement is not None
         execute_batch(connection, [(plan.statement, values)])
@@ -99,33 +103,31 @@ class _Plan:
     factories: tuple[tuple[str, Callable[[], Any]], ...]
     statement: DriverStatement | None  # None: through SQLAlchemy Core
 
-    def complete(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
-        """``rows`` with the defaults of the left-out columns (new dicts only if any)."""
+    def complete(self, batch: Columns) -> Columns:
+        """``batch`` with the defaults of the left-out columns (its own lists shared)."""
         if not self.constants and not self.factories:
-            return rows
-        constants = dict(self.constants)
-        out = []
-        for row in rows:
-            full = {**constants, **row}
-            for name, make in self.factories:
-                full[name] = make()
-            out.append(full)
-        return out
+            return batch
+        n = len(batch)
+        more = {name: [value] * n for name, value in self.constants}
+        more.update((name, [make() for _ in range(n)]) for name, make in self.factories)
+        return batch.with_columns(more)
 
-    def columns(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-        """The driver's values, one list per statement parameter, each converted by its
-        column's type (a column at a time: one pass of ``map`` per column)."""
+    def driver_rows(self, batch: Columns) -> Iterator[tuple[Any, ...]]:
+        """The driver's parameters, one tuple per row, each value converted by its column's
+        type (now, a column at a time: one pass of ``map`` per column). The tuples are made
+        as the driver takes them: ``zip`` reuses one when the driver lets go of it, so a
+        batch leaves no thousands of tuples for the garbage collector to trace."""
         assert self.statement is not None
-        out = []
-        for name, process in zip(self.statement.names, self.statement.processors, strict=True):
-            try:
-                values = [row[name] for row in rows]
-            except KeyError:
-                raise _ragged(self.table, name) from None
-            if process is not None:
-                values = _convert(process, values)
-            out.append(values)
-        return out
+        converted = Columns(
+            {
+                name: batch[name] if process is None else _convert(process, batch[name])
+                for name, process in zip(
+                    self.statement.names, self.statement.processors, strict=True
+                )
+            },
+            len(batch),
+        )
+        return converted.tuples(self.statement.names)
 
 
 # Types whose equal values are the same value: a memo keyed by them cannot hand one value
@@ -141,20 +143,6 @@ def _convert(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     if len(kinds) == 1 and kinds <= _MEMO_SAFE:
         return list(map(Memo(process).__getitem__, values))
     return list(map(process, values))
-
-
-class Memo(dict[Any, Any]):
-    """``memo[value]`` is ``fn(value)``, computed once per distinct value: ``list(map(
-    Memo(fn).__getitem__, values))`` converts a column at C speed when it repeats itself
-    (rollup maintenance keys its groups the same way)."""
-
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def __missing__(self, value: Any) -> Any:
-        result = self[value] = self.fn(value)
-        return result
 
 
 def _ragged(table: Table, key: str) -> ConfigurationError:

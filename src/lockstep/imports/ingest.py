@@ -10,8 +10,8 @@ Guarantees:
   read to the end so the rejects report is complete. ``skip_invalid``: valid rows are stored,
   rejected ones reported.
 * Memory stays bounded whatever the file size: records are read from disk in batches of
-  ``batch_size`` (the next batch is parsed while the previous one is written); at most
-  ``max_rejects`` rejects are kept (all are counted).
+  ``batch_size`` (on PostgreSQL the next batch is parsed while the previous one is
+  written); at most ``max_rejects`` rejects are kept (all are counted).
 * ``on_progress`` is called after every batch (and once at the end) with bytes and rows done.
 """
 
@@ -25,11 +25,10 @@ import functools
 import io
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockstep.db import Database
+from lockstep.db import Columns, Database
 from lockstep.imports.dialect import Dialect, sniff
 from lockstep.imports.schema import Binding, ImportSchema, Rejection
 from lockstep.imports.spool import CountingReader, Spool
@@ -67,7 +66,7 @@ class ImportOutcome:
     committed: bool = False
 
 
-WriteBatch = Callable[[AsyncSession, list[dict[str, Any]]], Awaitable[None]]
+WriteBatch = Callable[[AsyncSession, Columns], Awaitable[None]]
 BeforeCommit = Callable[[AsyncSession, ImportOutcome], Awaitable[None]]
 OnProgress = Callable[[ImportProgress], None]
 
@@ -102,32 +101,60 @@ def open_records(spool: Spool) -> tuple[Dialect, Records, CountingReader]:
     return dialect, records(), counter
 
 
+CHUNK = 256
+"""Records converted at a time. A batch of thousands is assembled from chunks: a chunk's
+record lists die young, where a whole batch of them lived long enough for the garbage
+collector's full collections to trace them (a tenth of an import's time, measured)."""
+
+
 def _next_batch(
     records: Iterator[tuple[int, list[str]]],
     binding: Binding,
     size: int,
     outcome: ImportOutcome,
     max_rejects: int,
-) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``size`` converted rows; False once the file is exhausted."""
-    rows: list[dict[str, Any]] = []
-    for line, cells in records:
-        if not any(cells):
+) -> tuple[Columns, bool]:
+    """The converted rows of the next ``size`` records; False once the file is exhausted."""
+    batch = Columns({name: [] for name in binding.names})
+    chunk = min(size, CHUNK)
+    lines: list[int] = []
+    cells: list[list[str]] = []
+    taken = 0
+    for line, record in records:
+        if not any(record):
             continue  # blank line, or a row of empty cells
-        outcome.rows_read += 1
-        converted = binding.convert(line, cells)
-        if isinstance(converted, dict):
-            rows.append(converted)
-            if len(rows) >= size:
-                return rows, True
-            continue
-        outcome.rows_rejected += 1
+        lines.append(line)
+        cells.append(record)
+        if len(cells) == chunk:
+            _convert(binding, lines, cells, batch, outcome, max_rejects)
+            taken += len(cells)
+            lines, cells = [], []
+            if taken >= size:
+                return batch, True
+    _convert(binding, lines, cells, batch, outcome, max_rejects)
+    return batch, False
+
+
+def _convert(
+    binding: Binding,
+    lines: list[int],
+    cells: list[list[str]],
+    into: Columns,
+    outcome: ImportOutcome,
+    max_rejects: int,
+) -> None:
+    if not cells:
+        return
+    rows, refused = binding.convert_batch(lines, cells)
+    into.extend(rows)
+    outcome.rows_read += len(cells)
+    outcome.rows_rejected += len(refused)
+    for rejects in refused:
         room = max_rejects - len(outcome.rejects)
         if room > 0:
-            outcome.rejects.extend(converted[:room])
-        if room < len(converted):
+            outcome.rejects.extend(rejects[:room])
+        if room < len(rejects):
             outcome.rejects_truncated = True
-    return rows, False
 
 
 async def ingest(
@@ -170,40 +197,42 @@ async def ingest(
                 )
 
         parse = functools.partial(_next_batch, records, binding, batch_size, outcome, max_rejects)
-
-        async def next_batch() -> tuple[list[dict[str, Any]], bool]:
-            if database.is_sqlite:
-                return parse()  # the write in flight runs in the driver's thread meanwhile
-            # asyncpg does its I/O on this loop: parse beside it, not on it.
-            return await asyncio.to_thread(parse)
+        # PostgreSQL: batch N+1 is parsed in a thread while asyncpg writes batch N from this
+        # loop. SQLite: one after the other; sqlite3 retakes the GIL for every row it
+        # writes, so parsing beside its thread slowed both (an import 1.15-1.25x slower).
+        overlap = not database.is_sqlite
 
         try:
             async with database.writer() as session:
-                # Pipelined: batch N+1 is parsed while batch N is written (see next_batch).
-                # One write in flight at a time, in file order.
-                writing: asyncio.Task[None] | None = None
+                writing: asyncio.Task[None] | None = None  # one write at a time, in file order
                 in_flight = 0
-                try:
-                    more = True
-                    while more:
-                        rows, more = await next_batch()  # overlaps the write in flight
-                        if writing is not None:
-                            await writing
-                            writing = None
-                            outcome.rows_written += in_flight
-                            report()
-                        doomed = policy is ImportPolicy.ALL_OR_NOTHING and outcome.rows_rejected > 0
-                        if rows and not doomed:
-                            writing = asyncio.ensure_future(write_batch(session, rows))
-                            in_flight = len(rows)
-                        else:
-                            report()
-                        await asyncio.sleep(0)  # start the write; let other tasks run
+
+                async def settle() -> None:
+                    nonlocal writing
                     if writing is not None:
                         await writing
                         writing = None
                         outcome.rows_written += in_flight
                         report()
+
+                try:
+                    more = True
+                    while more:
+                        if overlap:
+                            rows, more = await asyncio.to_thread(parse)
+                        else:
+                            rows, more = parse()
+                        await settle()
+                        doomed = policy is ImportPolicy.ALL_OR_NOTHING and outcome.rows_rejected > 0
+                        if len(rows) and not doomed:
+                            writing = asyncio.ensure_future(write_batch(session, rows))
+                            in_flight = len(rows)
+                            if not overlap:
+                                await settle()
+                        else:
+                            report()
+                        await asyncio.sleep(0)  # start the write; let other tasks run
+                    await settle()
                 finally:
                     if writing is not None:  # stopped by an error: never leave a write behind
                         writing.cancel()

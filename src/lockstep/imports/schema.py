@@ -1,6 +1,13 @@
 """What an import expects: named fields, the headers that may carry them, how each cell is
-parsed, and row-level checks. A file's header is *bound* once; then every record converts
-to a dict or to the list of its rejects (row number, column, reason).
+parsed, and a check of the converted rows. A file's header is *bound* once; then each
+batch of records converts to :class:`~lockstep.db.Columns` of the rows that passed, plus
+the rejects (row number, column, reason) of those that did not.
+
+Conversion works a column at a time: a well-formed batch is transposed (``zip``), and
+each column is parsed through a per-batch memo, so a column that repeats itself (dates,
+categories, currencies) costs one parse per distinct value. Parsers must therefore be
+functions of the cell's text alone (the ones in :mod:`.parsers` are). A batch in which
+any cell fails takes the careful path, record by record, which names every reason.
 
 Header matching ignores case, surrounding spaces and quotes, and treats spaces, dashes and
 dots as underscores: ``"Posting Date"``, ``posting-date`` and ``POSTING_DATE`` are one name.
@@ -9,17 +16,19 @@ dots as underscores: ``"Posting Date"``, ``posting-date`` and ``POSTING_DATE`` a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockstep.db.columns import Columns, Memo
 from lockstep.exceptions import ValidationFailedError
 from lockstep.imports.parsers import Parser
 
 _SEPARATORS = re.compile(r"[\s\-.]+")
 
-RowCheck = Callable[[dict[str, Any]], None]
-"""Row-level validation: adjust the row in place or raise ``ValueError("column: reason")``."""
+BatchCheck = Callable[[Columns], Iterable[tuple[int, str]]]
+"""Validation across fields, a batch at a time: adjust values in place (``batch["amount"][i]
+= ...``) and yield ``(index, "column: reason")`` for each row refused (once per row)."""
 
 
 def normalize(header: str) -> str:
@@ -54,6 +63,10 @@ class ImportField:
         return (normalize(self.name), *(normalize(a) for a in self.aliases))
 
 
+class _Empty(Exception):
+    """A required cell is empty (the careful path says so)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """A schema matched to one file's header."""
@@ -61,10 +74,11 @@ class Binding:
     fields: tuple[tuple[ImportField, int | None], ...]
     header: tuple[str, ...]
     ignored: tuple[str, ...]
-    check: RowCheck | None = None
+    check: BatchCheck | None = None
     _width: int = field(default=0)
-    # For the fast path: the fields the header has, flattened, and the defaults of the rest.
-    _present: tuple[tuple[str, Parser, int, bool, Any], ...] = ()
+    # For the fast path: per field the header has, its name, position and column converter
+    # (which keeps state for this file: its memo); the defaults of the rest.
+    _present: tuple[tuple[str, int, _Column], ...] = ()
     _absent: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
@@ -73,37 +87,73 @@ class Binding:
         fields: tuple[tuple[ImportField, int | None], ...],
         header: tuple[str, ...],
         ignored: tuple[str, ...],
-        check: RowCheck | None,
+        check: BatchCheck | None,
     ) -> Binding:
         present = tuple(
-            (spec.name, spec.parse, position, spec.required, spec.default)
+            (spec.name, position, _Column(spec))
             for spec, position in fields
             if position is not None
         )
         absent = tuple((spec.name, spec.default) for spec, position in fields if position is None)
         return cls(fields, header, ignored, check, len(header), present, absent)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec, _ in self.fields)
+
     def convert(self, row: int, cells: Sequence[str]) -> dict[str, Any] | list[Rejection]:
-        """The values of one record, or every reason it is refused."""
-        if len(cells) == self._width:
-            # Fast path for a well-formed record; any doubt goes to the careful path below.
-            out: dict[str, Any] = dict(self._absent)
-            try:
-                for name, parse, position, required, default in self._present:
-                    raw = cells[position]
-                    if raw and not raw.isspace():
-                        out[name] = parse(raw)
-                    elif required:
-                        break
-                    else:
-                        out[name] = default
+        """The values of one record (line ``row``), or every reason it is refused."""
+        batch, rejects = self.convert_batch([row], [cells])
+        return rejects[0] if rejects else next(batch.rows())
+
+    def convert_batch(
+        self, lines: Sequence[int], records: Sequence[Sequence[str]]
+    ) -> tuple[Columns, list[list[Rejection]]]:
+        """The rows of ``records`` (which start on ``lines``) that pass, as columns named
+        by the fields, and the rejects of each refused row, in file order."""
+        batch = self._fast(records)
+        refused: list[list[Rejection]] = []
+        if batch is None:
+            good: list[dict[str, Any]] = []
+            kept: list[int] = []
+            for line, cells in zip(lines, records, strict=True):
+                converted = self._careful(line, cells)
+                if isinstance(converted, dict):
+                    good.append(converted)
+                    kept.append(line)
                 else:
-                    if self.check is not None:
-                        self.check(out)
-                    return out
-            except ValueError:
-                pass
-        return self._careful(row, cells)
+                    refused.append(converted)
+            batch = Columns.of_rows(good, self.names)
+            lines = kept
+        if self.check is not None and len(batch):
+            failed: dict[int, Rejection] = {}
+            for index, message in self.check(batch):
+                column, _, reason = message.partition(": ")
+                failed.setdefault(
+                    index, Rejection(lines[index], column if reason else "", reason or column)
+                )
+            if failed:
+                refused += [[r] for r in failed.values()]
+                refused.sort(key=lambda r: r[0].row)
+                batch = batch.where([i not in failed for i in range(len(batch))])
+        return batch, refused
+
+    def _fast(self, records: Sequence[Sequence[str]]) -> Columns | None:
+        """Columns of ``records`` when every one is well formed and every cell converts;
+        None when any is in doubt (the careful path then says why)."""
+        n = len(records)
+        if n == 0 or any(len(cells) != self._width for cells in records):
+            return None if n else Columns({name: [] for name in self.names}, 0)
+        by_position = list(zip(*records, strict=True))
+        data: dict[str, list[Any]] = {}
+        try:
+            for name, position, column in self._present:
+                data[name] = column.convert(by_position[position])
+        except (ValueError, _Empty):
+            return None
+        for name, default in self._absent:
+            data[name] = [default] * n
+        return Columns({name: data[name] for name in self.names}, n)
 
     def _careful(self, row: int, cells: Sequence[str]) -> dict[str, Any] | list[Rejection]:
         out: dict[str, Any] = {}
@@ -125,21 +175,50 @@ class Binding:
                 rejects.append(Rejection(row, column, str(exc), raw[:200]))
         if n > self._width and any(c.strip() for c in cells[self._width :]):
             rejects.append(Rejection(row, "", f"has {n} cells, the header {self._width}", ""))
-        if rejects:
-            return rejects
-        if self.check is not None:
-            try:
-                self.check(out)
-            except ValueError as exc:
-                column, _, reason = str(exc).partition(": ")
-                return [Rejection(row, column if reason else "", reason or column, "")]
+        return rejects or out
+
+
+class _Column:
+    """The fast path's converter of one field's cells, for one file: through a memo (one
+    parse per distinct text) while the column repeats itself, plain once it proves mostly
+    distinct (amounts, descriptions), where a memo would only cost."""
+
+    __slots__ = ("default", "memo", "parse", "required", "seen")
+
+    MEMO_LIMIT = 1 << 16  # distinct texts kept at most; then the memo starts over
+    TRIAL = 2048  # cells seen before judging whether the memo pays
+
+    def __init__(self, spec: ImportField) -> None:
+        self.parse, self.required, self.default = spec.parse, spec.required, spec.default
+        self.memo: Memo | None = Memo(self.cell)
+        self.seen = 0
+
+    def cell(self, raw: str) -> Any:
+        if raw and not raw.isspace():
+            return self.parse(raw)
+        if self.required:
+            raise _Empty
+        return self.default
+
+    def convert(self, cells: Sequence[str]) -> list[Any]:
+        memo = self.memo
+        if memo is None:
+            return list(map(self.cell, cells))
+        out = list(map(memo.__getitem__, cells))
+        self.seen += len(cells)
+        if self.seen >= self.TRIAL and len(memo) * 2 > self.seen:
+            self.memo = None  # more than half the cells were new
+        elif len(memo) > self.MEMO_LIMIT:
+            memo.clear()
+            self.seen = 0
         return out
 
 
 class ImportSchema:
-    """The fields of an import, in any column order, plus an optional row check."""
+    """The fields of an import, in any column order, plus an optional check of the converted
+    rows (a :data:`BatchCheck`)."""
 
-    def __init__(self, fields: Sequence[ImportField], *, check: RowCheck | None = None) -> None:
+    def __init__(self, fields: Sequence[ImportField], *, check: BatchCheck | None = None) -> None:
         self.fields = tuple(fields)
         self.check = check
         seen: dict[str, str] = {}

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from lockstep.db import Database, bulk_insert
+from lockstep.db import Columns, Database, bulk_insert
 from lockstep.exceptions import ConfigurationError
 
 
@@ -133,6 +133,17 @@ async def test_same_values_as_a_core_executemany(database: Database) -> None:
     assert [utc(r[-2]) for r in expected] == [stamp()] * 3  # the callable default, per row
     assert {r[-1] for r in expected} == {"db"}  # the server default
     assert [r[4] for r in expected] == [Decimal("1.10"), Decimal("1.10"), None]
+
+
+async def test_a_columns_batch_stores_what_the_rows_store(database: Database) -> None:
+    await create(database)
+    async with database.writer() as s:
+        await bulk_insert(s, things, [dict(r) for r in ROWS])
+    expected = await stored(database)
+    async with database.writer() as s:
+        await s.execute(things.delete())
+        await bulk_insert(s, things, Columns.of_rows([dict(r) for r in ROWS]))
+    assert await stored(database) == expected
 
 
 async def test_rows_given_every_column_round_trip(database: Database) -> None:
