@@ -24,7 +24,7 @@ import enum
 import functools
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -202,9 +202,11 @@ class Rollup:
         a :class:`Columns` batch or row mappings (column name -> value), with every column of
         :attr:`needed` (else KeyError).
 
-        Built for bulk imports: each key column is mapped through a memo (a dict whose
-        misses compute the key), the group tuples are zipped and counted at C speed, and
-        only the sums and extremes take a Python step per row.
+        Built for bulk imports, with no Python step per row: each key column is mapped
+        through a memo (a dict whose misses compute the key), each row's group numbered the
+        same way, the row numbers sorted by group (so a group's rows are one slice), and
+        each group's sums and extremes taken by ``sum``/``max``/``min``/``count`` over its
+        slice of the measure's column.
         """
         if isinstance(rows, Columns):
             batch = Columns({n: rows[n] for n in self.needed}, len(rows))
@@ -215,47 +217,31 @@ class Rollup:
         if not len(batch):
             return
         columns = [list(map(Memo(k.python).__getitem__, batch[k.source])) for k in self.keys]
-
-        def groups() -> Iterator[tuple[Any, ...]]:
-            # Made again for each pass rather than kept: see Columns.tuples.
-            return zip(*columns, strict=True)
-
-        counts = Counter(groups())
-        sums: list[dict[Any, int]] = []
-        for slot in self.sums:
-            acc: dict[Any, int] = dict.fromkeys(counts, 0)
-            for g, v in zip(groups(), batch[slot.source], strict=True):
-                acc[g] += v
-            sums.append(acc)
-        extremes: list[dict[Any, list[Any]]] = []
-        for extreme in self.extremes:
-            best: dict[Any, list[Any]] = {}
-            get = best.get
-            is_max = extreme.is_max
-            for g, v in zip(groups(), batch[extreme.source], strict=True):
-                found = get(g)
-                if found is None:
-                    best[g] = [v, 1]
-                elif v == found[0]:
-                    found[1] += 1
-                elif (v > found[0]) if is_max else (v < found[0]):
-                    found[0], found[1] = v, 1
-            extremes.append(best)
-        n_sums, n_ext = len(self.sums), len(self.extremes)
-        for group, n in counts.items():
+        numbers: Memo = Memo(lambda _group: len(numbers))  # group -> 0, 1, ... as first seen
+        group_of_row = list(map(numbers.__getitem__, zip(*columns, strict=True)))
+        by_group = sorted(range(len(batch)), key=group_of_row.__getitem__)
+        sizes = Counter(group_of_row)
+        sums = [batch[s.source] for s in self.sums]
+        extremes = [(batch[e.source], e.is_max) for e in self.extremes]
+        start = 0
+        for group, number in numbers.items():
+            size = sizes[number]
+            members = by_group[start : start + size]
+            start += size
             delta = into.get(group)
             if delta is None:
-                delta = into[group] = GroupDelta(group, n_sums, n_ext)
-            delta.rows += sign * n
-            for i, acc in enumerate(sums):
-                delta.sums[i] += sign * acc[group]
-            for i, (extreme, found_best) in enumerate(zip(self.extremes, extremes, strict=True)):
-                value, count = found_best[group]
-                pair = (value, count)
+                delta = into[group] = GroupDelta(group, len(sums), len(extremes))
+            delta.rows += sign * size
+            for i, values in enumerate(sums):
+                delta.sums[i] += sign * sum(map(values.__getitem__, members))
+            for i, (values, is_max) in enumerate(extremes):
+                taken = list(map(values.__getitem__, members))
+                best = max(taken) if is_max else min(taken)
+                pair = (best, taken.count(best))
                 if sign > 0:
-                    delta.added[i] = merge_extreme(delta.added[i], pair, is_max=extreme.is_max)
+                    delta.added[i] = merge_extreme(delta.added[i], pair, is_max=is_max)
                 else:
-                    delta.removed[i] = merge_extreme(delta.removed[i], pair, is_max=extreme.is_max)
+                    delta.removed[i] = merge_extreme(delta.removed[i], pair, is_max=is_max)
 
     # -- SQL side -------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from typing import Any
 Parser = Callable[[str], Any]
 
 _MONEY = re.compile(r"^[+-]?(\d+|\d{1,3}(,\d{3})+|\d{1,3}(\.\d{3})+|\d{1,3}( \d{3})+)?([.,]\d+)?$")
-_SIMPLE = re.compile(r"^\s*([+-]?)(\d+(?:\.\d{1,2})?|\.\d{1,2})\s*$")
 _GROUPED = re.compile(r"^[1-9]\d{0,2}([,. ]\d{3})+$")  # 1,234  1.234.567  12 345
 
 
@@ -54,13 +53,14 @@ def cents(*, max_abs: int = 10**15) -> Parser:
     silently rounded."""
 
     def parse(raw: str) -> int:
-        simple = _SIMPLE.match(raw)
-        if simple is not None:  # the common case: 1234 or -12.5 or 0.99
-            whole, _, fraction = simple.group(2).partition(".")
-            amount = int(whole or "0") * 100 + int((fraction + "00")[:2])
+        # The common case first, with string methods only: 1234, -12.5, 0.99.
+        negative = raw.startswith("-")
+        whole, dot, fraction = (raw[1:] if negative or raw.startswith("+") else raw).partition(".")
+        if whole.isdecimal() and (not dot or (fraction.isdecimal() and len(fraction) <= 2)):
+            amount = int(whole) * 100 + int((fraction + "00")[:2])
             if amount > max_abs:
                 raise ValueError("is too large")
-            return -amount if simple.group(1) == "-" else amount
+            return -amount if negative else amount
         value = raw.strip().replace("\u00a0", " ")
         if not value or not _MONEY.match(value) or not any(c.isdigit() for c in value):
             raise ValueError("is not an amount")
