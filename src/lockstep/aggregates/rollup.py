@@ -192,7 +192,7 @@ class Rollup:
         for column, wanted in self.where.items():
             # Plain equality first; an enum member compares by its value. Memoized: equal
             # values pass or fail alike.
-            passes = Memo(lambda v, w=wanted: v == w or (isinstance(v, enum.Enum) and v.value == w))
+            passes = Memo(functools.partial(_equals, wanted))
             tested = list(map(passes.__getitem__, batch[column]))
             keep = tested if keep is None else list(map(operator.and_, keep, tested))
         return batch if keep is None else batch.where(keep)
@@ -343,6 +343,10 @@ class Rollup:
                 columns.append(fn(t.c[m.name]))
             columns[-1] = columns[-1].label(labels.get(m.name, m.name))
         return select(*columns).group_by(*(t.c[b] for b in by)).order_by(*(t.c[b] for b in by))
+
+
+def _equals(wanted: Any, value: Any) -> bool:
+    return bool(value == wanted or (isinstance(value, enum.Enum) and value.value == wanted))
 
 
 def _is_integer(type_: Any) -> bool:
