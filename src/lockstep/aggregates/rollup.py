@@ -25,6 +25,7 @@ import functools
 import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 from sqlalchemy import (
@@ -187,15 +188,16 @@ class Rollup:
     def group_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(k.python(row[k.source]) for k in self.keys)
 
-    def _passing(self, batch: Columns) -> Columns:
-        keep: list[Any] | None = None
+    def _passing(self, batch: dict[str, list[Any]]) -> list[Any]:
+        """Per row, whether it passes the filter."""
+        keep: list[Any] = []
         for column, wanted in self.where.items():
             # Plain equality first; an enum member compares by its value. Memoized: equal
             # values pass or fail alike.
             passes = Memo(functools.partial(_equals, wanted))
             tested = list(map(passes.__getitem__, batch[column]))
-            keep = tested if keep is None else list(map(operator.and_, keep, tested))
-        return batch if keep is None else batch.where(keep)
+            keep = list(map(operator.and_, keep, tested)) if keep else tested
+        return keep
 
     def collect(self, rows: Columns | Sequence[Mapping[str, Any]], sign: int, into: Deltas) -> None:
         """Add (``sign=1``) or remove (``sign=-1``) the contribution of ``rows`` to ``into``:
@@ -209,17 +211,22 @@ class Rollup:
         slice of the measure's column.
         """
         if isinstance(rows, Columns):
-            batch = Columns({n: rows[n] for n in self.needed}, len(rows))
+            batch = {name: rows[name] for name in self.needed}
         else:
-            batch = Columns.of_rows(rows, self.needed)
+            batch = {name: [row[name] for row in rows] for name in self.needed}
         if self.where:
-            batch = self._passing(batch)
-        if not len(batch):
+            keep = self._passing(batch)
+            if not any(keep):
+                return
+            if not all(keep):
+                batch = {name: list(compress(values, keep)) for name, values in batch.items()}
+        count = len(batch[self.needed[0]])
+        if not count:
             return
         columns = [list(map(Memo(k.python).__getitem__, batch[k.source])) for k in self.keys]
         numbers: Memo = Memo(lambda _group: len(numbers))  # group -> 0, 1, ... as first seen
         group_of_row = list(map(numbers.__getitem__, zip(*columns, strict=True)))
-        by_group = sorted(range(len(batch)), key=group_of_row.__getitem__)
+        by_group = sorted(range(count), key=group_of_row.__getitem__)
         sizes = Counter(group_of_row)
         sums = [batch[s.source] for s in self.sums]
         extremes = [(batch[e.source], e.is_max) for e in self.extremes]
