@@ -15,6 +15,15 @@ The statements must be plain SQL in the driver's parameter style with parameters
 processed (:func:`driver_statement` prepares both from a SQLAlchemy statement). They bypass
 SQLAlchemy's cursor events: the slow-query log and :func:`count_statements` do not see them.
 Other drivers (asyncpg) get one ``exec_driver_sql`` per statement.
+
+On asyncpg, :func:`copy_rows` writes many rows by binary ``COPY`` (asyncpg's
+``copy_records_to_table``), about twice as fast as its ``executemany`` and several times
+SQLAlchemy's, inside the transaction SQLAlchemy has open. SQLAlchemy's asyncpg adapter
+begins its transaction lazily, at the first statement, and offers no public way to ask it
+to; :func:`copy_rows` begins it the way the adapter's own cursor does (``_start_transaction``
+under its ``_execute_mutex``) and translates driver errors with the adapter's
+``_handle_exception``. :func:`driver_copy` returns None when the adapter lacks these, and
+the caller falls back to SQLAlchemy's executemany.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -64,6 +74,68 @@ def driver_statement(
         binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
     return DriverStatement(compiled.string, names, processors)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverCopy:
+    """A binary COPY into one table: its name, the database names of the columns written,
+    and per column its key in the rows and its type's bind processor."""
+
+    table: str
+    schema: str | None
+    columns: tuple[str, ...]
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+def driver_copy(
+    connection: Connection, table: Table, column_keys: Sequence[str]
+) -> DriverCopy | None:
+    """How to COPY rows of ``column_keys`` into ``table`` on this connection; None unless the
+    driver is asyncpg behind SQLAlchemy's adapter as this module knows it."""
+    adapter = connection.connection.dbapi_connection
+    if connection.dialect.driver != "asyncpg" or not all(
+        hasattr(adapter, name)
+        for name in ("_transaction", "_start_transaction", "_execute_mutex", "_handle_exception")
+    ):
+        return None
+    dialect = connection.dialect
+    columns = [table.c[key] for key in column_keys]
+    return DriverCopy(
+        table.name,
+        table.schema,
+        tuple(c.name for c in columns),
+        tuple(column_keys),
+        tuple(c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns),
+    )
+
+
+def copy_rows(connection: Connection, copy: DriverCopy, rows: Iterable[Sequence[Any]]) -> None:
+    """``COPY`` ``rows`` (values in the order of ``copy.columns``, processed) into the table,
+    in the connection's current transaction. A driver error is raised as SQLAlchemy's."""
+    adapter: Any = connection.connection.dbapi_connection
+    driver: Any = connection.connection.driver_connection
+
+    async def run() -> None:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            await driver.copy_records_to_table(
+                copy.table, records=rows, columns=list(copy.columns), schema_name=copy.schema
+            )
+
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    statement = f"COPY {copy.table} ({', '.join(copy.columns)}) FROM STDIN (FORMAT binary)"
+    try:
+        try:
+            await_only(run())
+        except dbapi_error:
+            raise
+        except Exception as exc:
+            adapter._handle_exception(exc)  # raises it as the DB-API's error
+            raise
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
 
 
 def execute_batch(

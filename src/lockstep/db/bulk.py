@@ -10,7 +10,10 @@ What differs is how the rows reach the driver:
   converted in one pass, through a memo (a date column of an import holds a few hundred
   distinct values, a flag two), and the rows go to ``sqlite3.executemany`` in one hand-off
   to the driver's thread (:mod:`lockstep.db.batch`).
-* PostgreSQL: SQLAlchemy Core's executemany (asyncpg's is already the fast path).
+* PostgreSQL on asyncpg: the converted columns go to the server by binary ``COPY``
+  (:func:`~lockstep.db.batch.copy_rows`), in the open transaction: a 150k-row import
+  took 7.1 s through SQLAlchemy's executemany. Other drivers: SQLAlchemy Core's
+  executemany.
 
 Why a function of its own rather than a hook on ``session.execute``: which listener runs
 first on ``do_orm_execute`` is registration order, and the fast path must run after every
@@ -32,7 +35,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from lockstep.db.batch import DriverStatement, driver_statement, execute_batch
+from lockstep.db.batch import (
+    DriverCopy,
+    DriverStatement,
+    copy_rows,
+    driver_copy,
+    driver_statement,
+    execute_batch,
+)
 from lockstep.db.columns import Columns, Memo
 from lockstep.exceptions import ConfigurationError
 
@@ -83,14 +93,16 @@ def _insert(session: Session, table: Table, batch: Columns) -> None:
     # Converted before the listeners record the rows: a caller that catches a conversion
     # error and commits anyway must not leave the feed and the rollups counting rows never
     # written.
-    values = plan.driver_rows(full) if plan.statement is not None else None
+    values = plan.driver_rows(full) if plan.driver is not None else None
     for listener in type(session).__dict__.get(_LISTENERS, ()):
         listener(session, table, full)
     if values is None:
         connection.execute(insert(table), list(full.rows()))
+    elif isinstance(plan.driver, DriverCopy):
+        copy_rows(connection, plan.driver, values)
     else:
-        assert plan.statement is not None
-        execute_batch(connection, [(plan.statement, values)])
+        assert plan.driver is not None
+        execute_batch(connection, [(plan.driver, values)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +113,7 @@ class _Plan:
     keys: tuple[str, ...]
     constants: tuple[tuple[str, Any], ...]
     factories: tuple[tuple[str, Callable[[], Any]], ...]
-    statement: DriverStatement | None  # None: through SQLAlchemy Core
+    driver: DriverStatement | DriverCopy | None  # None: through SQLAlchemy Core
 
     def complete(self, batch: Columns) -> Columns:
         """``batch`` with the defaults of the left-out columns (its own lists shared)."""
@@ -117,17 +129,15 @@ class _Plan:
         type (now, a column at a time: one pass of ``map`` per column). The tuples are made
         as the driver takes them: ``zip`` reuses one when the driver lets go of it, so a
         batch leaves no thousands of tuples for the garbage collector to trace."""
-        assert self.statement is not None
+        assert self.driver is not None
         converted = Columns(
             {
                 name: batch[name] if process is None else _convert(process, batch[name])
-                for name, process in zip(
-                    self.statement.names, self.statement.processors, strict=True
-                )
+                for name, process in zip(self.driver.names, self.driver.processors, strict=True)
             },
             len(batch),
         )
-        return converted.tuples(self.statement.names)
+        return converted.tuples(self.driver.names)
 
 
 # Types whose equal values are the same value: a memo keyed by them cannot hand one value
@@ -160,7 +170,8 @@ _plans: weakref.WeakKeyDictionary[Table, dict[tuple[str, tuple[str, ...]], _Plan
 def _plan(connection: Connection, table: Table, keys: tuple[str, ...]) -> _Plan:
     dialect = connection.dialect.name
     cache = _plans.setdefault(table, {})
-    found = cache.get((dialect, keys))
+    cache_key = (f"{dialect}+{connection.dialect.driver}", keys)
+    found = cache.get(cache_key)
     if found is not None:
         return found
     unknown = [k for k in keys if k not in table.c]
@@ -191,12 +202,12 @@ def _plan(connection: Connection, table: Table, keys: tuple[str, ...]) -> _Plan:
                 "default and may not be NULL"
             )
     written = (*keys, *(k for k, _ in constants), *(k for k, _ in factories))
-    statement = None
+    driver: DriverStatement | DriverCopy | None = None
     if dialect == "sqlite":
-        statement = driver_statement(connection, insert(table), column_keys=written)
-    found = cache[(dialect, keys)] = _Plan(
-        table, keys, tuple(constants), tuple(factories), statement
-    )
+        driver = driver_statement(connection, insert(table), column_keys=written)
+    elif dialect == "postgresql":
+        driver = driver_copy(connection, table, written)
+    found = cache[cache_key] = _Plan(table, keys, tuple(constants), tuple(factories), driver)
     return found
 
 
