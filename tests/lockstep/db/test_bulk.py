@@ -205,3 +205,20 @@ async def test_no_rows_is_nothing(database: Database) -> None:
     async with database.writer() as s:
         await bulk_insert(s, things, [])
     assert await stored(database) == []
+
+
+async def test_a_bulk_insert_that_opens_the_transaction_rolls_back_with_it(
+    database: Database,
+) -> None:
+    # On asyncpg the rows go by COPY, which must run inside the session's transaction even
+    # when nothing else has run in it yet.
+    await create(database)
+
+    async def write() -> None:
+        async with database.writer() as s:
+            await bulk_insert(s, things, [{"label": "lost"}] * 3)
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await write()
+    assert await stored(database) == []
