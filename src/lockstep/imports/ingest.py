@@ -116,7 +116,6 @@ def _next_batch(
 ) -> tuple[Columns, bool]:
     """The converted rows of the next ``size`` records; False once the file is exhausted."""
     batch = Columns({name: [] for name in binding.names})
-    chunk = min(size, CHUNK)
     lines: list[int] = []
     cells: list[list[str]] = []
     taken = 0
@@ -125,11 +124,11 @@ def _next_batch(
             continue  # blank line, or a row of empty cells
         lines.append(line)
         cells.append(record)
-        if len(cells) == chunk:
+        if len(cells) == min(CHUNK, size - taken):
             _convert(binding, lines, cells, batch, outcome, max_rejects)
             taken += len(cells)
             lines, cells = [], []
-            if taken >= size:
+            if taken == size:
                 return batch, True
     _convert(binding, lines, cells, batch, outcome, max_rejects)
     return batch, False

@@ -142,8 +142,10 @@ class Binding:
         """Columns of ``records`` when every one is well formed and every cell converts;
         None when any is in doubt (the careful path then says why)."""
         n = len(records)
-        if n == 0 or any(len(cells) != self._width for cells in records):
-            return None if n else Columns({name: [] for name in self.names}, 0)
+        if n == 0:
+            return Columns({name: [] for name in self.names}, 0)
+        if any(len(cells) != self._width for cells in records):
+            return None
         by_position = list(zip(*records, strict=True))
         data: dict[str, list[Any]] = {}
         try:

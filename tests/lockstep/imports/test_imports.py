@@ -258,3 +258,12 @@ def test_a_repeating_column_is_parsed_once_per_distinct_text() -> None:
         assert not refused
         assert batch["n"] == list(range(start, start + 500))
     assert sorted(calls) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+async def test_batches_hold_batch_size_records_across_chunks(db: Database, tmp_path: Path) -> None:
+    # Records are converted a few hundred at a time; a batch is still batch_size of them.
+    spool = spool_of(tmp_path, ("date,amount\n" + "2026-01-01,1\n" * 700).encode())
+    seen: list[ImportProgress] = []
+    outcome = await ingest(db, spool, SCHEMA, write, batch_size=300, on_progress=seen.append)
+    assert outcome.committed
+    assert [p.rows_written for p in seen] == [300, 600, 700, 700]
