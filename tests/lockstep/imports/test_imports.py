@@ -181,15 +181,25 @@ async def test_a_failure_mid_file_leaves_nothing_behind(db: Database, tmp_path: 
     assert await count(db) == 0
 
 
-async def test_progress_is_reported_per_batch(db: Database, tmp_path: Path) -> None:
-    spool = spool_of(tmp_path, ("date,amount\n" + "2026-01-01,1\n" * 25).encode())
+@pytest.mark.parametrize(
+    ("rows", "batch_size", "written"),
+    [
+        (25, 10, [10, 20, 25, 25]),
+        # Records are converted a few hundred at a time; a batch is still batch_size of them.
+        (700, 300, [300, 600, 700, 700]),
+    ],
+)
+async def test_progress_is_reported_per_batch(
+    db: Database, tmp_path: Path, rows: int, batch_size: int, written: list[int]
+) -> None:
+    spool = spool_of(tmp_path, ("date,amount\n" + "2026-01-01,1\n" * rows).encode())
     seen: list[ImportProgress] = []
-    outcome = await ingest(db, spool, SCHEMA, write, batch_size=10, on_progress=seen.append)
+    outcome = await ingest(db, spool, SCHEMA, write, batch_size=batch_size, on_progress=seen.append)
     assert outcome.committed
-    assert [p.rows_written for p in seen] == [10, 20, 25, 25]
+    assert [p.rows_written for p in seen] == written
     assert seen[-1].done
     assert seen[-1].bytes_read == seen[-1].bytes_total == spool.size
-    assert await count(db) == 25
+    assert await count(db) == rows
 
 
 def _zero_is_refused(batch: Columns) -> Iterator[tuple[int, str]]:
@@ -258,12 +268,3 @@ def test_a_repeating_column_is_parsed_once_per_distinct_text() -> None:
         assert not refused
         assert batch["n"] == list(range(start, start + 500))
     assert sorted(calls) == ["2026-01-01", "2026-01-02", "2026-01-03"]
-
-
-async def test_batches_hold_batch_size_records_across_chunks(db: Database, tmp_path: Path) -> None:
-    # Records are converted a few hundred at a time; a batch is still batch_size of them.
-    spool = spool_of(tmp_path, ("date,amount\n" + "2026-01-01,1\n" * 700).encode())
-    seen: list[ImportProgress] = []
-    outcome = await ingest(db, spool, SCHEMA, write, batch_size=300, on_progress=seen.append)
-    assert outcome.committed
-    assert [p.rows_written for p in seen] == [300, 600, 700, 700]
