@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from casebook.console import err, out, run_command, settings_for
 from casebook.jobs_cli import jobs_app, worker_command
-from casebook.ledger_cli import aggregates_app, import_command
+from casebook.ledger_cli import aggregates_app, import_command, sweep_uploads_command
 from casebook.settings import CasebookSettings
 from lockstep import (
     Changes,
@@ -33,6 +33,7 @@ app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker_command)
 app.add_typer(aggregates_app, name="aggregates")
 app.command("import")(import_command)
+app.command("sweep-uploads")(sweep_uploads_command)
 
 DataDir = Annotated[
     Path | None,

@@ -21,7 +21,10 @@ description, flagged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from casebook.models import Case, ImportRecord, ImportReject, ImportStatus, Transaction
 from lockstep import (
@@ -41,6 +45,8 @@ from lockstep import (
     ImportPolicy,
     ImportProgress,
     ImportSchema,
+    JobNotFoundError,
+    Jobs,
     NotFoundError,
     Spool,
     ValidationFailedError,
@@ -150,10 +156,15 @@ FINAL = (ImportStatus.IMPORTED, ImportStatus.REJECTED, ImportStatus.FAILED)
 UPLOADS = "uploads"
 
 
-def spool_path(data_dir: Path, import_id: int) -> Path:
-    """Where a queued import's file waits for its worker (``data_dir`` is shared by the API
+def uploads_dir(data_dir: Path) -> Path:
+    """Where uploads arrive and queued imports' files wait (``data_dir`` is shared by the API
     and the workers, as for report PDFs)."""
-    return data_dir.resolve() / UPLOADS / f"import-{import_id}.csv"
+    return data_dir.resolve() / UPLOADS
+
+
+def spool_path(data_dir: Path, import_id: int) -> Path:
+    """Where a queued import's file waits for its worker."""
+    return uploads_dir(data_dir) / f"import-{import_id}.csv"
 
 
 async def claimed_by(session: AsyncSession, case_id: int, sha256: str) -> ImportRecord | None:
@@ -281,6 +292,79 @@ async def fail_import(db: Database, import_id: int, message: str) -> None:
             .where(ImportRecord.id == import_id, ImportRecord.status.in_(LIVE))
             .values(status=ImportStatus.FAILED, message=message[:2000], finished_at=_now())
         )
+
+
+UPLOAD_GRACE = dt.timedelta(hours=1)
+_QUEUED_FILE = re.compile(r"import-(\d+)\.csv")
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What :func:`sweep_uploads` did."""
+
+    settled: tuple[int, ...]  # imports marked failed: their job ended without settling them
+    removed: tuple[str, ...]  # files deleted from <data_dir>/uploads
+
+
+async def sweep_uploads(
+    db: Database, jobs: Jobs, data_dir: Path, *, grace: dt.timedelta = UPLOAD_GRACE
+) -> Sweep:
+    """Settle the imports whose job ended without settling them (cancelled before it ran,
+    or its last attempt died with its worker) as ``failed``, then delete every file in
+    ``<data_dir>/uploads`` that no waiting import needs: theirs, and uploads cut off before
+    they were queued. Files younger than ``grace`` are left alone: an upload may still be
+    arriving, or its import not yet committed. Safe to run anywhere, any time, repeatedly."""
+    settled = await settle_abandoned(db, jobs)
+    async with db.reader() as session:
+        needed = set(
+            await session.scalars(select(ImportRecord.id).where(ImportRecord.status.in_(LIVE)))
+        )
+    cutoff = (_now() - grace).timestamp()
+    removed = await asyncio.to_thread(_remove_unneeded, uploads_dir(data_dir), needed, cutoff)
+    return Sweep(tuple(settled), tuple(removed))
+
+
+async def settle_abandoned(db: Database, jobs: Jobs, *where: ColumnElement[bool]) -> list[int]:
+    """Mark ``failed`` the waiting imports (those matching ``where``) whose job ended without
+    settling them: cancelled before it ran, or its last attempt died with its worker. Their
+    ids."""
+    async with db.reader() as session:
+        waiting = (
+            await session.execute(
+                select(ImportRecord.id, ImportRecord.job_id).where(
+                    ImportRecord.status.in_(LIVE), ImportRecord.job_id.is_not(None), *where
+                )
+            )
+        ).all()
+    settled: list[int] = []
+    for import_id, job_id in waiting:
+        assert job_id is not None  # selected so
+        try:
+            job = await jobs.get(job_id)
+        except JobNotFoundError:
+            reason = "its job is gone"
+        else:
+            if not job.state.is_final:
+                continue
+            reason = f"its job ended {job.state.value}" + (f": {job.error}" if job.error else "")
+        await fail_import(db, import_id, reason)
+        settled.append(import_id)
+    return settled
+
+
+def _remove_unneeded(folder: Path, needed: set[int], cutoff: float) -> list[str]:
+    """Delete the files of ``folder`` last written before ``cutoff`` (a timestamp), except
+    the queued files of the imports ``needed``; their names."""
+    removed: list[str] = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else ():
+        queued = _QUEUED_FILE.fullmatch(path.name)
+        if queued is not None and int(queued.group(1)) in needed:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another sweep got there first
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path.name)
+    return removed
 
 
 async def _run(

@@ -1,4 +1,5 @@
-"""``casebook import FILE --case ID`` and ``casebook aggregates verify|repair|rebuild``.
+"""``casebook import FILE --case ID``, ``casebook sweep-uploads`` and ``casebook aggregates
+verify|repair|rebuild``.
 
 Both write through a Database with the change feed and the rollups installed, exactly like
 the server's writes, so a running server learns of them from the change log. Failures print
@@ -69,6 +70,47 @@ def _bar(label: str, *, download: bool = False) -> Progress:
     return Progress(
         TextColumn(label), BarColumn(), count, TimeRemainingColumn(), console=err, transient=False
     )
+
+
+def sweep_uploads_command(
+    grace: Annotated[
+        int,
+        typer.Option(
+            "--grace-minutes",
+            min=0,
+            help="Leave files younger than this alone (an upload may still be arriving).",
+        ),
+    ] = 60,
+    data_dir: DataDir = None,
+) -> None:
+    """Settle imports whose job ended without them and delete upload files nobody waits for
+    (what the worker's 15-minute schedule does)."""
+    import datetime as dt
+
+    from casebook.imports import sweep_uploads
+    from casebook.services import Services
+
+    settings = settings_for(data_dir, slow_query_ms=0)
+
+    async def run() -> Any:
+        services = Services.build(settings)
+        try:
+            return await sweep_uploads(
+                services.db,
+                services.jobs,
+                settings.data_dir,
+                grace=dt.timedelta(minutes=grace),
+            )
+        finally:
+            await services.db.dispose()
+
+    swept = run_command(run())
+    for import_id in swept.settled:
+        out.print(f"import {import_id}: failed (its job ended without it)")
+    for name in swept.removed:
+        out.print(f"removed uploads/{name}")
+    if not swept.settled and not swept.removed:
+        out.print("nothing to sweep")
 
 
 def import_command(

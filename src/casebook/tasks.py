@@ -6,6 +6,9 @@ delivery.
   :func:`casebook.imports.run_queued_import`). Its file is deleted once the import is
   settled or its last attempt ends.
 
+* ``casebook.imports.sweep`` (every 15 minutes): settles imports whose job ended without
+  settling them (cancelled before it ran, or its last attempt died with its worker) and
+  deletes upload files no waiting import needs.
 * ``casebook.reports.generate`` (queue ``reports``): loads a case's figures, renders the PDF
   in the worker's process pool, then marks the ``reports`` row ready *and* enqueues the
   "report ready" fan-out in one fenced transaction (exactly once in effect).
@@ -25,7 +28,7 @@ from sqlalchemy import case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from casebook.imports import run_queued_import, spool_path
+from casebook.imports import run_queued_import, spool_path, sweep_uploads
 from casebook.models import (
     Case,
     Direction,
@@ -46,6 +49,7 @@ from lockstep import (
     ConflictError,
     ImportProgress,
     JobContext,
+    Jobs,
     NewJob,
     Rate,
     TaskRegistry,
@@ -69,6 +73,7 @@ class TaskState:
 
     settings: CasebookSettings
     sender: Sender = field(default_factory=OutboxSender)
+    jobs: Jobs | None = None  # the sweep reads the state of import jobs
 
     def report_path(self, report_id: int) -> Path:
         return self.settings.data_dir.resolve() / REPORTS_DIR / f"report-{report_id}.pdf"
@@ -174,6 +179,20 @@ async def run_import(ctx: JobContext, import_id: int, organization_id: int) -> d
         if settled or last_try:
             spool_path(data_dir, import_id).unlink(missing_ok=True)
     return summary.as_result()
+
+
+@tasks.task(name="casebook.imports.sweep", max_attempts=1, timeout=dt.timedelta(minutes=5))
+async def sweep_imports(ctx: JobContext) -> dict[str, Any]:
+    """Settle imports whose job ended without settling them, and delete upload files no
+    waiting import needs (see :func:`casebook.imports.sweep_uploads`)."""
+    state = _state(ctx)
+    if state.jobs is None:
+        raise TypeError("casebook.imports.sweep needs a worker whose TaskState has jobs")
+    done = await sweep_uploads(ctx.database, state.jobs, state.settings.data_dir)
+    return {"settled": list(done.settled), "removed": list(done.removed)}
+
+
+tasks.schedule("casebook.imports.sweep", sweep_imports, every=dt.timedelta(minutes=15))
 
 
 @tasks.task(

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +18,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 import casebook.imports
-from casebook.imports import run_queued_import, spool_path
+from casebook.imports import Sweep, run_queued_import, spool_path, sweep_uploads, uploads_dir
 from casebook.models import ImportRecord, Transaction
 from casebook.rollups import AGGREGATES
 from casebook.services import Services
+from casebook.tasks import sweep_imports, tasks
 from lockstep import Database
 
 Login = Callable[[str], Awaitable[httpx.AsyncClient]]
@@ -340,6 +344,56 @@ async def test_a_cancelled_import_reads_as_failed(login: Login, casebook_app: Fa
     record = (await client.get(f"/api/v1/imports/{queued['id']}")).json()
     assert (record["status"], record["job"]["state"]) == ("failed", "cancelled")
     assert record["message"] == "its job ended cancelled"
+    # The same file again is a new import: the cancelled one no longer waits for it.
+    again = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(BANK_EXPORT))
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] != queued["id"]
+
+
+def backdate(path: Path, hours: float = 2.0) -> None:
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+async def test_the_sweep_settles_cancelled_imports_and_deletes_files_nobody_waits_for(
+    login: Login, casebook_app: FastAPI
+) -> None:
+    services: Services = casebook_app.state.services
+    data_dir = services.settings.data_dir
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    url = f"/api/v1/cases/{case_id}/imports"
+    cancelled = (await client.post(url, files=upload(BANK_EXPORT))).json()
+    waiting = (await client.post(url, files=upload(BANK_EXPORT + b"2026-03-03;5;cash;x;\n"))).json()
+    await services.jobs.cancel(cancelled["job_id"])
+    cut_off = uploads_dir(data_dir) / "lockstep-upload-cut-off.csv"  # its request died
+    arriving = uploads_dir(data_dir) / "lockstep-upload-arriving.csv"
+    for path in (cut_off, arriving):
+        path.write_bytes(b"date,amount\n")
+    for path in (
+        spool_path(data_dir, cancelled["id"]),
+        spool_path(data_dir, waiting["id"]),
+        cut_off,
+    ):
+        backdate(path)
+
+    swept = await sweep_uploads(services.db, services.jobs, data_dir)
+    assert swept.settled == (cancelled["id"],)
+    assert sorted(swept.removed) == sorted([f"import-{cancelled['id']}.csv", cut_off.name])
+    assert spool_path(data_dir, waiting["id"]).is_file()  # its job is still to run
+    assert arriving.is_file()  # too young to tell
+    async with services.db.reader() as session:
+        record = await session.get(ImportRecord, cancelled["id"])
+    assert record is not None
+    assert (record.status.value, record.message) == ("failed", "its job ended cancelled")
+    assert await sweep_uploads(services.db, services.jobs, data_dir) == Sweep((), ())
+
+    # The same, as the scheduled task in a worker (which imports the waiting file meanwhile).
+    async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
+        await services.jobs.result(waiting["job_id"])
+        result = await services.jobs.result(await services.jobs.enqueue(sweep_imports, {}))
+    assert result == {"settled": [], "removed": []}
+    assert any(s.task == "casebook.imports.sweep" for s in tasks.schedules)
 
 
 async def test_not_a_csv_file_fails_with_the_reason(

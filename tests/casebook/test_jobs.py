@@ -19,11 +19,12 @@ Login = Callable[[str], Awaitable[httpx.AsyncClient]]
 
 
 async def all_jobs_finished(jobs: Jobs) -> None:
-    """Wait (on the worker's finish events, no sleeping) until no job is live."""
+    """Wait (on the worker's finish events, no sleeping) until no job is live; a schedule's
+    next tick, waiting for its time, does not count."""
     while True:
         finished = jobs.next_finish()
-        live = await jobs.list_jobs(states=["scheduled", "queued", "running"], limit=1)
-        if not live:
+        live = await jobs.list_jobs(states=["scheduled", "queued", "running"])
+        if all(j.schedule_key is not None and j.state == "scheduled" for j in live):
             return
         await finished.wait()
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from casebook.seed import seed
@@ -57,3 +58,23 @@ def test_import_then_verify_tamper_repair_rebuild(tmp_path: Path) -> None:
     rebuilt = run("aggregates", "rebuild", data_dir=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rollup_monthly: rebuilt" in rebuilt.stdout
+
+
+def test_sweep_uploads_removes_what_no_import_waits_for(tmp_path: Path) -> None:
+    asyncio.run(prepare(tmp_path))
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    cut_off, arriving = uploads / "lockstep-upload-cut-off.csv", uploads / "lockstep-upload-new.csv"
+    cut_off.write_text("date,amount\n")
+    arriving.write_text("date,amount\n")
+    then = time.time() - 2 * 3600
+    os.utime(cut_off, (then, then))
+    swept = run("sweep-uploads", data_dir=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.splitlines() == ["removed uploads/lockstep-upload-cut-off.csv"]
+    assert arriving.exists()
+    assert run("sweep-uploads", data_dir=tmp_path).stdout == "nothing to sweep\n"
+    refused = run("sweep-uploads", "--grace-minutes", "-5", data_dir=tmp_path)
+    assert refused.returncode != 0
+    assert "--grace-minutes" in refused.stderr
+    assert arriving.exists()

@@ -34,7 +34,9 @@ from casebook.imports import (
     claimed_by,
     duplicate_error,
     queue_import,
+    settle_abandoned,
     spool_path,
+    uploads_dir,
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.services import Services
@@ -131,9 +133,16 @@ async def upload(
         request,
         field="file",
         max_bytes=settings.import_max_bytes,
-        directory=settings.data_dir / "uploads",
+        directory=uploads_dir(settings.data_dir),
     )
     org = principal.organization_id
+    # A copy of this file whose job was cancelled (or died) no longer blocks this upload.
+    await settle_abandoned(
+        services.db,
+        services.jobs,
+        ImportRecord.case_id == case_id,
+        ImportRecord.content_sha256 == spool.sha256,
+    )
     queued: int | None = None
     try:
         async with services.db.writer() as session:
