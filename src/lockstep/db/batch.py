@@ -13,7 +13,9 @@ way (to set the isolation level), so this depends on nothing SQLAlchemy does not
 
 The statements must be plain SQL in the driver's parameter style with parameters already
 processed (:func:`driver_statement` prepares both from a SQLAlchemy statement). They bypass
-SQLAlchemy's cursor events: the slow-query log and :func:`count_statements` do not see them.
+SQLAlchemy's cursor events: they report themselves to the slow-query log
+(:func:`~lockstep.db.instrumentation.log_if_slow`), and :func:`count_statements` does not see
+them.
 Other drivers (asyncpg) get one ``exec_driver_sql`` per statement.
 
 On asyncpg, :func:`copy_rows` writes many rows by binary ``COPY`` (asyncpg's
@@ -28,6 +30,7 @@ the caller falls back to SQLAlchemy's executemany.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +40,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import await_only
+
+from lockstep.db.instrumentation import log_if_slow
 
 T = TypeVar("T")
 
@@ -126,6 +131,7 @@ def copy_rows(connection: Connection, copy: DriverCopy, rows: Iterable[Sequence[
 
     dbapi_error = connection.dialect.loaded_dbapi.Error
     statement = f"COPY {copy.table} ({', '.join(copy.columns)}) FROM STDIN (FORMAT binary)"
+    started = time.perf_counter()
     try:
         try:
             await_only(run())
@@ -136,6 +142,7 @@ def copy_rows(connection: Connection, copy: DriverCopy, rows: Iterable[Sequence[
             raise
     except dbapi_error as exc:
         raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+    log_if_slow(connection, statement, started, many=True)
 
 
 def execute_batch(
@@ -157,7 +164,9 @@ def execute_batch(
             failed[:] = [sql]
             raw.executemany(sql, rows)
 
+    started = time.perf_counter()
     _in_driver_thread(connection, run, work[0][0])
+    log_if_slow(connection, "; ".join(sql for sql, _ in work), started, many=True)
 
 
 def insert_row(connection: Connection, sql: str, params: tuple[Any, ...]) -> int:
@@ -172,7 +181,10 @@ def insert_row(connection: Connection, sql: str, params: tuple[Any, ...]) -> int
     def run(raw: Any, _failed: list[str]) -> int:
         return int(raw.execute(sql, params).lastrowid)
 
-    return _in_driver_thread(connection, run, sql)
+    started = time.perf_counter()
+    rowid = _in_driver_thread(connection, run, sql)
+    log_if_slow(connection, sql, started, many=False)
+    return rowid
 
 
 def _on_aiosqlite(connection: Connection) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
 from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger("lockstep.db")
@@ -16,11 +18,17 @@ log = structlog.get_logger("lockstep.db")
 _STARTED = "lockstep_query_started"
 
 
+# Per engine, the threshold of its slow-query log: statements lockstep runs on the driver
+# directly (lockstep.db.batch) report themselves through log_if_slow.
+_thresholds: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
 def install_slow_query_log(engine: AsyncEngine, threshold_ms: float) -> None:
     """Log every statement slower than ``threshold_ms`` (its SQL, never its parameters)."""
     if threshold_ms <= 0:
         return
     sync_engine = engine.sync_engine
+    _thresholds[sync_engine] = threshold_ms
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _before(conn: Any, _cursor: Any, _stmt: str, _params: Any, _ctx: Any, _many: bool) -> None:
@@ -46,6 +54,22 @@ def install_slow_query_log(engine: AsyncEngine, threshold_ms: float) -> None:
         # would leave one behind on the pooled connection for as long as it lives.
         if context.connection is not None and context.connection.info.get(_STARTED):
             context.connection.info[_STARTED].pop()
+
+
+def log_if_slow(connection: Connection, statement: str, started: float, *, many: bool) -> None:
+    """The slow-query entry for a statement run on the driver directly, past SQLAlchemy's
+    cursor events (``started``: its ``time.perf_counter()`` at the start)."""
+    threshold = _thresholds.get(connection.engine)
+    if threshold is None:
+        return
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if elapsed_ms >= threshold:
+        log.warning(
+            "slow_query",
+            duration_ms=round(elapsed_ms, 2),
+            statement=statement[:2000],
+            executemany=many,
+        )
 
 
 class StatementCounter:

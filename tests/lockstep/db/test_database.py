@@ -25,7 +25,7 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from structlog.testing import capture_logs
 
-from lockstep.db import Database
+from lockstep.db import Database, bulk_insert
 from lockstep.exceptions import DatabaseUnavailableError
 from lockstep.testing import count_statements, free_port
 
@@ -434,6 +434,23 @@ async def test_slow_query_log_records_statement_but_not_parameters(
     assert all(entry["log_level"] == "warning" for entry in slow)
     assert all(entry["duration_ms"] >= 0 for entry in slow)
     assert secret not in repr(logs)
+
+
+async def test_slow_query_log_sees_bulk_inserts_past_sqlalchemy(
+    database_url: str, make_database: MakeDatabase
+) -> None:
+    # bulk_insert reaches the driver directly (executemany on SQLite, COPY on asyncpg).
+    database = make_database(database_url, slow_query_ms=0.000_001)
+    table = Table("bulk_logged", MetaData(), Column("id", Integer, primary_key=True))
+    async with database.writer_engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+
+    with capture_logs() as logs:
+        async with database.writer() as session:
+            await bulk_insert(session, table, [{"id": 1}, {"id": 2}])
+
+    slow = [entry for entry in logs if entry["event"] == "slow_query"]
+    assert any("bulk_logged" in e["statement"] and e["executemany"] for e in slow), logs
 
 
 async def test_slow_query_log_keeps_no_state_for_failed_statements(
