@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -75,3 +82,49 @@ async def anonymous(casebook_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=casebook_app), base_url="http://casebook.test"
     ) as client:
         yield client
+
+
+@dataclass
+class Served:
+    """A ``casebook serve`` process: its base URL, and how to stop it."""
+
+    base: str
+    proc: subprocess.Popen[str]
+
+    def stop(self) -> tuple[int, str]:
+        """SIGINT (a clean shutdown) if it still runs; its exit status and output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        output, _ = self.proc.communicate(timeout=60)
+        return self.proc.returncode, output
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """``casebook serve`` (embedded mode, SQLite, seeded) in a process of its own, ready."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    command = [sys.executable, "-m", "casebook", "serve", "--port", str(port), "--seed", "200"]
+    proc = subprocess.Popen(
+        [*command, "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "LOCKSTEP_LOG_FORMAT": "json", "LOCKSTEP_JOBS_POLL_SECONDS": "0.1"},
+    )
+    server = Served(f"http://127.0.0.1:{port}", proc)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{server.base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.05)  # noqa: sleep - polling a readiness probe of another process
+        yield server
+    finally:
+        server.stop()

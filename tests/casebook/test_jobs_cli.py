@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -141,48 +141,22 @@ def test_worker_process_runs_jobs_and_stops_on_sigterm(data_dir: Path) -> None:
     assert "stopping" in output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_serve_runs_an_embedded_worker(tmp_path: Path) -> None:
+def test_serve_runs_an_embedded_worker(served: Any) -> None:
     """``casebook serve`` in embedded mode renders a report with no separate worker."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*CASEBOOK, "serve", "--port", str(port), "--data-dir", str(tmp_path), "--seed", "200"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "LOCKSTEP_LOG_FORMAT": "json", "LOCKSTEP_JOBS_POLL_SECONDS": "0.1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.05)  # noqa: sleep - polling a readiness probe of another process
-        token = httpx.post(
-            f"{base}/api/v1/auth/token", data={"username": "analyst@acme.test", "password": "demo"}
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        created = httpx.post(f"{base}/api/v1/cases/1/reports", headers=headers)
-        assert created.status_code == 202, created.text
-        report_url = f"{base}/api/v1/reports/{created.json()['id']}"
-        while (report := httpx.get(report_url, headers=headers).json())["status"] == "pending":
-            assert time.monotonic() < deadline, "the embedded worker did not render the report"
-            time.sleep(0.1)  # noqa: sleep - waiting on another process's work
-        assert report["status"] == "ready"
-        pdf = httpx.get(base + report["file_url"], headers=headers)
-        assert pdf.content.startswith(b"%PDF")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
+    base = served.base
+    deadline = time.monotonic() + 90
+    token = httpx.post(
+        f"{base}/api/v1/auth/token", data={"username": "analyst@acme.test", "password": "demo"}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{base}/api/v1/cases/1/reports", headers=headers)
+    assert created.status_code == 202, created.text
+    report_url = f"{base}/api/v1/reports/{created.json()['id']}"
+    while (report := httpx.get(report_url, headers=headers).json())["status"] == "pending":
+        assert time.monotonic() < deadline, "the embedded worker did not render the report"
+        time.sleep(0.1)  # noqa: sleep - waiting on another process's work
+    assert report["status"] == "ready"
+    pdf = httpx.get(base + report["file_url"], headers=headers)
+    assert pdf.content.startswith(b"%PDF")
+    status, output = served.stop()
+    assert status == 0, output

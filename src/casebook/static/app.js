@@ -1,4 +1,5 @@
-// casebook's small web UI: log in, page through cases, open one and page its ledger.
+// casebook's small web UI: log in, page through cases, open one (its dashboard, its ledger)
+// and import a CSV statement into it.
 "use strict";
 
 const api = "/api/v1";
@@ -64,10 +65,77 @@ async function openCase(id) {
     li.textContent = `${s.name} (${s.kind}, ${s.country || "?"}, risk ${s.risk_level})`;
     return li;
   }));
+  $("import-status").textContent = "";
+  $("import-rejects").replaceChildren();
+  show("case");
+  await refreshCase();
+}
+
+async function refreshCase() {
   $("txn-rows").replaceChildren();
   txnCursor = null;
-  show("case");
-  await loadTransactions();
+  await Promise.all([loadDashboard(), loadTransactions()]);
+}
+
+function money(cents, currency) {
+  return cents == null ? "" : `${(cents / 100).toFixed(2)} ${currency}`;
+}
+
+async function loadDashboard() {
+  const board = await call(`/cases/${currentCase}/dashboard`);
+  $("dashboard-rows").replaceChildren(...board.categories.map((c) => {
+    const tr = document.createElement("tr");
+    cell(tr, c.category); cell(tr, c.direction); cell(tr, c.count, "num");
+    cell(tr, money(c.amount_cents, c.currency), "num");
+    cell(tr, money(c.largest_cents, c.currency), "num");
+    cell(tr, c.first_posted_on); cell(tr, c.last_posted_on);
+    return tr;
+  }));
+}
+
+function importStatus(text) { $("import-status").textContent = text; }
+
+// Upload, then wait for the import job's outcome: the server holds the request up to 30 s
+// (Prefer: wait); a longer import is followed on GET /imports/{id} until it settles.
+async function importFile(event) {
+  event.preventDefault();
+  const form = event.target;
+  const body = new FormData();
+  body.append("file", form.file.files[0]);
+  const policy = form.skip_invalid.checked ? "?policy=skip_invalid" : "";
+  $("import-rejects").replaceChildren();
+  importStatus(`uploading ${form.file.files[0].name}…`);
+  const response = await fetch(`${api}/cases/${currentCase}/imports${policy}`, {
+    method: "POST", body, headers: { Authorization: `Bearer ${token}`, Prefer: "wait=30" },
+  });
+  let record = await response.json();
+  if (!response.ok) { importFailed(record.error); return; }
+  while (record.status === "queued" || record.status === "running") {
+    const progress = record.job && record.job.progress;
+    importStatus(progress && progress.total
+      ? `importing… ${Math.round((100 * progress.current) / progress.total)}%`
+      : `import ${record.status}…`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    record = await call(`/imports/${record.id}`);
+  }
+  if (record.status === "imported") {
+    const rejected = record.rows_rejected ? `, ${record.rows_rejected} rejected` : "";
+    importStatus(`imported ${record.rows_imported} transactions${rejected}`);
+    form.reset();
+    await refreshCase();
+  } else {
+    importStatus(`import ${record.status}: ${record.message || ""}`);
+  }
+}
+
+function importFailed(error) {
+  importStatus(error.message);
+  const rejects = (error.details && error.details.rejects) || [];
+  $("import-rejects").replaceChildren(...rejects.map((r) => {
+    const li = document.createElement("li");
+    li.textContent = `row ${r.row}${r.column ? `, ${r.column}` : ""}: ${r.reason}${r.value ? ` (${r.value})` : ""}`;
+    return li;
+  }));
 }
 
 async function loadTransactions() {
@@ -111,6 +179,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", logout);
   $("more-cases").addEventListener("click", () => loadCases(false));
   $("more-txns").addEventListener("click", loadTransactions);
+  $("import").addEventListener("submit", (event) => {
+    importFile(event).catch((error) => importStatus(error.message));
+  });
   $("back").addEventListener("click", () => show("cases"));
   start();
 });

@@ -1,0 +1,81 @@
+"""The web UI in a real browser (Debian's Chromium through Playwright) against ``casebook
+serve``: log in, open a case, read its dashboard, import a statement (and see a bad one
+refused with its rejects)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+CHROMIUM = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
+
+
+def chromium_path() -> str:
+    for candidate in CHROMIUM:
+        found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+        if found:
+            return found
+    message = "no Chromium binary (apt-get install chromium)"
+    if os.environ.get("CI", "").strip().lower() in ("true", "1"):
+        pytest.fail(f"{message} (CI=true: a missing browser fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def open_first_case(page: Page, base: str) -> None:
+    page.goto(base)
+    page.get_by_role("button", name="Log in").click()  # the demo user is filled in
+    page.locator("#case-rows tr").first.click()
+    expect(page.locator("#dashboard-rows tr").first).to_be_visible()
+
+
+def test_import_a_statement_from_the_case_page(
+    served: Any, browser: Browser, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    open_first_case(page, served.base)
+    assert page.get_by_role("cell", name="browser-test").count() == 0
+
+    statement = tmp_path / "statement.csv"
+    statement.write_text(
+        "Date;Amount;Category;Payee\n"
+        "2026-03-01;-1.234,50;browser-test;Café Müller\n"
+        "2026-03-02;89,99;browser-test;Northwind\n"
+    )
+    page.set_input_files("#import input[name=file]", str(statement))
+    page.get_by_role("button", name="Import CSV").click()
+    expect(page.locator("#import-status")).to_have_text("imported 2 transactions")
+    # The dashboard and the ledger are read again: the new category is there, by direction.
+    expect(page.locator("#dashboard-rows tr", has_text="browser-test")).to_have_count(2)
+    expect(page.locator("#txn-rows tr", has_text="Café Müller")).to_have_count(1)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,amount,category\n2026-03-03,0,browser-test\n2026-03-04,x,browser-test\n")
+    page.set_input_files("#import input[name=file]", str(bad))
+    page.get_by_role("button", name="Import CSV").click()
+    expect(page.locator("#import-status")).to_contain_text("2 of 2 rows were rejected")
+    rejects = page.locator("#import-rejects li")
+    expect(rejects).to_have_count(2)
+    expect(rejects.nth(0)).to_contain_text("row 2, amount: is zero")
+    expect(rejects.nth(1)).to_contain_text("row 3, amount: is not an amount (x)")
+    expect(page.locator("#dashboard-rows tr", has_text="browser-test")).to_have_count(2)
