@@ -76,9 +76,9 @@ class Binding:
     ignored: tuple[str, ...]
     check: BatchCheck | None = None
     _width: int = field(default=0)
-    # For the fast path: per field the header has, its name, position and column converter
+    # For the fast path: per field the header has, its name, position and converter
     # (which keeps state for this file: its memo); the defaults of the rest.
-    _present: tuple[tuple[str, int, _Column], ...] = ()
+    _present: tuple[tuple[str, int, _Converter], ...] = ()
     _absent: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
@@ -90,7 +90,7 @@ class Binding:
         check: BatchCheck | None,
     ) -> Binding:
         present = tuple(
-            (spec.name, position, _Column(spec))
+            (spec.name, position, _Converter(spec))
             for spec, position in fields
             if position is not None
         )
@@ -180,7 +180,7 @@ class Binding:
         return rejects or out
 
 
-class _Column:
+class _Converter:
     """The fast path's converter of one field's cells, for one file: through a memo (one
     parse per distinct text) while the column repeats itself, plain once it proves mostly
     distinct (amounts, descriptions), where a memo would only cost."""
