@@ -38,15 +38,7 @@ def install_slow_query_log(engine: AsyncEngine, threshold_ms: float) -> None:
     def _after(
         conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, many: bool
     ) -> None:
-        started = conn.info[_STARTED].pop()
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if elapsed_ms >= threshold_ms:
-            log.warning(
-                "slow_query",
-                duration_ms=round(elapsed_ms, 2),
-                statement=statement[:2000],
-                executemany=many,
-            )
+        _warn_if_slow(conn.info[_STARTED].pop(), threshold_ms, statement, many)
 
     @event.listens_for(sync_engine, "handle_error")
     def _failed(context: Any) -> None:
@@ -60,10 +52,13 @@ def log_if_slow(connection: Connection, statement: str, started: float, *, many:
     """The slow-query entry for a statement run on the driver directly, past SQLAlchemy's
     cursor events (``started``: its ``time.perf_counter()`` at the start)."""
     threshold = _thresholds.get(connection.engine)
-    if threshold is None:
-        return
+    if threshold is not None:
+        _warn_if_slow(started, threshold, statement, many)
+
+
+def _warn_if_slow(started: float, threshold_ms: float, statement: str, many: bool) -> None:
     elapsed_ms = (time.perf_counter() - started) * 1000
-    if elapsed_ms >= threshold:
+    if elapsed_ms >= threshold_ms:
         log.warning(
             "slow_query",
             duration_ms=round(elapsed_ms, 2),
