@@ -295,6 +295,7 @@ async def fail_import(db: Database, import_id: int, message: str) -> None:
 
 
 UPLOAD_GRACE = dt.timedelta(hours=1)
+TIME_LIMIT = dt.timedelta(minutes=30)  # an import's job times out after this, too
 _QUEUED_FILE = re.compile(r"import-(\d+)\.csv")
 
 
@@ -325,28 +326,36 @@ async def sweep_uploads(
 
 
 async def settle_abandoned(db: Database, jobs: Jobs, *where: ColumnElement[bool]) -> list[int]:
-    """Mark ``failed`` the waiting imports (those matching ``where``) whose job ended without
-    settling them: cancelled before it ran, or its last attempt died with its worker. Their
-    ids."""
+    """Mark ``failed`` the waiting imports (those matching ``where``) that nothing will finish:
+    those whose job ended without settling them (cancelled before it ran, or its last attempt
+    died with its worker), and those the CLI started more than :data:`TIME_LIMIT` ago (its
+    process ended before the import did). Their ids."""
     async with db.reader() as session:
         waiting = (
             await session.execute(
-                select(ImportRecord.id, ImportRecord.job_id).where(
-                    ImportRecord.status.in_(LIVE), ImportRecord.job_id.is_not(None), *where
+                select(ImportRecord.id, ImportRecord.job_id, ImportRecord.created_at).where(
+                    ImportRecord.status.in_(LIVE), *where
                 )
             )
         ).all()
+    overdue = _now() - TIME_LIMIT
     settled: list[int] = []
-    for import_id, job_id in waiting:
-        assert job_id is not None  # selected so
-        try:
-            job = await jobs.get(job_id)
-        except JobNotFoundError:
-            reason = "its job is gone"
-        else:
-            if not job.state.is_final:
+    for import_id, job_id, created_at in waiting:
+        if job_id is None:  # run by the CLI, in its own process
+            if created_at > overdue:
                 continue
-            reason = f"its job ended {job.state.value}" + (f": {job.error}" if job.error else "")
+            reason = "interrupted: the command running it ended before the import did"
+        else:
+            try:
+                job = await jobs.get(job_id)
+            except JobNotFoundError:
+                reason = "its job is gone"
+            else:
+                if not job.state.is_final:
+                    continue
+                reason = f"its job ended {job.state.value}" + (
+                    f": {job.error}" if job.error else ""
+                )
         await fail_import(db, import_id, reason)
         settled.append(import_id)
     return settled

@@ -6,9 +6,9 @@ delivery.
   :func:`casebook.imports.run_queued_import`). Its file is deleted once the import is
   settled or its last attempt ends.
 
-* ``casebook.imports.sweep`` (every 15 minutes): settles imports whose job ended without
-  settling them (cancelled before it ran, or its last attempt died with its worker) and
-  deletes upload files no waiting import needs.
+* ``casebook.imports.sweep`` (every 15 minutes): settles imports nothing will finish
+  (their job was cancelled or died; a CLI import's process ended) and deletes upload files
+  no waiting import needs.
 * ``casebook.reports.generate`` (queue ``reports``): loads a case's figures, renders the PDF
   in the worker's process pool, then marks the ``reports`` row ready *and* enqueues the
   "report ready" fan-out in one fenced transaction (exactly once in effect).
@@ -28,6 +28,7 @@ from sqlalchemy import case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from casebook.imports import TIME_LIMIT as IMPORT_TIME_LIMIT
 from casebook.imports import run_queued_import, spool_path, sweep_uploads
 from casebook.models import (
     Case,
@@ -152,7 +153,7 @@ async def report_data(session: AsyncSession, report: Report) -> dict[str, Any]:
     name="casebook.imports.run",
     queue="imports",
     max_attempts=3,
-    timeout=dt.timedelta(minutes=30),
+    timeout=IMPORT_TIME_LIMIT,
     unique="import:{import_id}",
     tenant="{organization_id}",
 )

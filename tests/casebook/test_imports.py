@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import datetime as dt
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 
 import casebook.imports
 from casebook.imports import Sweep, run_queued_import, spool_path, sweep_uploads, uploads_dir
-from casebook.models import ImportRecord, Transaction
+from casebook.models import ImportRecord, ImportStatus, Transaction, utcnow
 from casebook.rollups import AGGREGATES
 from casebook.services import Services
 from casebook.tasks import sweep_imports, tasks
@@ -387,6 +388,24 @@ async def test_the_sweep_settles_cancelled_imports_and_deletes_files_nobody_wait
     assert record is not None
     assert (record.status.value, record.message) == ("failed", "its job ended cancelled")
     assert await sweep_uploads(services.db, services.jobs, data_dir) == Sweep((), ())
+
+    # An import the CLI started (no job) is abandoned once it has run longer than any may.
+    async with services.db.writer() as session:
+        cli_runs = [
+            ImportRecord(
+                organization_id=1, case_id=case_id, filename=f"cli-{age}.csv",
+                content_sha256=f"{age:064d}", status=ImportStatus.RUNNING, policy="all_or_nothing",
+                size_bytes=1, encoding="utf-8", created_at=utcnow() - dt.timedelta(minutes=age),
+            )
+            for age in (5, 45)
+        ]  # fmt: skip
+        session.add_all(cli_runs)
+    swept = await sweep_uploads(services.db, services.jobs, data_dir)
+    assert swept.settled == (cli_runs[1].id,)  # the 45-minute-old one; the other may still run
+    async with services.db.reader() as session:
+        stale = await session.get(ImportRecord, cli_runs[1].id)
+    assert stale is not None
+    assert stale.message == "interrupted: the command running it ended before the import did"
 
     # The same, as the scheduled task in a worker (which imports the waiting file meanwhile).
     async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
