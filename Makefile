@@ -12,7 +12,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 SEED_TRANSACTIONS ?= 20000
 
-.PHONY: demo test lint typecheck fmt bench install clean
+.PHONY: demo test fuzz lint typecheck fmt bench install clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -37,6 +37,12 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The differential cache harness, long: every cached route against its uncached answer.
+FUZZ_STEPS ?= 3000
+FUZZ_SEEDS ?= 1,2,3,4,5
+fuzz: install
+	CASEBOOK_FUZZ_STEPS=$(FUZZ_STEPS) CASEBOOK_FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/pytest -p no:randomly tests/casebook/test_differential.py
 
 fmt: install
 	$(BIN)/ruff format src tests bench examples

@@ -22,10 +22,12 @@ so routers can be declared at import time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -79,6 +81,29 @@ class _Replay(Response):
         self.status_code = status
         self.background = None
         self.raw_headers = raw_headers
+
+
+_disabled: ContextVar[bool] = ContextVar("lockstep_caching_disabled", default=False)
+
+
+@contextlib.contextmanager
+def caching_disabled() -> Iterator[None]:
+    """Within this block (this task and what it awaits), cached routes neither look up nor
+    store: they answer exactly as the route does with caching off, ETag included. For the
+    differential harness and for debugging."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCache:
+    """How a ``@cached`` endpoint is cached (found on the endpoint as ``MARKER``)."""
+
+    MARKER = "__lockstep_route_cache__"
+    name: str
 
 
 _X_CACHE = {"hit": b"HIT", "miss": b"MISS", "bypass": b"BYPASS"}
@@ -189,7 +214,7 @@ class HttpCache:
 
     async def answer(self, scope: Scope) -> Response | None:
         """A response for a public URL whose cached answer is current, else None."""
-        if scope["method"] != "GET" or not self._shortcuts:
+        if scope["method"] != "GET" or not self._shortcuts or _disabled.get():
             return None
         entry = self._shortcuts.get(self._url(scope, _PUBLIC))
         if entry is None and self.identify is not None:
@@ -310,7 +335,8 @@ def cached(
             if_none_match, directives = _conditional_headers(scope["headers"])
             cache_key = (route_name, varies, own, scope["query_string"].decode("latin-1"))
             stamped = await http.stamps(deps)
-            if stamped is not None and "no-cache" not in directives:
+            off = _disabled.get()
+            if stamped is not None and "no-cache" not in directives and not off:
                 etag = http.cache.etag_for(route_name, cache_key, stamped[1])
                 if if_none_match is not None and etag_matches(if_none_match, etag):
                     return _Replay(b"", 304, [*fixed, (b"etag", quote_etag(etag).encode())])
@@ -332,8 +358,8 @@ def cached(
                 deps,
                 render,
                 codec=(_encode, _decode),
-                revalidate="no-cache" in directives,
-                store="no-store" not in directives,
+                revalidate="no-cache" in directives or off,
+                store="no-store" not in directives and not off,
                 storable=lambda stored: 200 <= stored.status < 300,
                 stamped=stamped,
             )
@@ -347,7 +373,7 @@ def cached(
             if found.etag and 200 <= stored.status < 300:
                 headers.append((b"etag", quote_etag(found.etag).encode()))
                 who = _shortcut_identity(http, scope, public, varies)
-                if who is not None and scope["method"] == "GET" and found.status != "bypass":
+                if who is not None and found.status != "bypass" and not off:
                     routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
                     if "fastapi" in routing:
                         routing["fastapi"] = dict(routing["fastapi"])
@@ -355,6 +381,7 @@ def cached(
                     http.remember(scope, shortcut, who)
             return _Replay(stored.body, stored.status, headers)
 
+        setattr(wrapper, RouteCache.MARKER, RouteCache(route_name))
         return wrapper  # type: ignore[return-value]
 
     return decorate
