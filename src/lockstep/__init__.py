@@ -59,7 +59,8 @@ from lockstep.http import (
     current_request_id,
     install_observability,
 )
-from lockstep.http.caching import cached, precondition
+from lockstep.http.caching import cached
+from lockstep.http.preconditions import precondition
 from lockstep.imports import (
     ImportField,
     ImportOutcome,

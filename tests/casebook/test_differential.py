@@ -31,11 +31,6 @@ def casebook_settings(
     return casebook_settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the drill-down's cache key lacks its path parameter; conditionals are answered "
-    "before authorization (If-None-Match: * on a foreign or missing id gives 304)",
-)
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_cached_routes_answer_as_uncached(
     casebook_app: FastAPI, login: Login, seed: int

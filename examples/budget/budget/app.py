@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, inspect, select
 
@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/summary")
     @cached(name="budget.summary", depends=depends, vary=_household)
     async def summary(
-        household_id: int, request: Request, month: Annotated[str, Query(pattern=MONTH)]
+        household_id: int, month: Annotated[str, Query(pattern=MONTH)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.summary(household_id, month)))
@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/provisions")
     @cached(name="budget.provisions", depends=depends, vary=_household)
     async def provisions(
-        household_id: int, request: Request, month: Annotated[str, Query(pattern=MONTH)]
+        household_id: int, month: Annotated[str, Query(pattern=MONTH)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.provisions(household_id, month)))
@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/tax")
     @cached(name="budget.tax", depends=depends, vary=_household)
     async def tax(
-        household_id: int, request: Request, year: Annotated[int, Query(ge=1900, le=2999)]
+        household_id: int, year: Annotated[int, Query(ge=1900, le=2999)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.tax(household_id, year)))

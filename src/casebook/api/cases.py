@@ -166,7 +166,7 @@ async def get_case(
 
 
 @router.patch("/{case_id}")
-@precondition(name="case", depends=case_dependencies, vary=_org)
+@precondition(get_case)
 async def update_case(
     case_id: int, body: CaseUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -186,7 +186,7 @@ async def update_case(
 
 
 @router.delete("/{case_id}", status_code=204)
-@precondition(name="case", depends=case_dependencies, vary=_org)
+@precondition(get_case)
 async def delete_case(case_id: int, principal: AdminDep, services: ServicesDep) -> Response:
     async with services.db.writer() as session:
         case = await load_case(session, principal, case_id)

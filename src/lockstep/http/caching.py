@@ -1,20 +1,27 @@
 """Cached endpoints with ETag/304, If-Match/412 and per-route Cache-Control.
 
-``@cached(...)`` wraps a FastAPI endpoint (after its dependencies, so after
-authentication) and:
+``@cached(...)`` wraps a FastAPI GET endpoint (after its dependencies, so after
+authentication) and serves its response from the exact cache. What it guarantees:
 
-* computes the ETag from the version stamps of the route's declared dependencies and answers
-  ``If-None-Match`` with 304 before the endpoint or the database runs;
-* serves the response body, status and allow-listed headers from the exact cache, storing
-  2xx responses only; ``X-Cache: HIT|MISS|BYPASS`` and ``Age`` say what happened;
-* keys every entry by the caller (``vary``) unless the route is declared ``public``: a route
-  with neither fails when it is declared, not in production;
-* honours request ``Cache-Control: no-cache`` (recompute, then store) and ``no-store``.
+* **The key is everything that selects the representation**: the route, the request path
+  with its parameters, the query normalized (parameter order does not matter, the order of a
+  repeated parameter's values does), and the caller (``vary``). ``key=`` only adds to it.
+  What the decorator cannot see is refused when the route is declared: header, cookie or
+  body parameters anywhere in the endpoint's dependencies that are not under a parameter
+  ``vary``/``key`` names, an endpoint reading the raw ``Request``, and ``depends``/``vary``/
+  ``key`` functions naming parameters the endpoint does not have.
+* **Conditionals only for a representation the caller may see**: ``If-None-Match`` is
+  answered with 304 only against a 2xx answer stored (or just computed) under the caller's
+  own key — never from stamps alone, so ``If-None-Match: *`` or a guessed ETag on an id the
+  caller may not see gets the route's own 404. A 304 from a stored entry runs neither the
+  endpoint nor the database.
+* Only 2xx responses are stored; status and allow-listed headers are replayed;
+  ``X-Cache: HIT|MISS|BYPASS`` and ``Age`` say what happened. Request ``no-cache``
+  recomputes then stores, ``no-store`` computes without storing.
 
-ETags are digests of stamps shared by every process (never Python's ``hash()``), quoted, and
-strong. ``precondition(...)`` checks ``If-Match`` on writes against the same ETag and answers
-412 on a mismatch. Limit: the check runs before the write's transaction, so on PostgreSQL two
-writers racing within milliseconds can both pass; guard such updates with a version column.
+ETags are digests of the key and of stamps shared by every process (never Python's
+``hash()``), quoted and strong. ``@precondition(get_route)`` on a write checks ``If-Match``
+against the ETag ``get_route`` gives the same URL; see :mod:`lockstep.http.preconditions`.
 
 Both decorators find the cache of the app serving the request (``Lockstep.install(app)``),
 so routers can be declared at import time.
@@ -30,17 +37,16 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant
 from starlette.responses import Response
 from starlette.types import Scope
 
 from lockstep.cache import Cache, Dependency, StampSnapshot
-from lockstep.exceptions import (
-    CacheUnavailableError,
-    ConfigurationError,
-    PreconditionFailedError,
-)
+from lockstep.exceptions import CacheUnavailableError, ConfigurationError
 from lockstep.http.consistency import current_http_scope
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -58,6 +64,23 @@ CACHE_CONTROL = {
 Preset = Literal["static", "api_short", "api_long", "health", "no_cache", "private"]
 
 REPLAYED_HEADERS = frozenset({"content-type", "content-language", "location", "link"})
+
+_disabled: ContextVar[bool] = ContextVar("lockstep_caching_disabled", default=False)
+
+
+@contextlib.contextmanager
+def caching_disabled() -> Iterator[None]:
+    """Within this block (this task and what it awaits), cached routes neither look up nor
+    store: they answer as the route does with caching off, ETag included. For the
+    differential harness and for debugging."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+# -- stored responses ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -81,45 +104,6 @@ class _Replay(Response):
         self.status_code = status
         self.background = None
         self.raw_headers = raw_headers
-
-
-_disabled: ContextVar[bool] = ContextVar("lockstep_caching_disabled", default=False)
-
-
-@contextlib.contextmanager
-def caching_disabled() -> Iterator[None]:
-    """Within this block (this task and what it awaits), cached routes neither look up nor
-    store: they answer exactly as the route does with caching off, ETag included. For the
-    differential harness and for debugging."""
-    token = _disabled.set(True)
-    try:
-        yield
-    finally:
-        _disabled.reset(token)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteCache:
-    """How a ``@cached`` endpoint is cached (found on the endpoint as ``MARKER``)."""
-
-    MARKER = "__lockstep_route_cache__"
-    name: str
-
-
-_X_CACHE = {"hit": b"HIT", "miss": b"MISS", "bypass": b"BYPASS"}
-
-
-def _conditional_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, frozenset[str]]:
-    """``If-None-Match`` and the request's Cache-Control directives, in one pass."""
-    if_none_match = None
-    directives: frozenset[str] = frozenset()
-    for name, value in raw:
-        if name == b"if-none-match":
-            if_none_match = value.decode("latin-1")
-        elif name == b"cache-control":
-            text = value.decode("latin-1").lower()
-            directives = frozenset(p.strip().split("=")[0] for p in text.split(",") if p.strip())
-    return if_none_match, directives
 
 
 def _encode(stored: _Stored) -> bytes:
@@ -148,6 +132,73 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(candidate == wanted for candidate in candidates)
 
 
+def _request_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, frozenset[str]]:
+    """``If-None-Match`` and the request's Cache-Control directives, in one pass."""
+    if_none_match = None
+    directives: frozenset[str] = frozenset()
+    for name, value in raw:
+        if name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif name == b"cache-control":
+            text = value.decode("latin-1").lower()
+            directives = frozenset(p.strip().split("=")[0] for p in text.split(",") if p.strip())
+    return if_none_match, directives
+
+
+_X_CACHE = {"hit": b"HIT", "miss": b"MISS", "bypass": b"BYPASS"}
+
+
+def _respond(
+    stored: _Stored,
+    etag: str,
+    if_none_match: str | None,
+    fixed: list[tuple[bytes, bytes]],
+    status: str,
+    age: float,
+) -> Response:
+    """The answer to a request for ``stored`` (the caller's own representation): 304 when it
+    is a 2xx whose ETag the client holds, else the stored response itself. The one place
+    both the pre-routing shortcut and the wrapped endpoint answer from."""
+    headers = [
+        *stored.raw,
+        *fixed,
+        (b"x-cache", _X_CACHE[status]),
+        (b"age", str(int(age)).encode()),
+    ]
+    if etag and 200 <= stored.status < 300:
+        etag_header = (b"etag", quote_etag(etag).encode())
+        if etag_matches(if_none_match, etag):
+            return _Replay(b"", 304, [*fixed, etag_header])
+        headers.append(etag_header)
+    return _Replay(stored.body, stored.status, headers)
+
+
+# -- the key ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteKey:
+    """Everything that selects one cached representation: the route, the path with its
+    parameters, the normalized query, the caller (``vary``) and the route's own ``key``."""
+
+    route: str
+    path: str
+    query: str
+    vary: Hashable
+    extra: Hashable
+
+
+def normalized_query(raw: bytes) -> str:
+    """The query string with parameters in name order (a repeated parameter keeps the order
+    of its values, which can matter) and one spelling of each value."""
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    pairs.sort(key=lambda pair: pair[0])  # stable: values of one name keep their order
+    return urlencode(pairs)
+
+
+# -- declaration ---------------------------------------------------------------------------------
+
+
 @functools.cache
 def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
     """The names ``fn`` accepts (None: it takes ``**kwargs``), computed once per function."""
@@ -165,11 +216,98 @@ def _call_with(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class _Shortcut:
-    """How to answer one public URL from the cache without routing: its key and stamps."""
+class RouteCache:
+    """How one ``@cached`` endpoint is cached; found on the endpoint as ``MARKER``.
 
-    route_name: str
-    cache_key: Hashable
+    ``@precondition`` takes it from the GET endpoint, so a write checks ``If-Match`` against
+    exactly the key and dependencies the GET's ETag is made of."""
+
+    MARKER = "__lockstep_route_cache__"
+
+    name: str
+    depends: Callable[..., Sequence[Dependency]]
+    vary: Callable[..., Hashable] | None
+    key: Callable[..., Hashable] | None
+    public: bool
+    fixed: tuple[tuple[bytes, bytes], ...]
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The endpoint parameters ``depends``, ``vary`` and ``key`` read."""
+        names: set[str] = set()
+        for fn in (self.depends, self.vary, self.key):
+            if fn is not None:
+                names.update(_parameter_names(fn) or ())
+        return frozenset(names)
+
+    def resolve(
+        self, scope: Scope, kwargs: dict[str, Any], *, with_query: bool = True
+    ) -> tuple[RouteKey, Sequence[Dependency]]:
+        """The key and dependencies of the representation ``scope`` asks for (without its
+        query: the representation ``If-Match`` on a write is compared with)."""
+        deps = _call_with(self.depends, kwargs)
+        varies = None if self.vary is None else _call_with(self.vary, kwargs)
+        extra = None if self.key is None else _call_with(self.key, kwargs)
+        query = normalized_query(scope["query_string"]) if with_query else ""
+        return RouteKey(self.name, scope["path"], query, varies, extra), deps
+
+
+def _check_declaration(spec: RouteCache, endpoint: Callable[..., Any]) -> None:
+    """Refuse, when the route is declared, what the key could not contain."""
+    accepted = _parameter_names(endpoint)
+    if accepted is not None:
+        unknown = sorted(spec.needs - set(accepted))
+        if unknown:
+            raise ConfigurationError(
+                f"cached route {spec.name!r}: depends/vary/key read {unknown}, which "
+                f"{endpoint.__qualname__} does not take"
+            )
+    named = set((_parameter_names(spec.vary) or ()) if spec.vary else ()) | set(
+        (_parameter_names(spec.key) or ()) if spec.key else ()
+    )
+    dependant = get_dependant(path="", call=endpoint)
+    if dependant.request_param_name or dependant.websocket_param_name:
+        raise ConfigurationError(
+            f"cached route {spec.name!r}: {endpoint.__qualname__} reads the raw request, "
+            "which the cache key cannot see; take what selects the response as parameters"
+        )
+    unseen = _unseen_inputs(dependant, named, top=True)
+    if unseen:
+        raise ConfigurationError(
+            f"cached route {spec.name!r}: the response may depend on {', '.join(unseen)}, "
+            "which the cache key does not hold; name the parameter in vary= (whose data) "
+            "or key= (what else selects it)"
+        )
+
+
+def _unseen_inputs(dependant: Dependant, named: set[str], *, top: bool = False) -> list[str]:
+    """Header, cookie and body inputs of ``dependant``'s tree outside the key: a dependency
+    whose value ``vary``/``key`` read is part of the key, with everything beneath it."""
+    found = [
+        f"{kind} {param.alias}"
+        for kind, params in (
+            ("header", dependant.header_params),
+            ("cookie", dependant.cookie_params),
+            ("body", dependant.body_params),
+        )
+        for param in params
+        if not (top and param.name in named)
+    ]
+    for sub in dependant.dependencies:
+        if top and sub.name in named:
+            continue
+        found.extend(_unseen_inputs(sub, named))
+    return found
+
+
+# -- the cache of one app -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Shortcut:
+    """How to answer one URL from the cache without routing: its key and dependencies."""
+
+    key: RouteKey
     deps: tuple[Dependency, ...]
     fixed: list[tuple[bytes, bytes]]
     routing: dict[str, Any]
@@ -180,13 +318,14 @@ class _Shortcut:
 class HttpCache:
     """The :class:`Cache` HTTP routes use, found per request at ``app.state.lockstep.http``.
 
-    It also remembers, per URL, the key and dependencies a 2xx answer was cached under, so
-    the next request for that URL is answered (304 or replay) before routing, FastAPI's
-    dependency solving and the endpoint — the same stamps decide, so it is exactly as fresh.
-    Public routes always; private routes only when the app supplies ``identify(scope)``, a
-    function that fully authenticates the raw request (signature, expiry) and returns the
-    value the routes' ``vary`` returns for that caller, or None. Without it, private routes
-    always go through the app, so authentication runs first.
+    It also remembers, per URL and caller, the key and dependencies a 2xx answer was cached
+    under, so the next request for that URL is answered (304 or replay, by the same function
+    the route uses) before routing, FastAPI's dependency solving and the endpoint — the same
+    stamps decide, so it is exactly as fresh. Public routes always; private routes only when
+    the app supplies ``identify(scope)``, a function that fully authenticates the raw request
+    (signature, expiry) and returns the value the routes' ``vary`` returns for that caller,
+    or None. Without it, private routes always go through the app, so authentication runs
+    first.
     """
 
     def __init__(
@@ -213,7 +352,8 @@ class HttpCache:
             self._shortcuts.popitem(last=False)
 
     async def answer(self, scope: Scope) -> Response | None:
-        """A response for a public URL whose cached answer is current, else None."""
+        """A response for a URL whose cached answer is current and held in this process,
+        else None (the request takes the full path)."""
         if scope["method"] != "GET" or not self._shortcuts or _disabled.get():
             return None
         entry = self._shortcuts.get(self._url(scope, _PUBLIC))
@@ -223,31 +363,19 @@ class HttpCache:
                 entry = self._shortcuts.get(self._url(scope, who))
         if entry is None:
             return None
-        if_none_match, directives = _conditional_headers(scope["headers"])
+        if_none_match, directives = _request_headers(scope["headers"])
         if directives:
             return None  # the client asked for revalidation or no storing: full path
         stamped = await self.stamps(entry.deps)
         if stamped is None:
             return None
-        etag = self.cache.etag_for(entry.route_name, entry.cache_key, stamped[1])
-        etag_header = (b"etag", quote_etag(etag).encode())
-        if if_none_match is not None and etag_matches(if_none_match, etag):
-            response: Response = _Replay(b"", 304, [*entry.fixed, etag_header])
-        else:
-            found = self.cache.local_hit(entry.route_name, etag)
-            if found is None:
-                return None
-            stored, age = found
-            headers = [
-                *stored.raw,
-                *entry.fixed,
-                (b"x-cache", b"HIT"),
-                (b"age", str(int(age)).encode()),
-                etag_header,
-            ]
-            response = _Replay(stored.body, stored.status, headers)
+        etag = self.cache.etag_for(entry.key.route, entry.key, stamped[1])
+        found = self.cache.local_hit(entry.key.route, etag)
+        if found is None:
+            return None
+        stored, age = found
         scope.update(entry.routing)  # metrics still label the answer by its route template
-        return response
+        return _respond(stored, etag, if_none_match, entry.fixed, "hit", age)
 
     async def stamps(
         self, deps: Sequence[Dependency]
@@ -282,7 +410,9 @@ def _shortcut_identity(
     return who if who == varies else None
 
 
-def _current() -> tuple[Scope, HttpCache]:
+def current_http_cache() -> tuple[Scope, HttpCache]:
+    """The request being served and its app's :class:`HttpCache`; ConfigurationError when
+    the app has no ``Lockstep.install(app)``."""
     scope = current_http_scope()
     runtime = getattr(scope["app"].state, "lockstep", None) if scope else None
     http = getattr(runtime, "http", None)
@@ -291,17 +421,7 @@ def _current() -> tuple[Scope, HttpCache]:
     return scope, http
 
 
-def _parts(
-    kwargs: dict[str, Any],
-    depends: Callable[..., Sequence[Dependency]],
-    vary: Callable[..., Hashable] | None,
-    key: Callable[..., Hashable] | None,
-) -> tuple[Sequence[Dependency], Hashable, Hashable]:
-    return (
-        _call_with(depends, kwargs),
-        None if vary is None else _call_with(vary, kwargs),
-        None if key is None else _call_with(key, kwargs),
-    )
+# -- the decorator ------------------------------------------------------------------------------
 
 
 def cached(
@@ -314,7 +434,10 @@ def cached(
     cache_control: Preset = "private",
 ) -> Callable[[F], F]:
     """Cache a GET endpoint that returns a Response. ``depends``, ``vary`` and ``key`` are
-    called with the endpoint arguments they name (path/query parameters, dependencies)."""
+    called with the endpoint arguments they name (path/query parameters, dependencies);
+    ``vary`` says whose data it is (or ``public=True``), ``key`` adds to the key what else
+    selects the response. Raises ConfigurationError when declared if the key could miss
+    something (see the module docstring)."""
     if vary is None and not public:
         raise ConfigurationError(
             "a cached route must say whose data it returns: pass vary=lambda principal: ... "
@@ -325,26 +448,30 @@ def cached(
         fixed.append((b"vary", b"Authorization, Cookie"))
 
     def decorate(endpoint: F) -> F:
-        route_name = name or f"{endpoint.__module__}.{endpoint.__qualname__}"
+        spec = RouteCache(
+            name or f"{endpoint.__module__}.{endpoint.__qualname__}",
+            depends,
+            vary,
+            key,
+            public,
+            tuple(fixed),
+        )
+        _check_declaration(spec, endpoint)
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Response:
-            scope, http = _current()
-            deps, varies, own = _parts(kwargs, depends, vary, key)
+            scope, http = current_http_cache()
+            if scope["method"] not in ("GET", "HEAD"):
+                raise ConfigurationError(f"cached route {spec.name!r} must be a GET route")
+            cache_key, deps = spec.resolve(scope, kwargs)
             http.cache.check(deps)
-            if_none_match, directives = _conditional_headers(scope["headers"])
-            cache_key = (route_name, varies, own, scope["query_string"].decode("latin-1"))
-            stamped = await http.stamps(deps)
+            if_none_match, directives = _request_headers(scope["headers"])
             off = _disabled.get()
-            if stamped is not None and "no-cache" not in directives and not off:
-                etag = http.cache.etag_for(route_name, cache_key, stamped[1])
-                if if_none_match is not None and etag_matches(if_none_match, etag):
-                    return _Replay(b"", 304, [*fixed, (b"etag", quote_etag(etag).encode())])
 
             async def render() -> _Stored:
                 response = await endpoint(*args, **kwargs)
                 if not isinstance(response, Response):
-                    raise ConfigurationError(f"{route_name} must return a Response to be cached")
+                    raise ConfigurationError(f"{spec.name} must return a Response to be cached")
                 kept = tuple(
                     (k.decode("latin-1"), v.decode("latin-1"))
                     for k, v in response.raw_headers
@@ -353,7 +480,7 @@ def cached(
                 return _Stored(response.status_code, kept, bytes(response.body))
 
             found = await http.cache.get_or_compute(
-                route_name,
+                spec.name,
                 cache_key,
                 deps,
                 render,
@@ -361,66 +488,20 @@ def cached(
                 revalidate="no-cache" in directives or off,
                 store="no-store" not in directives and not off,
                 storable=lambda stored: 200 <= stored.status < 300,
-                stamped=stamped,
+                stamped=await http.stamps(deps),
             )
             stored = found.value
-            headers = [
-                *stored.raw,
-                *fixed,
-                (b"x-cache", _X_CACHE[found.status]),
-                (b"age", str(int(found.age)).encode()),
-            ]
-            if found.etag and 200 <= stored.status < 300:
-                headers.append((b"etag", quote_etag(found.etag).encode()))
-                who = _shortcut_identity(http, scope, public, varies)
-                if who is not None and found.status != "bypass" and not off:
+            if found.etag and 200 <= stored.status < 300 and found.status != "bypass" and not off:
+                who = _shortcut_identity(http, scope, spec.public, cache_key.vary)
+                if who is not None:
                     routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
                     if "fastapi" in routing:
                         routing["fastapi"] = dict(routing["fastapi"])
-                    shortcut = _Shortcut(route_name, cache_key, tuple(deps), fixed, routing)
+                    shortcut = _Shortcut(cache_key, tuple(deps), fixed, routing)
                     http.remember(scope, shortcut, who)
-            return _Replay(stored.body, stored.status, headers)
+            return _respond(stored, found.etag, if_none_match, fixed, found.status, found.age)
 
-        setattr(wrapper, RouteCache.MARKER, RouteCache(route_name))
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-def precondition(
-    *,
-    name: str,
-    depends: Callable[..., Sequence[Dependency]],
-    vary: Callable[..., Hashable] | None = None,
-    key: Callable[..., Hashable] | None = None,
-) -> Callable[[F], F]:
-    """Answer 412 when ``If-Match`` does not match the current ETag of the cached GET route
-    ``name`` (same ``vary`` and ``key``; the representation without query parameters)."""
-
-    def decorate(endpoint: F) -> F:
-        @functools.wraps(endpoint)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            scope, http = _current()
-            wanted = next(
-                (v.decode("latin-1") for k, v in scope["headers"] if k == b"if-match"), None
-            )
-            if wanted is not None:
-                deps, varies, own = _parts(kwargs, depends, vary, key)
-                cache_key = (name, varies, own, "")
-                stamped = await http.stamps(deps)
-                if stamped is None:
-                    # Cannot tell whether the resource changed: refuse rather than risk a
-                    # lost update; the client retries (503 is retryable).
-                    raise CacheUnavailableError("cannot check If-Match right now; retry")
-                etag = http.cache.etag_for(name, cache_key, stamped[1])
-                if not etag_matches(wanted, etag):
-                    raise PreconditionFailedError(
-                        "the resource changed since you read it (If-Match does not match); "
-                        "read it again and reapply your change",
-                        details={"etag": quote_etag(etag)},
-                    )
-            return await endpoint(*args, **kwargs)
-
+        setattr(wrapper, RouteCache.MARKER, spec)
         return wrapper  # type: ignore[return-value]
 
     return decorate
