@@ -124,3 +124,11 @@ class PayloadTooLargeError(LockstepError):
 
     code = "payload_too_large"
     status_code = 413
+
+
+class UnattributedWriteError(LockstepError):
+    """A statement may write, but lockstep cannot tell which tables: it is refused before it
+    runs (the message names it and how to declare its tables), so no cache, rollup or
+    subscriber can miss its changes."""
+
+    code = "unattributed_write"

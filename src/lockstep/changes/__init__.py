@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lockstep.changes.capture import COMMITTED, ChangeCapture, defer_to_log, record_changes
+from lockstep.changes.capture import (
+    COMMITTED,
+    ChangeCapture,
+    committing_changeset,
+    defer_to_log,
+    record_changes,
+)
 from lockstep.changes.feed import ChangeFeed, Cursor
 from lockstep.changes.hub import ChangeHub, ChangeListener
 from lockstep.changes.log import (
@@ -61,6 +67,7 @@ __all__ = [
     "RequestConsistency",
     "TableSpec",
     "Tracking",
+    "committing_changeset",
     "consistency_scope",
     "create_change_log",
     "current_consistency",

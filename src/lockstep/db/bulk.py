@@ -1,8 +1,8 @@
 """Inserting many plain rows in the session's transaction, at the driver's speed.
 
 :func:`bulk_insert` is ``session.execute(insert(table), rows)`` for imports: the same rows
-land, and the change feed and the rollups see them (through the listeners they register
-with :func:`add_bulk_listener`, which get the rows as :class:`~lockstep.db.columns.Columns`).
+land, and the change feed and the rollups see them (as a :class:`~lockstep.db.writes.RowWrite`
+of :class:`~lockstep.db.columns.Columns` from the write path, :mod:`lockstep.db.interception`).
 What differs is how the rows reach the driver:
 
 * SQLite: SQLAlchemy's executemany builds a parameter dict per row and converts every value
@@ -44,23 +44,8 @@ from lockstep.db.batch import (
     execute_batch,
 )
 from lockstep.db.columns import Columns, Memo
+from lockstep.db.interception import interception_of
 from lockstep.exceptions import ConfigurationError
-
-BulkListener = Callable[[Session, Table, Columns], None]
-"""Called with the session, the table and the rows (defaults filled in) before they are
-written: the change feed and rollup maintenance record what the rows change here."""
-
-_LISTENERS = "_lockstep_bulk_listeners"
-
-
-def add_bulk_listener(session_class: type[Session], listener: BulkListener) -> None:
-    """Call ``listener`` for every :func:`bulk_insert` on sessions of ``session_class``, in
-    the order the listeners were added."""
-    listeners: list[BulkListener] | None = session_class.__dict__.get(_LISTENERS)
-    if listeners is None:
-        listeners = []
-        setattr(session_class, _LISTENERS, listeners)
-    listeners.append(listener)
 
 
 async def bulk_insert(
@@ -90,12 +75,11 @@ def _insert(session: Session, table: Table, batch: Columns) -> None:
     connection = session.connection()
     plan = _plan(connection, table, batch.names)
     full = plan.complete(batch)
-    # Converted before the listeners record the rows: a caller that catches a conversion
+    # Converted before the write path sees the rows: a caller that catches a conversion
     # error and commits anyway must not leave the feed and the rollups counting rows never
     # written.
     values = plan.driver_rows(full) if plan.driver is not None else None
-    for listener in type(session).__dict__.get(_LISTENERS, ()):
-        listener(session, table, full)
+    interception_of(type(session)).inserted(session, table, full)
     if values is None:
         connection.execute(insert(table), list(full.rows()))
     elif isinstance(plan.driver, DriverCopy):

@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 
 from lockstep.db.engine import Engines, create_engines
 from lockstep.db.instrumentation import install_slow_query_log
+from lockstep.db.interception import PhaseHook, interception_of
+from lockstep.db.writes import Phase, WriteObserver
 from lockstep.exceptions import DatabaseUnavailableError
 from lockstep.settings import Settings
 from lockstep.types import Backend
@@ -81,8 +83,23 @@ class Database:
             return [self.engines.writer]
         return [self.engines.writer, self.engines.reader]
 
+    def observe(self, observer: WriteObserver) -> None:
+        """Deliver every write of this database's sessions to ``observer`` (see
+        :mod:`lockstep.db.writes`); its commit step runs in ``observer.phase``."""
+        interception_of(self.session_class).observe(observer)
+
+    def add_phase_hook(self, phase: Phase, hook: PhaseHook) -> None:
+        """Await ``hook(session)`` in ``phase`` of every commit: ``Phase.VERIFY`` (with the
+        writes' row locks held; raising rolls the transaction back) or ``Phase.ANNOUNCE``
+        (after every ``VERIFY`` hook, still before the locks are released). ``session`` is
+        the synchronous session; hooks must not run statements on it."""
+        if phase not in (Phase.VERIFY, Phase.ANNOUNCE):
+            raise ValueError("phase hooks run in Phase.VERIFY or Phase.ANNOUNCE")
+        interception_of(self.session_class).add_hook(phase, hook)
+
     def add_commit_hook(self, hook: CommitHook) -> None:
-        """Await ``hook(session)`` after every ``writer()`` transaction commits.
+        """Await ``hook(session)`` after every ``writer()`` transaction commits
+        (``Phase.PUBLISH``).
 
         Hooks run before ``writer()`` returns (so a request's response waits for them) and
         in commit order on SQLite. An exception in a hook propagates to the writer: the data

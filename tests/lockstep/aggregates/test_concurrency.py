@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
 from sqlalchemy.util import await_only
 
 from lockstep.db import Database
@@ -238,4 +238,43 @@ async def test_lock_order_is_shared_by_all_writers(
                 await writers
         finally:
             remove()
+    await ledger.assert_consistent()
+
+
+async def test_a_row_image_cannot_go_stale_between_the_read_and_the_write(
+    postgres_url: str, make_database: Callable[..., Database]
+) -> None:
+    """T1 reads the row it updates (its before-image) FOR UPDATE: T2, updating the same row
+    right after that read, must wait for T1 — here until its lock timeout — instead of
+    changing the row under T1's image (which would make T1's deltas wrong)."""
+    ledger = await make_ledger(make_database(postgres_url))
+    async with ledger.db.writer() as s:
+        s.add(Entry(id=1, org_id=1, account_id=1, kind="a", day=dt.date(2026, 1, 1), amount=5))
+    outcome: list[str] = []
+
+    async def t2() -> None:
+        role.set("t2")
+        try:
+            async with ledger.db.writer() as s:
+                await s.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                await s.execute(update(Entry).where(Entry.id == 1).values(amount=500))
+        except Exception as exc:  # the lock timeout: T1 holds the row
+            outcome.append("lock timeout" if "lock timeout" in str(exc) else repr(exc))
+        else:
+            outcome.append("committed")
+
+    def before(sql: str) -> None:
+        if role.get() == "t1" and sql.upper().startswith("UPDATE ENTRIES") and not outcome:
+            await_only(t2())  # T1 has read the row (its image); its UPDATE has not run yet
+
+    remove = on_statement(ledger.db, "before", before)
+    try:
+        role.set("t1")
+        async with ledger.db.writer() as s:
+            found = await s.get(Entry, 1)
+            assert found is not None
+            found.kind = "b"
+    finally:
+        remove()
+    assert outcome == ["lock timeout"], outcome
     await ledger.assert_consistent()

@@ -10,7 +10,7 @@ from sqlalchemy import delete, event, insert, select, text, update
 
 from lockstep.aggregates import ROW_COUNT
 from lockstep.db import Database, bulk_insert
-from lockstep.exceptions import AggregateError, ConfigurationError
+from lockstep.exceptions import ConfigurationError
 
 from .conftest import AGGREGATES, BY_ACCOUNT, BY_MONTH, Account, Entry, Ledger, make_ledger
 
@@ -138,16 +138,35 @@ async def test_bulk_update_and_delete_with_where(ledger: Ledger) -> None:
     await ledger.assert_consistent()
 
 
-async def test_update_setting_a_key_to_an_expression_is_refused(ledger: Ledger) -> None:
+async def test_writes_whose_groups_cannot_be_known_recompute_every_group(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
     async with ledger.db.writer() as s:
-        s.add(entry(1))
-    with pytest.raises(AggregateError, match="group key"):
-        async with ledger.db.writer() as s:
-            await s.execute(update(Entry).where(Entry.id == 1).values(kind=Entry.note))
-    with pytest.raises(AggregateError, match="text"):
-        async with ledger.db.writer() as s:
-            await s.execute(text("UPDATE entries SET amount = 3"))
+        s.add_all([entry(1), entry(2, kind="b", amount=5)])
+    async with ledger.db.writer() as s:  # a group key set to a SQL expression
+        await s.execute(update(Entry).where(Entry.id == 1).values(kind=Entry.note))
     await ledger.assert_consistent()
+    async with ledger.db.writer() as s:  # text() DML, CTE-prefixed
+        await s.execute(text("WITH v AS (SELECT 1) UPDATE entries SET amount = 3"))
+    await ledger.assert_consistent()
+    async with ledger.db.writer() as s:  # INSERT ... SELECT
+        await s.execute(
+            insert(Entry).from_select(
+                ["id", "org_id", "account_id", "day", "kind", "amount", "hidden", "note"],
+                select(
+                    Entry.id + 100,
+                    Entry.org_id,
+                    Entry.account_id,
+                    Entry.day,
+                    Entry.kind,
+                    Entry.amount,
+                    Entry.hidden,
+                    Entry.note,
+                ),
+            )
+        )
+    await ledger.assert_consistent()
+    assert sum(r[ROW_COUNT] for r in await rollup_rows(ledger, BY_ACCOUNT)) == 4
 
 
 async def test_cascading_delete_of_a_parent(ledger: Ledger) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, text, update
 
 from lockstep.changes import Prelude, defer_to_log
 from lockstep.changes.log import changes_table
-from lockstep.types import ALL_TABLES, Change
+from lockstep.exceptions import UnattributedWriteError
+from lockstep.types import Change
 
 from ..conftest import AuditEntry, Feed, Folder, Item, Tag
 
@@ -50,7 +51,7 @@ async def test_orm_insert_update_delete_are_captured_with_scopes(feed: Feed) -> 
     async with feed.db.writer() as s:
         item = await s.get(Item, 5)
         await s.delete(item)
-    deleted = feed.published[-1].changes[0]
+    (deleted,) = [c for c in feed.published[-1].changes if c.table == "items"]
     assert (deleted.op, deleted.key, deleted.scopes["folder_id"]) == ("delete", ("5",), {"2"})
     assert await _log_rows(feed) == 3
     # The published ids are the log's ids, increasing.
@@ -125,9 +126,13 @@ async def test_update_and_delete_with_where_mark_the_whole_table(feed: Feed) -> 
         await s.execute(update(Folder).where(Folder.org_id == 1).values(name="renamed"))
         await s.execute(delete(Folder).where(Folder.id == 99))
     changes = feed.published[-1].changes
-    assert [(c.op, c.key, c.scopes_complete) for c in changes] == [
-        ("update", None, False),
-        ("delete", None, False),
+    assert [(c.table, c.op, c.key, c.scopes_complete) for c in changes] == [
+        ("folders", "update", None, False),
+        # The database cascades a folder delete into its items (and their tags): announced
+        # with the statement, before it runs.
+        ("items", "delete", None, False),
+        ("item_tags", "delete", None, False),
+        ("folders", "delete", None, False),
     ]
 
 
@@ -141,7 +146,7 @@ async def test_bulk_update_by_primary_key_is_row_level(feed: Feed) -> None:
     assert all(c.columns == {"name"} for c in changes)
 
 
-async def test_raw_sql_is_captured_by_table_or_everything(feed: Feed) -> None:
+async def test_raw_sql_is_captured_by_table_or_refused(feed: Feed) -> None:
     async with feed.db.writer() as s:
         await s.execute(text("INSERT INTO folders (id, org_id, name) VALUES (7, 1, 'raw')"))
         await s.execute(text("SELECT 1"))
@@ -149,8 +154,28 @@ async def test_raw_sql_is_captured_by_table_or_everything(feed: Feed) -> None:
         ("folders", "insert", None)
     ]
     async with feed.db.writer() as s:
-        await s.execute(text("/* opaque */ UPDATE folders SET name = 'x'"))
-    assert feed.published[-1].changes[0].table == ALL_TABLES
+        await s.execute(
+            text("/* UPDATE items */ WITH v AS (SELECT 1) UPDATE folders SET name = 'x'")
+        )
+    assert [(c.table, c.op) for c in feed.published[-1].changes] == [("folders", "update")]
+    published = len(feed.published)
+
+    async def opaque() -> None:
+        async with feed.db.writer() as s:
+            s.add(Folder(id=8, org_id=1))
+            await s.execute(text("CALL refresh_everything()"))
+
+    with pytest.raises(UnattributedWriteError, match="CALL"):
+        await opaque()
+    assert len(feed.published) == published  # refused before it ran: nothing committed
+    async with feed.db.writer() as s:
+        await s.execute(
+            text("SELECT 1"), execution_options={"lockstep_writes": ["folders", "items"]}
+        )
+    assert {(c.table, c.op) for c in feed.published[-1].changes} == {
+        ("folders", "update"),
+        ("items", "update"),
+    }
 
 
 async def test_database_cascades_mark_the_child_table(feed: Feed) -> None:
@@ -224,3 +249,30 @@ async def test_a_prelude_runs_in_the_log_statement_or_alone(feed: Feed) -> None:
         ids = list((await s.scalars(select(audit.c.id).order_by(audit.c.id))).all())
     assert ids == [1, 2]
     assert await _log_rows(feed) == 1  # the second transaction logged nothing
+
+
+async def test_a_row_changed_by_a_later_before_flush_listener_is_still_captured(
+    feed: Feed,
+) -> None:
+    async with feed.db.writer() as s:
+        s.add_all([Folder(id=1, org_id=1), Folder(id=2, org_id=1)])
+        s.add(Item(id=1, org_id=1, folder_id=1))
+    moved: list[int] = []
+
+    def move_item(session: Any, _context: Any, _instances: Any) -> None:
+        for obj in list(session.dirty):
+            if isinstance(obj, Folder) and not moved:
+                item = session.get(Item, 1)
+                item.folder_id = 2  # changed after the write path read its rows
+                moved.append(1)
+
+    event.listen(feed.db.session_class, "before_flush", move_item)
+    try:
+        async with feed.db.writer() as s:
+            folder = await s.get(Folder, 1)
+            assert folder is not None
+            folder.name = "renamed"
+    finally:
+        event.remove(feed.db.session_class, "before_flush", move_item)
+    (item,) = [c for c in feed.published[-1].changes if c.table == "items"]
+    assert item.scopes["folder_id"] == {"1", "2"}
