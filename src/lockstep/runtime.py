@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from sqlalchemy.orm import Session
 from starlette.types import Scope
 
 from lockstep.cache import (
@@ -34,10 +35,18 @@ from lockstep.cache import (
     RedisValueStore,
 )
 from lockstep.cache.relay import InvalidationRelay
-from lockstep.changes import Changes, ChangeSet, Tracking
-from lockstep.db import Database
+from lockstep.changes import (
+    ChangeHub,
+    Changes,
+    ChangeSet,
+    Cursor,
+    Tracking,
+    committing_changeset,
+)
+from lockstep.db import Database, Phase
 from lockstep.http.caching import HttpCache
 from lockstep.http.consistency import ConsistencyMiddleware
+from lockstep.http.preconditions import pending_if_match, verify_if_match
 from lockstep.settings import Settings
 
 
@@ -107,19 +116,55 @@ class Lockstep:
         self.http = HttpCache(self.cache, identify=identify)
         self._local_ids: deque[int] = deque(maxlen=50_000)
         self._follower: asyncio.Task[None] | None = None
+        self._cursor: Cursor | None = None
+        self._catching_up = asyncio.Lock()
         self.changes.hub.subscribe(self._remember_local)
+        database.add_phase_hook(Phase.VERIFY, self._verify)
+        if self.redis is not None or not database.is_sqlite:
+            # Writers that can commit concurrently (PostgreSQL) or in other processes sharing
+            # these stamps (Redis) move them before their locks are released, so an If-Match
+            # check that takes a lock after a commit sees the stamps of that commit moved.
+            # Embedded mode has one writer, whose commit hooks run before the next begins.
+            database.add_phase_hook(Phase.ANNOUNCE, self._announce)
 
     async def _remember_local(self, changeset: ChangeSet) -> None:
         self._local_ids.append(changeset.id)
 
+    async def _verify(self, session: Session) -> None:
+        if self.redis is None and pending_if_match():
+            await self.catch_up()  # what other processes committed (the lock is ours now)
+        await verify_if_match(session)
+
+    async def _announce(self, session: Session) -> None:
+        changeset = committing_changeset(session)
+        if changeset is not None:
+            await self.cache.announce(changeset)
+
+    async def catch_up(self) -> int:
+        """Embedded mode: apply to this process's cache what other processes (a CLI import
+        next to the server) committed since the last look; returns how many change sets.
+        Runs every poll interval, and before an If-Match comparison."""
+        async with self._catching_up:
+            if self._cursor is None:
+                return 0  # not started: this process has cached nothing yet
+            applied = 0
+            while True:
+                sets, self._cursor = await self.changes.feed.since(self._cursor, limit=500)
+                for changeset in sets:
+                    if changeset.id not in self._local_ids:
+                        await self.cache.invalidate(changeset)
+                        applied += 1
+                if len(sets) < 500:
+                    return applied
+
     async def _follow_other_processes(self) -> None:
-        """Embedded mode: writes by other processes (a CLI import next to the server) reach
-        this process's cache through the change log, within one poll interval."""
-        feed = self.changes.feed
-        head = await feed.head()
-        async for changeset, _ in feed.follow(head, poll_interval=self.settings.feed_poll_seconds):
-            if changeset.id not in self._local_ids:
-                await self.cache.invalidate(changeset)
+        """Embedded mode: writes by other processes reach this process's cache through the
+        change log, within one poll interval."""
+        self._cursor = await self.changes.feed.head()
+        while True:
+            woken = self.changes.hub.next_publish()
+            await self.catch_up()
+            await ChangeHub.wait(woken, within=self.settings.feed_poll_seconds)
 
     def install(self, app: FastAPI) -> None:
         """Make this runtime the app's (for ``@cached`` routes) and add the read-your-writes

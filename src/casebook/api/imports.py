@@ -241,8 +241,10 @@ async def _load_with_job(
 async def list_imports(
     case_id: int, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
-    """The case's imports, newest first (the last 100); ``GET /imports/{id}`` adds the job."""
+    """The case's imports, newest first (the last 100); ``GET /imports/{id}`` adds the job.
+    A case of another organization is a 404, like one that does not exist."""
     async with services.db.reader() as session:
+        await load_case(session, principal, case_id)
         records = (
             await session.scalars(
                 select(ImportRecord)

@@ -12,7 +12,7 @@ from casebook.auth import Principal
 from casebook.models import Subject
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
 from casebook.schemas import SUBJECT_FIELDS, SubjectCreate, SubjectUpdate, subject_out
-from lockstep import JSONBytesResponse, NotFoundError, Row, Scope, cached
+from lockstep import JSONBytesResponse, NotFoundError, Row, Scope, cached, precondition
 
 router = APIRouter(tags=["subjects"])
 
@@ -107,7 +107,12 @@ async def create_subject(
     )
 
 
+def _org(principal: PrincipalDep) -> int:
+    return principal.organization_id
+
+
 @router.get("/subjects/{subject_id}")
+@cached(name="subject", depends=lambda subject_id: [Row("subjects", subject_id)], vary=_org)
 async def get_subject(
     subject_id: int, principal: PrincipalDep, services: ServicesDep, fields: str | None = None
 ) -> JSONBytesResponse:
@@ -118,6 +123,7 @@ async def get_subject(
 
 
 @router.patch("/subjects/{subject_id}")
+@precondition(get_subject)
 async def update_subject(
     subject_id: int, body: SubjectUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -130,6 +136,7 @@ async def update_subject(
 
 
 @router.delete("/subjects/{subject_id}", status_code=204)
+@precondition(get_subject)
 async def delete_subject(subject_id: int, principal: WriterDep, services: ServicesDep) -> Response:
     async with services.db.writer() as session:
         subject = await load_subject(session, principal, subject_id)

@@ -23,7 +23,15 @@ from casebook.schemas import (
     to_cents,
     transaction_out,
 )
-from lockstep import BadRequestError, JSONBytesResponse, NotFoundError, Row, Scope, cached
+from lockstep import (
+    BadRequestError,
+    JSONBytesResponse,
+    NotFoundError,
+    Row,
+    Scope,
+    cached,
+    precondition,
+)
 
 T = TypeVar("T")
 
@@ -136,6 +144,11 @@ async def create_transaction(
 
 
 @router.get("/transactions/{txn_id}")
+@cached(
+    name="transaction",
+    depends=lambda txn_id: [Row("transactions", txn_id)],
+    vary=lambda principal: principal.organization_id,
+)
 async def get_transaction(
     txn_id: int, principal: PrincipalDep, services: ServicesDep, fields: str | None = None
 ) -> JSONBytesResponse:
@@ -146,6 +159,7 @@ async def get_transaction(
 
 
 @router.patch("/transactions/{txn_id}")
+@precondition(get_transaction)
 async def update_transaction(
     txn_id: int, body: TransactionUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -163,6 +177,7 @@ async def update_transaction(
 
 
 @router.delete("/transactions/{txn_id}", status_code=204)
+@precondition(get_transaction)
 async def delete_transaction(txn_id: int, principal: WriterDep, services: ServicesDep) -> Response:
     async with services.db.writer() as session:
         txn = await load_transaction(session, principal, txn_id)

@@ -147,6 +147,28 @@ class Cache:
         keys = stamp_keys(depends)
         return keys, await self.stamps.read(keys)
 
+    async def current(self, depends: Sequence[Dependency]) -> StampSnapshot:
+        """The stamps of ``depends`` as the authoritative store holds them now — never a
+        local mirror that may lag behind other processes' bumps: for decisions a stale
+        stamp would make wrong (``If-Match``)."""
+        store: StampStore = getattr(self.stamps, "remote", self.stamps)
+        return await store.read(stamp_keys(depends))
+
+    async def announce(self, changeset: ChangeSet) -> None:
+        """Move the stamps ``changeset`` touches before its transaction commits (called with
+        its row locks held): a writer that takes those locks after the commit then sees them
+        moved. The bump after commit (:meth:`invalidate`) still follows; this one marks
+        nothing applied. A backend failure is counted, not raised: writes go on while the
+        store is down (it draws a new generation when it answers again)."""
+        keys = bumps(changeset)
+        if not keys:
+            return
+        try:
+            await self.stamps.bump(keys, 0)
+        except Exception:
+            self.metrics.errors.labels("announce").inc()
+            log.warning("cache_announce_failed", changeset=changeset.id, exc_info=True)
+
     def etag_for(self, name: str, key: Hashable, snapshot: StampSnapshot) -> str:
         """A digest of the key and the stamps: equal iff nothing it depends on changed.
 
