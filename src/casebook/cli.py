@@ -13,9 +13,12 @@ from casebook.jobs_cli import jobs_app, worker_command
 from casebook.ledger_cli import aggregates_app, import_command, sweep_uploads_command
 from casebook.settings import CasebookSettings
 from lockstep import (
+    CHANGE_LOG_TABLES,
+    JOBS_TABLES,
     Changes,
     Database,
     LockstepError,
+    check_tables,
     current_revision,
     head_revision,
     upgrade,
@@ -50,6 +53,8 @@ async def _migrate(settings: CasebookSettings) -> str | None:
     db = Database(settings)
     try:
         await upgrade(db, MIGRATIONS)
+        # The migrations may leave lockstep's tables behind what this lockstep needs.
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
         return await current_revision(db)
     finally:
         await db.dispose()
@@ -61,14 +66,15 @@ async def _require_current(settings: CasebookSettings) -> None:
     db = Database(settings)
     try:
         current = await current_revision(db)
+        head = head_revision(MIGRATIONS)
+        if current != head:
+            raise LockstepError(
+                f"the database schema is at {current or 'nothing'}, the code expects {head}: "
+                "run `casebook db upgrade` first"
+            )
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
     finally:
         await db.dispose()
-    head = head_revision(MIGRATIONS)
-    if current != head:
-        raise LockstepError(
-            f"the database schema is at {current or 'nothing'}, the code expects {head}: "
-            "run `casebook db upgrade` first"
-        )
 
 
 async def _seed(

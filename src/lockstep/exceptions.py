@@ -124,3 +124,12 @@ class PayloadTooLargeError(LockstepError):
 
     code = "payload_too_large"
     status_code = 413
+
+
+class SchemaError(LockstepError):
+    """The database's schema is not the one this code needs: lockstep's own tables are
+    missing or at another revision, or a table the application declares was never created.
+    The message says what to run."""
+
+    code = "schema_error"
+    status_code = 503

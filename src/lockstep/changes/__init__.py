@@ -13,13 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lockstep.changes.capture import COMMITTED, ChangeCapture, defer_to_log, record_changes
 from lockstep.changes.feed import ChangeFeed, Cursor
 from lockstep.changes.hub import ChangeHub, ChangeListener
-from lockstep.changes.log import (
-    Prelude,
-    create_change_log,
-    drop_change_log,
-    ensure_change_log,
-    run_prelude,
-)
+from lockstep.changes.log import Prelude, run_prelude
+from lockstep.changes.revisions import CHANGE_LOG_TABLES, ensure_change_log
 from lockstep.changes.tokens import (
     RequestConsistency,
     consistency_scope,
@@ -50,6 +45,7 @@ class Changes:
 
 
 __all__ = [
+    "CHANGE_LOG_TABLES",
     "ChangeCapture",
     "ChangeFeed",
     "ChangeHub",
@@ -62,10 +58,8 @@ __all__ = [
     "TableSpec",
     "Tracking",
     "consistency_scope",
-    "create_change_log",
     "current_consistency",
     "defer_to_log",
-    "drop_change_log",
     "ensure_change_log",
     "record_changes",
     "record_commit",
