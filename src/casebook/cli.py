@@ -1,4 +1,10 @@
-"""The ``casebook`` command: serve, seed, and manage the database schema."""
+"""The ``casebook`` command: serve, seed, and manage the database schema.
+
+``casebook jobs ...`` and ``casebook aggregates ...`` are lockstep's own ``jobs`` and
+``rollups`` command groups, mounted here with casebook as their app (``--data-dir`` works
+as everywhere else); ``lockstep --app casebook.services:lockstep_app`` runs the rest of
+lockstep's operator CLI on casebook (see docs/cli.md).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from casebook.console import err, out, run_command, settings_for
-from casebook.jobs_cli import jobs_app, worker_command
-from casebook.ledger_cli import aggregates_app, import_command, sweep_uploads_command
+from casebook.jobs_cli import worker_command
+from casebook.ledger_cli import import_command, sweep_uploads_command
 from casebook.settings import CasebookSettings
 from lockstep import (
     CHANGE_LOG_TABLES,
@@ -23,6 +29,9 @@ from lockstep import (
     head_revision,
     upgrade,
 )
+from lockstep.cli.app import AppSource
+from lockstep.cli.jobs import jobs_app
+from lockstep.cli.rollups import rollups_app
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -34,9 +43,22 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker_command)
-app.add_typer(aggregates_app, name="aggregates")
+app.add_typer(
+    rollups_app,
+    name="aggregates",
+    help="Check and fix the dashboard rollups against the ledger.",
+)
 app.command("import")(import_command)
 app.command("sweep-uploads")(sweep_uploads_command)
+
+
+@app.callback()
+def _casebook(ctx: typer.Context) -> None:
+    # lockstep's mounted command groups find their app here.
+    from casebook.services import lockstep_app
+
+    ctx.obj = AppSource(factory=lockstep_app)
+
 
 DataDir = Annotated[
     Path | None,
