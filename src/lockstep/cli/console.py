@@ -130,11 +130,14 @@ def guarded(coroutine: Callable[[], Awaitable[T]]) -> T:
         raise fail(exc.message) from None
     except DBAPIError as exc:
         # The driver's first line says what happened; the statement is noise here.
-        raise fail(f"database error: {str(exc.orig).splitlines()[0]}") from None
+        first = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
+        raise fail(f"database error: {first}") from None
     except RedisError as exc:
         raise fail(f"Redis error: {exc}") from None
     except OSError as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling of it
+        raise fail("interrupted", 130) from None
 
 
 async def _checked(
