@@ -1,4 +1,10 @@
-"""The ``casebook`` command: serve, seed, and manage the database schema."""
+"""The ``casebook`` command: serve, seed, and manage the database schema.
+
+``casebook jobs ...`` and ``casebook aggregates ...`` are lockstep's own ``jobs`` and
+``rollups`` command groups, mounted here with casebook as their app (``--data-dir`` works
+as everywhere else); ``lockstep --app casebook.services:lockstep_app`` runs the rest of
+lockstep's operator CLI on casebook (see docs/cli.md).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,23 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from casebook.console import err, out, run_command, settings_for
-from casebook.jobs_cli import jobs_app, worker_command
-from casebook.ledger_cli import aggregates_app, import_command, sweep_uploads_command
+from casebook.jobs_cli import worker_command
+from casebook.ledger_cli import import_command, sweep_uploads_command
 from casebook.settings import CasebookSettings
 from lockstep import (
+    CHANGE_LOG_TABLES,
+    JOBS_TABLES,
     Changes,
     Database,
     LockstepError,
+    check_tables,
     current_revision,
     head_revision,
     upgrade,
 )
+from lockstep.cli.app import AppSource
+from lockstep.cli.jobs import jobs_app
+from lockstep.cli.rollups import rollups_app
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -31,9 +43,22 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker_command)
-app.add_typer(aggregates_app, name="aggregates")
+app.add_typer(
+    rollups_app,
+    name="aggregates",
+    help="Check and fix the dashboard rollups against the ledger.",
+)
 app.command("import")(import_command)
 app.command("sweep-uploads")(sweep_uploads_command)
+
+
+@app.callback()
+def _casebook(ctx: typer.Context) -> None:
+    # lockstep's mounted command groups find their app here.
+    from casebook.services import lockstep_app
+
+    ctx.obj = AppSource(factory=lockstep_app)
+
 
 DataDir = Annotated[
     Path | None,
@@ -50,6 +75,8 @@ async def _migrate(settings: CasebookSettings) -> str | None:
     db = Database(settings)
     try:
         await upgrade(db, MIGRATIONS)
+        # The migrations may leave lockstep's tables behind what this lockstep needs.
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
         return await current_revision(db)
     finally:
         await db.dispose()
@@ -61,14 +88,15 @@ async def _require_current(settings: CasebookSettings) -> None:
     db = Database(settings)
     try:
         current = await current_revision(db)
+        head = head_revision(MIGRATIONS)
+        if current != head:
+            raise LockstepError(
+                f"the database schema is at {current or 'nothing'}, the code expects {head}: "
+                "run `casebook db upgrade` first"
+            )
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
     finally:
         await db.dispose()
-    head = head_revision(MIGRATIONS)
-    if current != head:
-        raise LockstepError(
-            f"the database schema is at {current or 'nothing'}, the code expects {head}: "
-            "run `casebook db upgrade` first"
-        )
 
 
 async def _seed(

@@ -1,15 +1,14 @@
-"""``casebook import FILE --case ID``, ``casebook sweep-uploads`` and ``casebook aggregates
-verify|repair|rebuild``.
+"""``casebook import FILE --case ID`` and ``casebook sweep-uploads``.
 
 Both write through a Database with the change feed and the rollups installed, exactly like
 the server's writes, so a running server learns of them from the change log. Failures print
-one line saying what is wrong and exit non-zero.
+one line saying what is wrong and exit non-zero. (``casebook aggregates ...`` is lockstep's
+``rollups`` command group, mounted by :mod:`casebook.cli`.)
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,11 +18,9 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from casebook.console import err, out, run_command, settings_for
 from casebook.settings import CasebookSettings
@@ -37,20 +34,12 @@ from lockstep import (
 )
 
 T = TypeVar("T")
-aggregates_app = typer.Typer(
-    no_args_is_help=True, help="Check and fix the dashboard rollups against the ledger."
-)
-
 DataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
         help="Where the SQLite file and local state live (default: $LOCKSTEP_DATA_DIR or ./data).",
     ),
-]
-Names = Annotated[
-    list[str] | None,
-    typer.Option("--rollup", help="Only this rollup (repeatable; default: all of them)."),
 ]
 SHOWN = 20
 
@@ -183,83 +172,3 @@ def _write_rejects(path: Path, rejects: list[Any]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["row", "column", "reason", "value"])
         writer.writerows([r.row, r.column, r.reason, r.value] for r in rejects)
-
-
-def _progress(bar: Progress) -> Callable[[str, int, int], None]:
-    tasks: dict[str, TaskID] = {}
-
-    def update(name: str, done: int, total: int) -> None:
-        if name not in tasks:
-            tasks[name] = bar.add_task(name, total=max(total, 1))
-        bar.update(tasks[name], completed=done, total=max(total, 1))
-
-    return update
-
-
-def _describe(rollup: str, groups: int, discrepancies: Any) -> None:
-    table = Table(title=f"{rollup}: {groups} groups, {len(discrepancies)} differ")
-    table.add_column("group")
-    table.add_column("difference")
-    for d in discrepancies[:SHOWN]:
-        where, _, what = d.describe().partition("] ")
-        table.add_row(where.lstrip("["), what)
-    if discrepancies:
-        out.print(table)
-    else:
-        out.print(f"{rollup}: {groups} groups, all equal to the GROUP BY")
-
-
-@aggregates_app.command("verify")
-def verify_command(names: Names = None, data_dir: DataDir = None) -> None:
-    """Compare every rollup with a full GROUP BY of the ledger (exit 1 if any differs)."""
-    from casebook.rollups import AGGREGATES
-
-    async def run() -> list[Any]:
-        db = _database(settings_for(data_dir, slow_query_ms=0))
-        try:
-            with _bar("verifying") as bar:
-                return await AGGREGATES.verify(db, names, progress=_progress(bar))
-        finally:
-            await db.dispose()
-
-    reports = run_command(run())
-    for report in reports:
-        _describe(report.rollup, report.groups, report.discrepancies)
-    if not all(r.ok for r in reports):
-        raise typer.Exit(1)
-
-
-@aggregates_app.command("repair")
-def repair_command(names: Names = None, data_dir: DataDir = None) -> None:
-    """Verify, then recompute exactly the groups that differ."""
-    from casebook.rollups import AGGREGATES
-
-    async def run() -> list[Any]:
-        db = _database(settings_for(data_dir, slow_query_ms=0))
-        try:
-            with _bar("checking") as bar:
-                return await AGGREGATES.repair(db, names, progress=_progress(bar))
-        finally:
-            await db.dispose()
-
-    for verification, rewrite in run_command(run()):
-        _describe(verification.rollup, verification.groups, verification.discrepancies)
-        if rewrite.groups:
-            out.print(f"{rewrite.rollup}: repaired {rewrite.groups} groups")
-
-
-@aggregates_app.command("rebuild")
-def rebuild_command(names: Names = None, data_dir: DataDir = None) -> None:
-    """Recompute every group from the ledger, chunk by chunk, while the app keeps running."""
-    from casebook.rollups import AGGREGATES
-
-    async def run() -> list[Any]:
-        db = _database(settings_for(data_dir, slow_query_ms=0))
-        try:
-            with _bar("rebuilding") as bar:
-                return await AGGREGATES.rebuild(db, names, progress=_progress(bar))
-        finally:
-            await db.dispose()
-
-    for rewrite in run_command(run()):
-        out.print(f"{rewrite.rollup}: rebuilt {rewrite.groups} groups")

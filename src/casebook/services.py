@@ -1,5 +1,5 @@
 """What a casebook process holds: settings, the database, the change feed with its cache,
-and the token service."""
+the jobs, and the token service; and casebook as lockstep's operator CLI sees it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
 from casebook.tasks import TaskState, tasks
-from lockstep import Database, Jobs, Lockstep, Tracking, Worker, head_revision
+from lockstep import (
+    Aggregates,
+    Database,
+    Jobs,
+    Lockstep,
+    Tracking,
+    Worker,
+    head_revision,
+    load_settings,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -63,14 +72,7 @@ class Services:
             access_minutes=settings.access_token_minutes,
             refresh_days=settings.refresh_token_days,
         )
-        db = Database(settings)
-        AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
-        # The schema revision is part of every cache key: a migration retires old entries.
-        namespace = f"casebook:{head_revision(MIGRATIONS)}"
-        runtime = Lockstep(
-            settings, db, tracking(), namespace=namespace, identify=_identify(tokens)
-        )
-        jobs = Jobs(db, tasks, settings, registry=runtime.registry)
+        db, runtime, jobs = _runtime(settings, identify=_identify(tokens))
         return cls(settings=settings, db=db, lockstep=runtime, tokens=tokens, jobs=jobs)
 
     def worker(self, **options: Any) -> Worker:
@@ -82,3 +84,41 @@ class Services:
         if self.settings.is_sqlite and self.settings.jobs_embedded_worker:
             return self.worker()
         return contextlib.nullcontext()
+
+
+def _runtime(
+    settings: CasebookSettings, identify: Callable[[Scope], Hashable | None] | None = None
+) -> tuple[Database, Lockstep, Jobs]:
+    """The database with the rollups and the change feed installed, the lockstep runtime
+    and the jobs: what every casebook process writes through."""
+    db = Database(settings)
+    AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
+    # The schema revision is part of every cache key: a migration retires old entries.
+    namespace = f"casebook:{head_revision(MIGRATIONS)}"
+    runtime = Lockstep(settings, db, tracking(), namespace=namespace, identify=identify)
+    jobs = Jobs(db, tasks, settings, registry=runtime.registry)
+    return db, runtime, jobs
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorView:
+    """casebook as lockstep's operator CLI sees it: ``lockstep --app
+    casebook.services:lockstep_app feed status`` (and ``casebook jobs|aggregates ...``,
+    which are the same commands). See docs/cli.md for the attributes."""
+
+    database: Database
+    lockstep: Lockstep
+    jobs: Jobs
+    aggregates: Aggregates
+    migrations: Path
+
+
+def lockstep_app(**overrides: Any) -> OperatorView:
+    """Build the operator view from the environment's settings, with ``overrides`` (the
+    CLI's ``--data-dir``). It needs no signing key: the CLI authenticates no one. Its
+    scans (rollup verification) are slow by nature, so the slow-query log is off unless
+    asked for."""
+    overrides.setdefault("slow_query_ms", 0)
+    settings = load_settings(CasebookSettings, **overrides)
+    db, runtime, jobs = _runtime(settings)
+    return OperatorView(db, runtime, jobs, AGGREGATES, MIGRATIONS)

@@ -12,22 +12,17 @@ from lockstep.aggregates import (
     Min,
     Rewrite,
     Rollup,
+    RollupMigration,
     Sum,
     Verification,
     create_rollups,
     drop_rollups,
     month,
+    rollup_migration,
     year,
 )
 from lockstep.cache import Cache, Dependency, Row, Scope, Table
-from lockstep.changes import (
-    Changes,
-    ChangeSet,
-    Cursor,
-    Tracking,
-    create_change_log,
-    drop_change_log,
-)
+from lockstep.changes import CHANGE_LOG_TABLES, Changes, ChangeSet, Cursor, Tracking
 from lockstep.db import (
     Columns,
     Database,
@@ -51,6 +46,7 @@ from lockstep.exceptions import (
     PermissionDeniedError,
     PreconditionFailedError,
     RateLimitedError,
+    SchemaError,
     ValidationFailedError,
 )
 from lockstep.http import (
@@ -74,6 +70,7 @@ from lockstep.imports import (
     parsers,
 )
 from lockstep.jobs import (
+    JOBS_TABLES,
     Backoff,
     JobArgumentsError,
     JobContext,
@@ -95,17 +92,24 @@ from lockstep.jobs import (
     TaskRegistry,
     UnknownTaskError,
     Worker,
-    create_jobs_tables,
-    drop_jobs_tables,
     enqueue,
     enqueue_many,
 )
 from lockstep.runtime import Lockstep
+from lockstep.schema import (
+    Revision,
+    VersionedTables,
+    check_tables,
+    table_metadata,
+    table_revisions,
+)
 from lockstep.settings import Settings, load_settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CHANGE_LOG_TABLES",
+    "JOBS_TABLES",
     "AggregateError",
     "Aggregates",
     "AuthenticationError",
@@ -157,9 +161,12 @@ __all__ = [
     "RateLimitedError",
     "Rejection",
     "ResultUnavailableError",
+    "Revision",
     "Rewrite",
     "Rollup",
+    "RollupMigration",
     "Row",
+    "SchemaError",
     "Scope",
     "Settings",
     "Snooze",
@@ -173,18 +180,16 @@ __all__ = [
     "UnknownTaskError",
     "ValidationFailedError",
     "Verification",
+    "VersionedTables",
     "Worker",
     "__version__",
     "bulk_insert",
     "cached",
+    "check_tables",
     "count_statements",
-    "create_change_log",
-    "create_jobs_tables",
     "create_rollups",
     "current_request_id",
     "current_revision",
-    "drop_change_log",
-    "drop_jobs_tables",
     "drop_rollups",
     "enqueue",
     "enqueue_many",
@@ -195,6 +200,9 @@ __all__ = [
     "month",
     "parsers",
     "precondition",
+    "rollup_migration",
+    "table_metadata",
+    "table_revisions",
     "upgrade",
     "year",
 ]

@@ -132,3 +132,12 @@ class UnattributedWriteError(LockstepError):
     subscriber can miss its changes."""
 
     code = "unattributed_write"
+
+
+class SchemaError(LockstepError):
+    """The database's schema is not the one this code needs: lockstep's own tables are
+    missing or at another revision, or a table the application declares was never created.
+    The message says what to run."""
+
+    code = "schema_error"
+    status_code = 503

@@ -100,7 +100,7 @@ def test_list_cancel_retry_pause(data_dir: Path) -> None:
     assert (code, output.strip()) == (0, f"job {job_id} (casebook.notify.fan_out) is queued again")
     assert str(job_id) in cli("jobs", "list", "--state", "queued", data_dir=data_dir)[1]
     assert cli("jobs", "pause", "default", data_dir=data_dir)[0] == 0
-    code, output = cli("jobs", "queues", data_dir=data_dir)
+    code, output = cli("jobs", "stats", data_dir=data_dir)
     assert code == 0
     assert "yes" in output  # paused
     assert cli("jobs", "resume", "default", data_dir=data_dir)[0] == 0

@@ -21,6 +21,7 @@ from budget.figures import Figures, household_rollup
 from budget.models import EXPENSE_TYPES, Base, Entry, Household, Member
 from budget.rollups import AGGREGATES
 from lockstep import (
+    CHANGE_LOG_TABLES,
     Database,
     JSONBytesResponse,
     Lockstep,
@@ -29,23 +30,12 @@ from lockstep import (
     Settings,
     Tracking,
     cached,
-    create_change_log,
     create_rollups,
     load_settings,
 )
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 ExpenseType = Annotated[str, Field(pattern="^(" + "|".join(EXPENSE_TYPES) + ")$")]
-
-
-class _Bind:
-    """The ``op.get_bind()`` the schema helpers expect from a migration, over a connection."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    def get_bind(self) -> Any:
-        return self.connection
 
 
 async def init_schema(db: Database) -> None:
@@ -57,8 +47,8 @@ async def init_schema(db: Database) -> None:
         rollups = {r.name for r in AGGREGATES}
         tables = [t for t in Base.metadata.sorted_tables if t.name not in rollups]
         Base.metadata.create_all(connection, tables=tables)
-        create_change_log(_Bind(connection))
-        create_rollups(_Bind(connection), *AGGREGATES)  # created and filled from the entries
+        CHANGE_LOG_TABLES.ensure(connection)
+        create_rollups(connection, *AGGREGATES)  # created and filled from the entries
 
     async with db.writer_engine.begin() as conn:
         await conn.run_sync(create)

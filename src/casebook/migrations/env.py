@@ -2,6 +2,10 @@
 
 lockstep's ``upgrade()`` hands us a live connection in ``config.attributes["connection"]``;
 the ``alembic`` command line (for ``revision --autogenerate``) gets a URL and runs async.
+
+The autogenerate target is everything the database should hold: casebook's models, its
+rollups (declared on the same metadata) and lockstep's own tables, so an autogenerate run
+on an up-to-date database finds nothing to do (``tests/casebook/test_migrations.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from typing import Any
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import casebook.rollups  # noqa: F401 - declares the rollup tables on Base.metadata
 from casebook.models import Base
+from lockstep import CHANGE_LOG_TABLES, JOBS_TABLES, table_metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES)]
 
 
 def _run(connection: Any) -> None:
@@ -24,6 +30,7 @@ def _run(connection: Any) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        compare_server_default=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,7 +1,8 @@
 """Dashboard rollups maintained in the writer's transaction, and proven equal to a GROUP BY.
 
-Declare a :class:`Rollup` (group keys, measures, optional filter), create its table with
-:func:`create_rollups` from a migration, and :meth:`Aggregates.install` it on the database:
+Declare a :class:`Rollup` (group keys, measures, optional filter), create its table with a
+frozen migration (:func:`rollup_migration`; ``lockstep migration rollup`` writes the file),
+and :meth:`Aggregates.install` it on the database:
 every ``writer()`` transaction then adds its deltas (one upsert per touched group, in one
 lock order) before it commits. ``verify`` / ``repair`` / ``rebuild`` check and fix a rollup
 against its source. See ``docs/aggregates.md``.
@@ -10,7 +11,12 @@ against its source. See ``docs/aggregates.md``.
 from lockstep.aggregates.delta import GroupDelta, settle
 from lockstep.aggregates.keys import ColumnKey, Key, MonthKey, YearKey, month, year
 from lockstep.aggregates.measures import Avg, Count, Max, Measure, Min, Sum
-from lockstep.aggregates.migration import create_rollups, drop_rollups
+from lockstep.aggregates.migration import (
+    RollupMigration,
+    create_rollups,
+    drop_rollups,
+    rollup_migration,
+)
 from lockstep.aggregates.registry import Aggregates
 from lockstep.aggregates.rollup import ROW_COUNT, Rollup
 from lockstep.aggregates.verification import (
@@ -39,6 +45,7 @@ __all__ = [
     "Progress",
     "Rewrite",
     "Rollup",
+    "RollupMigration",
     "Sum",
     "Verification",
     "YearKey",
@@ -47,6 +54,7 @@ __all__ = [
     "month",
     "rebuild",
     "repair",
+    "rollup_migration",
     "settle",
     "verify",
     "year",

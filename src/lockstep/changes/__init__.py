@@ -19,13 +19,8 @@ from lockstep.changes.capture import (
 )
 from lockstep.changes.feed import ChangeFeed, Cursor
 from lockstep.changes.hub import ChangeHub, ChangeListener
-from lockstep.changes.log import (
-    Prelude,
-    create_change_log,
-    drop_change_log,
-    ensure_change_log,
-    run_prelude,
-)
+from lockstep.changes.log import Prelude, run_prelude
+from lockstep.changes.revisions import CHANGE_LOG_TABLES, ensure_change_log
 from lockstep.changes.tokens import (
     RequestConsistency,
     consistency_scope,
@@ -56,6 +51,7 @@ class Changes:
 
 
 __all__ = [
+    "CHANGE_LOG_TABLES",
     "ChangeCapture",
     "ChangeFeed",
     "ChangeHub",
@@ -69,10 +65,8 @@ __all__ = [
     "Tracking",
     "committing_changeset",
     "consistency_scope",
-    "create_change_log",
     "current_consistency",
     "defer_to_log",
-    "drop_change_log",
     "ensure_change_log",
     "record_changes",
     "record_commit",

@@ -23,9 +23,10 @@ import orjson
 from sqlalchemy import and_, delete, func, select, text, tuple_, update
 
 from lockstep.changes.hub import ChangeHub
-from lockstep.changes.log import COMPACTED_BELOW, GENERATION, changes_table, decode_row, meta_table
+from lockstep.changes.log import COMPACTED_BELOW, GENERATION, changes_table, decode_row
 from lockstep.db import Database
 from lockstep.exceptions import CursorExpiredError
+from lockstep.schema import meta_table
 from lockstep.types import ChangeSet
 
 _XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")

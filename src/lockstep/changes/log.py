@@ -2,11 +2,12 @@
 
 It is the source of truth every consumer resumes from. Rows are written inside the writing
 transaction (an outbox), so a change exists in the log if and only if its transaction
-committed. Schema, created by :func:`create_change_log` from an application's Alembic
-migration (or :func:`ensure_change_log` in tests)::
+committed. Schema (the live definition of the latest revision of ``CHANGE_LOG_TABLES``,
+whose frozen DDL an application's migration applies; see :mod:`.revisions`)::
 
     lockstep_changes(id, txid, created_at, payload)   payload = JSON list of changes
     lockstep_meta(name, value)                         generation, compaction watermark
+                                                       (lockstep's shared bookkeeping table)
 
 On PostgreSQL ``txid`` is the writer's ``pg_current_xact_id()``, which the feed needs to
 never skip a transaction that commits after a later one.
@@ -14,7 +15,6 @@ never skip a transaction that commits after a later one.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
-    String,
     Table,
     Text,
     bindparam,
@@ -40,6 +39,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.selectable import CTE
 
 from lockstep.db.batch import insert_row
+
+# The log's generation and watermark are rows of lockstep's shared bookkeeping table.
+from lockstep.schema import meta_table as meta_table
 from lockstep.types import Change, ChangeSet
 
 metadata = MetaData()
@@ -56,13 +58,6 @@ changes_table = Table(
     sqlite_autoincrement=True,  # never reuse an id, even after compaction empties the log
 )
 
-meta_table = Table(
-    "lockstep_meta",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", String(200), nullable=False),
-)
-
 _PG_TXID = text("pg_current_xact_id()::text::bigint")
 _PG_INSERT = (
     insert(changes_table)
@@ -73,38 +68,6 @@ _SQLITE_INSERT = "INSERT INTO lockstep_changes (payload) VALUES (?)"
 
 GENERATION = "changes.generation"
 COMPACTED_BELOW = "changes.compacted_below"  # every row with id (SQLite) / txid (PG) below is gone
-
-
-def create_change_log(op: Any) -> None:
-    """Create the change-log tables from inside an Alembic migration's ``upgrade()``."""
-    bind = op.get_bind()
-    metadata.create_all(bind)
-    _install_defaults(bind)
-
-
-def drop_change_log(op: Any) -> None:
-    """Drop the change-log tables from inside an Alembic migration's ``downgrade()``."""
-    metadata.drop_all(op.get_bind())
-
-
-def ensure_change_log(connection: Connection) -> None:
-    """Create the tables if missing (sync connection; use ``run_sync`` from async code)."""
-    metadata.create_all(connection)
-    _install_defaults(connection)
-
-
-def _install_defaults(connection: Connection) -> None:
-    existing = connection.execute(
-        select(meta_table.c.value).where(meta_table.c.name == GENERATION)
-    ).scalar()
-    if existing is None:
-        connection.execute(
-            insert(meta_table),
-            [
-                {"name": GENERATION, "value": uuid.uuid4().hex[:12]},
-                {"name": COMPACTED_BELOW, "value": "0"},
-            ],
-        )
 
 
 def encode_payload(changes: tuple[Change, ...] | list[Change]) -> str:

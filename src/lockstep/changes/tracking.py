@@ -9,6 +9,7 @@ from sqlalchemy import MetaData, Table
 
 from lockstep.changes.log import metadata as log_metadata
 from lockstep.exceptions import ConfigurationError
+from lockstep.schema import meta_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Tracking:
         per_table: Mapping[str, Iterable[str]] | None = None,
         exclude: Iterable[str] = (),
     ) -> None:
-        excluded = set(exclude) | set(log_metadata.tables)
+        excluded = set(exclude) | set(log_metadata.tables) | {meta_table.name}
         shared = tuple(scopes)
         per_table = dict(per_table or {})
         unknown = set(per_table) - set(metadata.tables)

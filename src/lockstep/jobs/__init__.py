@@ -21,21 +21,16 @@ from lockstep.jobs.errors import (
 from lockstep.jobs.job import ClaimedJob, JobInfo, JobProgress
 from lockstep.jobs.limits import KeyLimits, QueueLimits, Rate
 from lockstep.jobs.metrics import JobMetrics, QueueStats
+from lockstep.jobs.revisions import JOBS_TABLES, ensure_jobs_tables
 from lockstep.jobs.runtime import Jobs
 from lockstep.jobs.schedule import CatchUp, Schedule
-from lockstep.jobs.schema import (
-    FINAL_STATES,
-    LIVE_STATES,
-    JobState,
-    create_jobs_tables,
-    drop_jobs_tables,
-    ensure_jobs_tables,
-)
+from lockstep.jobs.schema import FINAL_STATES, LIVE_STATES, JobState
 from lockstep.jobs.task import Task, TaskRegistry
 from lockstep.jobs.worker import Worker
 
 __all__ = [
     "FINAL_STATES",
+    "JOBS_TABLES",
     "LIVE_STATES",
     "Backoff",
     "CatchUp",
@@ -65,8 +60,6 @@ __all__ = [
     "TaskRegistry",
     "UnknownTaskError",
     "Worker",
-    "create_jobs_tables",
-    "drop_jobs_tables",
     "enqueue",
     "enqueue_many",
     "ensure_jobs_tables",

@@ -1,4 +1,5 @@
-"""The tables of the jobs system, created from an application's Alembic migration.
+"""The tables of the jobs system: the live definition of the latest revision of
+``JOBS_TABLES`` (whose frozen DDL an application's migration applies; see :mod:`.revisions`).
 
 One table holds every job, whatever its state::
 
@@ -34,7 +35,6 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.engine import Connection
 
 
 class JobState(enum.StrEnum):
@@ -161,18 +161,3 @@ schedules_table = Table(
     Column("name", String(200), primary_key=True),
     Column("last_tick", _time, nullable=False),
 )
-
-
-def create_jobs_tables(op: Any) -> None:
-    """Create the jobs tables from inside an Alembic migration's ``upgrade()``."""
-    metadata.create_all(op.get_bind())
-
-
-def drop_jobs_tables(op: Any) -> None:
-    """Drop the jobs tables from inside an Alembic migration's ``downgrade()``."""
-    metadata.drop_all(op.get_bind())
-
-
-def ensure_jobs_tables(connection: Connection) -> None:
-    """Create the tables if missing (sync connection; use ``run_sync`` from async code)."""
-    metadata.create_all(connection)

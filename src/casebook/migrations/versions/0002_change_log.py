@@ -1,4 +1,4 @@
-"""lockstep change log
+"""lockstep change log (revision 1 of lockstep's change-log tables)
 
 Revision ID: 0002
 Revises: 0001
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from lockstep import create_change_log, drop_change_log
+from lockstep import CHANGE_LOG_TABLES
 
 revision = "0002"
 down_revision = "0001"
@@ -18,8 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_change_log(op)
+    CHANGE_LOG_TABLES.upgrade(op, to=1)
 
 
 def downgrade() -> None:
-    drop_change_log(op)
+    CHANGE_LOG_TABLES.downgrade(op, to=0)

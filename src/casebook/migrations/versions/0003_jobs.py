@@ -1,4 +1,4 @@
-"""lockstep jobs tables, the notification outbox, reports.job_id
+"""lockstep jobs tables (revision 1), the notification outbox, reports.job_id
 
 Revision ID: 0003_jobs
 Revises: 0002
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from lockstep import create_jobs_tables, drop_jobs_tables
+from lockstep import JOBS_TABLES
 
 revision = "0003_jobs"
 down_revision = "0002"
@@ -19,7 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_jobs_tables(op)
+    JOBS_TABLES.upgrade(op, to=1)
     op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -46,4 +46,4 @@ def downgrade() -> None:
         batch.drop_column("job_id")
     op.drop_index("ix_outbox_org_id", table_name="outbox")
     op.drop_table("outbox")
-    drop_jobs_tables(op)
+    JOBS_TABLES.downgrade(op, to=0)
