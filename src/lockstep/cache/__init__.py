@@ -1,5 +1,6 @@
 """The exact cache: invalidated by the change feed, never by TTLs or key scans."""
 
+from lockstep.cache.breaker import CircuitBreaker, CircuitOpenError
 from lockstep.cache.cache import Cache, Codec, Lookup
 from lockstep.cache.coherence import MirroredStampStore
 from lockstep.cache.dependencies import Dependency, Row, Scope, Table, bumps, stamp_keys
@@ -11,6 +12,8 @@ from lockstep.cache.stores.redis import RedisStampStore, RedisValueStore
 __all__ = [
     "Cache",
     "CacheMetrics",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "Codec",
     "Dependency",
     "Lookup",
