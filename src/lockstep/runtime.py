@@ -135,7 +135,13 @@ class Lockstep:
         if self._mirror is not None:
             await self._mirror.start()
         if self.relay is not None:
-            self._follower = asyncio.create_task(self.relay.run())
+            # The relay's first step may have to draw a new generation (no saved cursor):
+            # take it before serving, so it cannot retire what the first requests cached.
+            cursor = None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.settings.redis_timeout * 4):
+                    cursor, _ = await self.relay.step(None)
+            self._follower = asyncio.create_task(self.relay.run(cursor))
         else:
             self._follower = asyncio.create_task(self._follow_other_processes())
 
