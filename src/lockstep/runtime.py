@@ -1,5 +1,6 @@
 """The composition root: one object that wires the change feed, the cache and HTTP caching
-for an application, choosing in-process or Redis backends from :class:`Settings`.
+for an application, on the cache backend it is given or, by default, the one
+:class:`Settings` choose (in-process, or Redis with ``LOCKSTEP_REDIS_URL``).
 
     lockstep = Lockstep(settings, database, Tracking(Base.metadata, scopes=["organization_id"]))
     app = FastAPI(lifespan=lockstep.lifespan)
@@ -21,19 +22,9 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from starlette.types import Scope
 
-from lockstep.cache import (
-    Cache,
-    CacheMetrics,
-    MemoryStampStore,
-    MirroredStampStore,
-    RedisStampStore,
-    RedisValueStore,
-)
-from lockstep.cache.relay import InvalidationRelay
+from lockstep.cache import Cache, CacheBackend, CacheMetrics, backend_from_settings
 from lockstep.changes import Changes, ChangeSet, Tracking
 from lockstep.db import Database
 from lockstep.http.caching import HttpCache
@@ -46,7 +37,8 @@ class Lockstep:
 
     Embedded mode (no ``LOCKSTEP_REDIS_URL``): stamps and values in this process. Scale-out
     mode: stamps and values in Redis, with a local mirror kept coherent over pub/sub (started
-    by :meth:`lifespan`, or :meth:`start` / :meth:`stop`).
+    by :meth:`lifespan`, or :meth:`start` / :meth:`stop`). ``backend`` replaces the choice
+    made from settings (see :mod:`lockstep.cache.backend`); the runtime starts and stops it.
 
     ``identify(scope)``, if given, must fully authenticate a raw request and return what the
     cached routes' ``vary`` returns for its caller (or None); it lets private cached answers
@@ -62,6 +54,7 @@ class Lockstep:
         namespace: str = "lockstep",
         registry: CollectorRegistry | None = None,
         identify: Callable[[Scope], Hashable | None] | None = None,
+        backend: CacheBackend | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -69,44 +62,23 @@ class Lockstep:
         # One registry for the app: pass it to install_observability so /metrics shows both.
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = CacheMetrics(self.registry)
-        self.redis: Redis | None = None
-        self._mirror: MirroredStampStore | None = None
-        if settings.redis_url:
-            # One attempt per call, bounded by redis_timeout: when Redis is down, requests
-            # fall through to the database quickly instead of waiting out retries.
-            self.redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=settings.redis_timeout,
-                socket_connect_timeout=settings.redis_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            remote = RedisStampStore(self.redis, prefix=namespace)
-            self._mirror = MirroredStampStore(remote, metrics=self.metrics)
-            self.cache = Cache(
-                self._mirror,
-                l2=RedisValueStore(self.redis, remote),
-                tracking=tracking,
-                namespace=namespace,
-                metrics=self.metrics,
-                fail_closed=settings.cache_fail_closed,
-            )
-            self._mirror.on_flush = self.cache.clear_local
-            self.relay: InvalidationRelay | None = InvalidationRelay(
-                self.changes.feed,
-                remote,
-                hub=self.changes.hub,
-                poll_interval=settings.feed_poll_seconds,
-                metrics=self.metrics,
-            )
-        else:
-            self.relay = None
-            self.cache = Cache(
-                MemoryStampStore(), tracking=tracking, namespace=namespace, metrics=self.metrics
-            )
+        if backend is None:
+            backend = backend_from_settings(settings, namespace)
+        self.backend = backend
+        self.cache = Cache(
+            self.backend.stamps,
+            l2=self.backend.values,
+            tracking=tracking,
+            namespace=namespace,
+            metrics=self.metrics,
+            fail_closed=settings.cache_fail_closed,
+        )
+        self.backend.attach(self.cache, self.changes)
         self.changes.hub.subscribe(self.cache.invalidate)
         self.http = HttpCache(self.cache, identify=identify)
         self._local_ids: deque[int] = deque(maxlen=50_000)
         self._follower: asyncio.Task[None] | None = None
+        self._started = False
         self.changes.hub.subscribe(self._remember_local)
 
     async def _remember_local(self, changeset: ChangeSet) -> None:
@@ -127,22 +99,21 @@ class Lockstep:
         app.state.lockstep = self
         app.add_middleware(ConsistencyMiddleware)
 
+    @property
+    def redis(self) -> Redis | None:
+        """The Redis client of the backend, if it has one."""
+        client = getattr(self.backend, "redis", None)
+        return client if isinstance(client, Redis) else None
+
     async def start(self) -> None:
-        """Start the background work: in Redis mode the stamp mirror and the invalidation
-        relay; in embedded mode the follower of other processes' writes."""
-        if self._follower is not None:
+        """Start the background work: the backend's (in Redis mode the stamp mirror and the
+        invalidation relay) and, for stamps that are not shared, the follower of other
+        processes' writes."""
+        if self._started:
             return
-        if self._mirror is not None:
-            await self._mirror.start()
-        if self.relay is not None:
-            # The relay's first step may have to draw a new generation (no saved cursor):
-            # take it before serving, so it cannot retire what the first requests cached.
-            cursor = None
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.settings.redis_timeout * 4):
-                    cursor, _ = await self.relay.step(None)
-            self._follower = asyncio.create_task(self.relay.run(cursor))
-        else:
+        self._started = True
+        await self.backend.start()
+        if not self.backend.shared:
             self._follower = asyncio.create_task(self._follow_other_processes())
 
     async def stop(self) -> None:
@@ -152,15 +123,13 @@ class Lockstep:
                 async with asyncio.timeout(2.0):
                     await self._follower
             self._follower = None
-        if self._mirror is not None:
-            await self._mirror.stop()
-        if self.redis is not None:
-            await self.redis.aclose()
+        if self._started:
+            self._started = False
+            await self.backend.stop()
 
     async def ping_redis(self) -> None:
-        """A readiness check: raises if Redis does not answer."""
-        if self.redis is not None:
-            await self.redis.ping()
+        """A readiness check: raises if the cache backend (Redis) does not answer."""
+        await self.backend.ping()
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:

@@ -1,5 +1,11 @@
 """The exact cache: invalidated by the change feed, never by TTLs or key scans."""
 
+from lockstep.cache.backend import (
+    CacheBackend,
+    RedisBackend,
+    StoreBackend,
+    backend_from_settings,
+)
 from lockstep.cache.breaker import CircuitBreaker, CircuitOpenError
 from lockstep.cache.cache import Cache, Codec, Lookup
 from lockstep.cache.coherence import MirroredStampStore
@@ -11,6 +17,7 @@ from lockstep.cache.stores.redis import RedisStampStore, RedisValueStore
 
 __all__ = [
     "Cache",
+    "CacheBackend",
     "CacheMetrics",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -19,14 +26,17 @@ __all__ = [
     "Lookup",
     "MemoryStampStore",
     "MirroredStampStore",
+    "RedisBackend",
     "RedisStampStore",
     "RedisValueStore",
     "Row",
     "Scope",
     "StampSnapshot",
     "StampStore",
+    "StoreBackend",
     "Table",
     "ValueStore",
+    "backend_from_settings",
     "bumps",
     "stamp_keys",
 ]
