@@ -114,14 +114,16 @@ class CircuitBreaker:
         if self.failing_since is None or started < self.failing_since:
             self.failing_since = started
         if self._probing or self._consecutive >= self.failures:
-            self.trip()
+            self.trip(started)
         self._probing = False
 
-    def trip(self) -> None:
-        """Open now (also on evidence other than a call, such as a missed heartbeat)."""
+    def trip(self, since: float | None = None) -> None:
+        """Open now, on evidence other than a call: a heartbeat sent at ``since`` (this
+        breaker's clock; default now) that was never answered."""
         self._opened_at = self.clock()
-        if self.failing_since is None:
-            self.failing_since = self._opened_at
+        since = self._opened_at if since is None else since
+        if self.failing_since is None or since < self.failing_since:
+            self.failing_since = since
         if self._state != "open":
             self._set("open")
 

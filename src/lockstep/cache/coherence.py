@@ -36,6 +36,7 @@ import orjson
 import structlog
 from redis.asyncio.client import PubSub
 
+from lockstep.cache.breaker import CircuitOpenError
 from lockstep.cache.metrics import CacheMetrics
 from lockstep.cache.stores.base import StampSnapshot
 from lockstep.cache.stores.redis import RedisStampStore
@@ -273,9 +274,10 @@ class MirroredStampStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cache_invalidation_channel_lost", error=repr(exc))
-                if self.metrics is not None:
-                    self.metrics.errors.labels("subscribe").inc()
+                if not isinstance(exc, CircuitOpenError):  # an outage: the breaker logged it
+                    log.warning("cache_invalidation_channel_lost", error=repr(exc))
+                    if self.metrics is not None:
+                        self.metrics.errors.labels("subscribe").inc()
             self._attempted.set()
             self._go_dark()
             await asyncio.sleep(self._reconnect_delay)
@@ -327,7 +329,7 @@ class MirroredStampStore:
                     # Nothing arrived while we waited, so a missing PONG is Redis's doing,
                     # not this process being busy.
                     if pings and self.clock() - pings[0] > remote.timeout:
-                        remote.breaker.trip()
+                        remote.breaker.trip(since=pings[0])
                         raise ChannelStalled("no PONG on the invalidation channel")
                     continue
                 if message["type"] == "pong":

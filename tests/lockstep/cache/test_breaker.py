@@ -146,12 +146,14 @@ async def test_failing_since_is_when_the_earliest_failing_call_started() -> None
 
 
 def test_trip_opens_at_once_on_other_evidence() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=10.0)
     breaker, changes = make(clock)
-    breaker.trip()
+    breaker.trip(since=9.5)  # a heartbeat sent then was never answered
     assert breaker.state == "open"
-    assert breaker.failing_since == clock()
+    assert breaker.failing_since == 9.5
     assert changes == ["open"]
+    breaker.trip()
+    assert breaker.failing_since == 9.5
 
 
 def test_the_writer_holds_until_a_lease_has_passed_since_failures_began() -> None:
