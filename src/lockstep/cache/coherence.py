@@ -96,6 +96,7 @@ class MirroredStampStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.remote = remote
+        self._breaker = remote.breaker
         self.metrics = metrics
         self.on_flush = on_flush
         self.clock = clock
@@ -148,10 +149,10 @@ class MirroredStampStore:
     @property
     def trusted(self) -> bool:
         """Whether reads may be answered from the mirror right now (module docstring)."""
+        # Going dark zeroes the lease and forgets the generation, so these also mean live.
         remote = self.remote
         return (
-            self._live.is_set()
-            and self._generation is not None
+            self._generation is not None
             and self.clock() < self._lease_until
             and remote.breaker.closed
             and not remote.needs_reset
@@ -177,11 +178,20 @@ class MirroredStampStore:
     async def read(self, keys: Sequence[str], *, authoritative: bool = False) -> StampSnapshot:
         wanted = required_change()
         seen = not wanted or wanted in self._seen_set
-        if seen and not authoritative and self.trusted:
+        generation = self._generation
+        # self.trusted, inlined: this is the path of every L1 hit.
+        if (
+            seen
+            and generation is not None
+            and not authoritative
+            and self.clock() < self._lease_until
+            and self._breaker.closed
+            and not self.remote.needs_reset
+        ):
             mirror = self._mirror
             values = [mirror.get(k) for k in keys]
-            if None not in values and self._generation is not None:
-                return StampSnapshot(self._generation, tuple(v for v in values if v is not None))
+            if None not in values:
+                return StampSnapshot(generation, tuple(v for v in values if v is not None))
         epoch = self._epoch
         snapshot, seq = await self.remote.read_with_seq(keys, confirm=0 if seen else wanted)
         # Keep what we read only if no message was applied while it was in flight (one that

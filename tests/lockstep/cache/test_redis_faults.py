@@ -262,6 +262,25 @@ async def test_restart_from_an_older_snapshot(
     await never_stale(feed, a, b, token, "eins")
 
 
+async def test_another_server_process_is_noticed_on_each_scripts_first_run(
+    own_redis: RedisServer,
+) -> None:
+    """A restart or a failover empties the script cache, so each script's first run there
+    is the one that checks the server's ``run_id`` (later runs skip that ~5 µs)."""
+    redis = client(own_redis)
+    metrics = CacheMetrics()
+    store = RedisStampStore(redis, prefix=NAMESPACE, metrics=metrics)
+    try:
+        generation = (await store.read(["k"])).generation
+        await redis.hset(CLOCK, "run", "another-server-process")  # as if restored
+        assert (await store.read(["k"])).generation == generation  # not checked again
+        await redis.script_flush()  # what a restart or a failover does to the script cache
+        assert (await store.read(["k"])).generation != generation
+        assert metrics.resets.labels("restart")._value.get() == 1
+    finally:
+        await redis.aclose()
+
+
 # -- frozen Redis ---------------------------------------------------------------------------
 
 

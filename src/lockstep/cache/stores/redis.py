@@ -13,15 +13,18 @@ Guarantees (each has a test):
   wrote it. Every script first checks it, and draws a new generation (part of every key and
   ETag), announcing it on the channel, when the hash is gone (``DEL``, ``FLUSHALL``,
   eviction), was written by another server process (a restart, also from an older snapshot,
-  or a failover), or when the heartbeat that running processes promise to send did not
-  arrive in time (Redis stalled or was unreachable long enough for a bump to time out).
+  or a failover: checked on each script's first run on a server process, which a restart
+  forces since it empties the script cache), or when the heartbeat that running processes
+  promise to send did not arrive in time (Redis stalled or was unreachable long enough for a
+  bump to time out).
 * **Bumps are announced in order.** A bump increments the sequence number and publishes
   ``{gen, seq, change, keys}``; mirrors (:mod:`lockstep.cache.coherence`) flush on a gap, a
   step backwards or a new generation. A bump without a change id (announced before COMMIT)
   marks nothing applied and names no change.
 * **A fill never hides a write.** A value is stored only if its generation and stamps are
   still current (compare-and-set).
-* **Requests stop waiting.** Every call is bounded by ``timeout`` and goes through a
+* **Requests stop waiting.** Every call is bounded by ``timeout`` (each round trip, by the
+  client's own socket timeouts when they are no longer) and goes through a
   :class:`~lockstep.cache.breaker.CircuitBreaker`: while it is open calls raise
   :class:`~lockstep.cache.breaker.CircuitOpenError` at once.
 * **A failed bump cannot be followed by a stale hit.** The writer holds its answer until
@@ -39,16 +42,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 import structlog
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from lockstep.cache.breaker import CircuitBreaker, hold_seconds
 from lockstep.cache.metrics import CacheMetrics
@@ -61,12 +65,25 @@ log = structlog.get_logger("lockstep.cache")
 
 # Every script that trusts the clock starts with this check. It returns the generation to
 # use, why it had to draw a new one ('' if it did not), and the server's time in ms.
+#
+# The identity of the server process (``run_id``, from INFO: ~5 µs of Redis CPU) is checked
+# when ARGV[1] says so, which the client does for the first run of each script on a server
+# process: a restarted or failed-over Redis starts with an empty script cache, so that run
+# is an EVAL after NOSCRIPT, and it runs (and caches the script) before anyone's EVALSHA of
+# it can. ARGV[1] is taken off, so each script's own arguments start at ARGV[1].
 _GENERATION = """
+local verify = table.remove(ARGV, 1)
+local function server_run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+end
 local function current_generation(clock, channel, fresh)
-  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local state = redis.call('HMGET', clock, 'gen', 'run', 'due')
+  local run = state[2]
+  if verify == '1' or not state[1] then
+    run = server_run_id()
+  end
   local reason = ''
   if not state[1] then
     reason = 'lost'
@@ -212,6 +229,18 @@ MAX_KEYS_PER_MESSAGE = 500
 STALL_FRACTION = 0.8
 
 
+@dataclass(frozen=True, slots=True)
+class _Script:
+    source: str
+    sha: str
+    verified: bool  # starts with the generation check, which takes the identity flag
+
+
+def _script(source: str) -> _Script:
+    sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    return _Script(source, sha, source.startswith(_GENERATION))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -251,13 +280,21 @@ class RedisStampStore:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.metrics = metrics
         self._ttl = stamp_ttl
-        self._read = redis.register_script(_READ)
-        self._bump = redis.register_script(_BUMP)
-        self._position = redis.register_script(_POSITION)
-        self._reset = redis.register_script(_RESET)
-        self._hold_lease = redis.register_script(_HOLD_LEASE)
+        self._read = _script(_READ)
+        self._bump = _script(_BUMP)
+        self._position = _script(_POSITION)
+        self._reset = _script(_RESET)
+        self._hold_lease = _script(_HOLD_LEASE)
+        self._set_if_current = _script(_SET_IF_CURRENT)
         self.needs_reset = False
         self._recovery: asyncio.Task[None] | None = None
+        # A client whose own socket timeouts are no longer than ours already bounds each
+        # round trip; an extra asyncio timeout per call would cost ~5 µs for nothing.
+        options = redis.connection_pool.connection_kwargs
+        self._client_bounds_calls = all(
+            options.get(name) is not None and options[name] <= timeout
+            for name in ("socket_timeout", "socket_connect_timeout")
+        )
 
     def key(self, key: str) -> str:
         """The Redis key of stamp ``key``."""
@@ -272,6 +309,8 @@ class RedisStampStore:
     async def guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """``await call()`` bounded by ``timeout`` and through the breaker (also for the
         value store and the relay, which share this connection's fate)."""
+        if self._client_bounds_calls:
+            return await self.breaker.call(call)
 
         async def bounded() -> T:
             async with asyncio.timeout(self.timeout):
@@ -279,8 +318,19 @@ class RedisStampStore:
 
         return await self.breaker.call(bounded)
 
-    async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        return await self.guarded(lambda: script(keys=keys, args=args))
+    async def _script(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        flag: list[Any] = ["0"] if script.verified else []
+
+        async def run() -> Any:
+            try:
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *flag, *args)
+            except NoScriptError:
+                # The first run of this script on this server process: send it whole, and
+                # have it check which server process it is talking to (see _GENERATION).
+                flag[:] = ["1"] if script.verified else []
+                return await self.redis.eval(script.source, len(keys), *keys, *flag, *args)
+
+        return await self.guarded(run)
 
     def _noted(self, reason: Any) -> None:
         """Count and log a generation a script had to draw (the clock was lost or rewound)."""
@@ -464,7 +514,6 @@ class RedisValueStore:
     def __init__(self, redis: Redis, stamps: RedisStampStore) -> None:
         self.redis = redis
         self._stamps = stamps
-        self._set = redis.register_script(_SET_IF_CURRENT)
 
     def _key(self, key: str) -> str:
         return f"{self._stamps.prefix}:v:{key}"
@@ -478,9 +527,9 @@ class RedisValueStore:
     ) -> bool:
         stamps = self._stamps
         keys = [self._key(key), stamps.clock_key, *(stamps.key(k) for k in stamp_keys)]
-        args: list[bytes | str | int] = [value, int(ttl * 1000), snapshot.generation]
+        args: list[Any] = [value, int(ttl * 1000), snapshot.generation]
         args += [_fresh(), stamps.channel, *snapshot.values]
-        stored = await stamps.guarded(lambda: self._set(keys=keys, args=args))
+        stored = await stamps._script(stamps._set_if_current, keys, args)
         return bool(stored)
 
     async def delete(self, key: str) -> None:
