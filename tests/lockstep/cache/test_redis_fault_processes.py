@@ -357,9 +357,10 @@ async def test_a_frozen_redis(
         answers += await reads((b, a), note, token)
         assert stale(answers, "new") == [], "\n".join(p.report() for p in api)
         assert {status for _, status in answers} == {"BYPASS"}
-        # Requests stopped waiting for Redis: the breaker answered almost all of them.
+        # Requests stopped waiting for Redis: the breaker answered almost all of them (one
+        # request per open period probes Redis, and waits for it).
         frozen = await state(b)
-        assert frozen["breaker"] == "open"
+        assert frozen["breaker"] != "closed"
         assert frozen["rejected"] - rejected >= READS
     finally:
         fault_redis.resume()  # SIGCONT
