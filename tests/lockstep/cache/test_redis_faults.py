@@ -21,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import select
 
 from lockstep.cache import Cache, CacheMetrics, RedisBackend, RedisStampStore, Row
@@ -459,3 +459,26 @@ async def test_a_token_is_never_answered_from_stamps_that_lack_its_change(
     assert relay.relayed == 1
     assert (await read(feed, b, token))[0] == "uno"
     assert await read(feed, b, token) == ("uno", "hit")
+
+
+async def test_only_a_committed_changes_failed_bump_retires_everything(
+    own_redis: RedisServer,
+) -> None:
+    """An announcement before COMMIT that fails is followed by the bump after COMMIT, and a
+    relay round that fails is read again: neither needs a new generation."""
+    redis = client(own_redis)
+    store = RedisStampStore(redis, prefix=NAMESPACE)
+    try:
+        await store.read(["k"])
+        own_redis.kill()
+        with pytest.raises(RedisError):
+            await store.bump({"k"})
+        with pytest.raises(RedisError):
+            await store.bump({"k"}, 7, only_if_unapplied=True)
+        assert not store.needs_reset
+        with pytest.raises(RedisError):
+            await store.bump({"k"}, 8)
+        assert store.needs_reset
+    finally:
+        await store.close()
+        await redis.aclose()

@@ -407,8 +407,9 @@ class RedisStampStore:
         With ``only_if_unapplied`` (the relay) nothing happens if it was applied already.
         Returns whether it bumped.
 
-        On failure: raises after holding for :func:`hold_seconds` (a committed change's
-        bump only), and makes the next successful call draw a new generation.
+        On failure of a committed change's bump (``change_id``, not the relay): raises
+        after holding for :func:`hold_seconds`, and makes the next successful call draw a
+        new generation. Other failures just raise.
         """
         listed = sorted(keys) if len(keys) <= MAX_KEYS_PER_MESSAGE else ["*"]
         try:
@@ -428,6 +429,10 @@ class RedisStampStore:
                 ],
             )
         except Exception as exc:
+            if change_id is None or only_if_unapplied:
+                # An announcement before COMMIT (the bump after it is what counts), or the
+                # relay (it reads the change set again on its next round): nothing is lost.
+                raise
             if _out_of_memory(exc) and await self._delete_instead(keys, listed):
                 return True
             # Values cached before this failure may now be stale: retire them all as soon
@@ -435,8 +440,7 @@ class RedisStampStore:
             # the background so other processes' mirrors are flushed even if this one idles.
             self.needs_reset = True
             self._start_recovery()
-            if change_id is not None and not only_if_unapplied:
-                await self._hold()
+            await self._hold()
             raise
         self._noted(result[2])
         return bool(int(result[1]))
