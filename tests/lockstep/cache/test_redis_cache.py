@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -134,3 +135,32 @@ async def test_invalidation_reaches_the_other_process(feed: Feed, nodes: tuple[N
     # Requirement 18: the commit-to-applied lag is measured in the receiving process.
     lag = b.cache.metrics.invalidation_lag.collect()[0].samples
     assert any(s.name.endswith("_count") and s.value >= 1 for s in lag)
+
+
+async def test_a_bump_without_a_change_id_marks_nothing_and_names_no_change(
+    redis_url: str,
+) -> None:
+    redis = Redis.from_url(redis_url)
+    store = RedisStampStore(redis, prefix="announce")
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(store.channel)
+        before = await store.read(["k"])
+        assert await store.bump({"k"})  # announced before COMMIT
+        assert (await store.read(["k"])) != before
+        assert [key async for key in redis.scan_iter(match="*:applied:*")] == []
+        await store.bump({"k"}, 5)  # after COMMIT
+        assert await redis.exists(store.marker(5))
+        messages = []
+        async with asyncio.timeout(10):
+            while len(messages) < 2:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "message":
+                    decoded = orjson.loads(message["data"])
+                    if "keys" in decoded:  # not the announcement of a new generation
+                        messages.append(decoded)
+        assert "change" not in messages[0]
+        assert messages[1]["change"] == 5
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()
