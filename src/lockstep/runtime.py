@@ -123,9 +123,9 @@ class Lockstep:
                 async with asyncio.timeout(2.0):
                     await self._follower
             self._follower = None
-        if self._started:
-            self._started = False
-            await self.backend.stop()
+        # Also when never started: the backend may hold a client to close.
+        self._started = False
+        await self.backend.stop()
 
     async def ping_redis(self) -> None:
         """A readiness check: raises if the cache backend (Redis) does not answer."""
