@@ -1,5 +1,6 @@
 """The composition root: one object that wires the change feed, the cache and HTTP caching
-for an application, choosing in-process or Redis backends from :class:`Settings`.
+for an application, on the cache backend it is given or, by default, the one
+:class:`Settings` choose (in-process, or Redis with ``LOCKSTEP_REDIS_URL``).
 
     lockstep = Lockstep(settings, database, Tracking(Base.metadata, scopes=["organization_id"]))
     app = FastAPI(lifespan=lockstep.lifespan)
@@ -21,20 +22,10 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from lockstep.cache import (
-    Cache,
-    CacheMetrics,
-    MemoryStampStore,
-    MirroredStampStore,
-    RedisStampStore,
-    RedisValueStore,
-)
-from lockstep.cache.relay import InvalidationRelay
+from lockstep.cache import Cache, CacheBackend, CacheMetrics, backend_from_settings, bumps
 from lockstep.changes import (
     ChangeHub,
     Changes,
@@ -55,7 +46,8 @@ class Lockstep:
 
     Embedded mode (no ``LOCKSTEP_REDIS_URL``): stamps and values in this process. Scale-out
     mode: stamps and values in Redis, with a local mirror kept coherent over pub/sub (started
-    by :meth:`lifespan`, or :meth:`start` / :meth:`stop`).
+    by :meth:`lifespan`, or :meth:`start` / :meth:`stop`). ``backend`` replaces the choice
+    made from settings (see :mod:`lockstep.cache.backend`); the runtime starts and stops it.
 
     ``identify(scope)``, if given, must fully authenticate a raw request and return what the
     cached routes' ``vary`` returns for its caller (or None); it lets private cached answers
@@ -71,6 +63,7 @@ class Lockstep:
         namespace: str = "lockstep",
         registry: CollectorRegistry | None = None,
         identify: Callable[[Scope], Hashable | None] | None = None,
+        backend: CacheBackend | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -78,49 +71,28 @@ class Lockstep:
         # One registry for the app: pass it to install_observability so /metrics shows both.
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = CacheMetrics(self.registry)
-        self.redis: Redis | None = None
-        self._mirror: MirroredStampStore | None = None
-        if settings.redis_url:
-            # One attempt per call, bounded by redis_timeout: when Redis is down, requests
-            # fall through to the database quickly instead of waiting out retries.
-            self.redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=settings.redis_timeout,
-                socket_connect_timeout=settings.redis_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            remote = RedisStampStore(self.redis, prefix=namespace)
-            self._mirror = MirroredStampStore(remote, metrics=self.metrics)
-            self.cache = Cache(
-                self._mirror,
-                l2=RedisValueStore(self.redis, remote),
-                tracking=tracking,
-                namespace=namespace,
-                metrics=self.metrics,
-                fail_closed=settings.cache_fail_closed,
-            )
-            self._mirror.on_flush = self.cache.clear_local
-            self.relay: InvalidationRelay | None = InvalidationRelay(
-                self.changes.feed,
-                remote,
-                hub=self.changes.hub,
-                poll_interval=settings.feed_poll_seconds,
-                metrics=self.metrics,
-            )
-        else:
-            self.relay = None
-            self.cache = Cache(
-                MemoryStampStore(), tracking=tracking, namespace=namespace, metrics=self.metrics
-            )
+        if backend is None:
+            backend = backend_from_settings(settings, namespace)
+        self.backend = backend
+        self.cache = Cache(
+            self.backend.stamps,
+            l2=self.backend.values,
+            tracking=tracking,
+            namespace=namespace,
+            metrics=self.metrics,
+            fail_closed=settings.cache_fail_closed,
+        )
+        self.backend.attach(self.cache, self.changes)
         self.changes.hub.subscribe(self.cache.invalidate)
         self.http = HttpCache(self.cache, identify=identify)
         self._local_ids: deque[int] = deque(maxlen=50_000)
         self._follower: asyncio.Task[None] | None = None
+        self._started = False
         self._cursor: Cursor | None = None
         self._catching_up = asyncio.Lock()
         self.changes.hub.subscribe(self._remember_local)
         database.add_phase_hook(Phase.VERIFY, self._verify)
-        if self.redis is not None or not database.is_sqlite:
+        if self.backend.shared or not database.is_sqlite:
             # Writers that can commit concurrently (PostgreSQL) or in other processes sharing
             # these stamps (Redis) move them before their locks are released, so an If-Match
             # check that takes a lock after a commit sees the stamps of that commit moved.
@@ -131,14 +103,14 @@ class Lockstep:
         self._local_ids.append(changeset.id)
 
     async def _verify(self, session: Session) -> None:
-        if self.redis is None and pending_if_match():
+        if not self.backend.shared and pending_if_match():
             await self.catch_up()  # what other processes committed (the lock is ours now)
         await verify_if_match(session)
 
     async def _announce(self, session: Session) -> None:
         changeset = committing_changeset(session)
         if changeset is not None:
-            await self.cache.announce(changeset)
+            await self.cache.announce(bumps(changeset))
 
     async def catch_up(self) -> int:
         """Embedded mode: apply to this process's cache what other processes (a CLI import
@@ -172,16 +144,21 @@ class Lockstep:
         app.state.lockstep = self
         app.add_middleware(ConsistencyMiddleware)
 
+    @property
+    def redis(self) -> Redis | None:
+        """The Redis client of the backend, if it has one."""
+        client = getattr(self.backend, "redis", None)
+        return client if isinstance(client, Redis) else None
+
     async def start(self) -> None:
-        """Start the background work: in Redis mode the stamp mirror and the invalidation
-        relay; in embedded mode the follower of other processes' writes."""
-        if self._follower is not None:
+        """Start the background work: the backend's (in Redis mode the stamp mirror and the
+        invalidation relay) and, for stamps that are not shared, the follower of other
+        processes' writes."""
+        if self._started:
             return
-        if self._mirror is not None:
-            await self._mirror.start()
-        if self.relay is not None:
-            self._follower = asyncio.create_task(self.relay.run())
-        else:
+        self._started = True
+        await self.backend.start()
+        if not self.backend.shared:
             self._follower = asyncio.create_task(self._follow_other_processes())
 
     async def stop(self) -> None:
@@ -191,15 +168,13 @@ class Lockstep:
                 async with asyncio.timeout(2.0):
                     await self._follower
             self._follower = None
-        if self._mirror is not None:
-            await self._mirror.stop()
-        if self.redis is not None:
-            await self.redis.aclose()
+        # Also when never started: the backend may hold a client to close.
+        self._started = False
+        await self.backend.stop()
 
     async def ping_redis(self) -> None:
-        """A readiness check: raises if Redis does not answer."""
-        if self.redis is not None:
-            await self.redis.ping()
+        """A readiness check: raises if the cache backend (Redis) does not answer."""
+        await self.backend.ping()
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:

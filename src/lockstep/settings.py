@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # Redis (scale-out mode). Empty means in-process memory for cache, fan-out and locks.
     redis_url: str = ""
     redis_timeout: float = Field(0.5, gt=0, le=30)
+    # Consecutive failed Redis calls that open the circuit breaker, and how long it stays
+    # open (requests served from the database at once) before one call probes Redis again.
+    redis_breaker_failures: int = Field(3, ge=1, le=1000)
+    redis_breaker_open_seconds: float = Field(1.0, gt=0, le=300)
+    # How long a process trusts its local stamp mirror after Redis last proved it complete
+    # (heartbeats run four times per lease). A writer whose bump failed waits out up to one
+    # lease before answering. At most LOCKSTEP_REDIS_TIMEOUT; the same in every process.
+    # Unset: half of LOCKSTEP_REDIS_TIMEOUT (see ``mirror_lease``).
+    cache_mirror_lease_seconds: float | None = Field(None, gt=0, le=30)
     cache_fail_closed: bool = False
 
     # Change feed.
@@ -90,6 +99,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("cache_mirror_lease_seconds")
+    @classmethod
+    def _lease_within_timeout(cls, value: float | None, info: ValidationInfo) -> float | None:
+        timeout = info.data.get("redis_timeout")
+        if value is not None and timeout is not None and value > timeout:
+            raise ValueError(
+                f"must be at most LOCKSTEP_REDIS_TIMEOUT ({timeout}): a writer whose bump "
+                "timed out must not answer while another process may still trust its mirror"
+            )
+        return value
+
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if not self.database_url:
@@ -102,6 +122,13 @@ class Settings(BaseSettings):
                 "'sqlite+aiosqlite:///path/to/file.db' or 'postgresql+asyncpg://user@host/db'"
             )
         return self
+
+    @property
+    def mirror_lease(self) -> float:
+        """``LOCKSTEP_CACHE_MIRROR_LEASE_SECONDS``, or half of ``LOCKSTEP_REDIS_TIMEOUT``."""
+        if self.cache_mirror_lease_seconds is not None:
+            return self.cache_mirror_lease_seconds
+        return self.redis_timeout / 2
 
     @property
     def is_sqlite(self) -> bool:

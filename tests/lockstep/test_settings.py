@@ -125,3 +125,14 @@ def test_settings_are_immutable() -> None:
 
     with pytest.raises(pydantic.ValidationError):
         settings.db_pool_size = 9  # type: ignore[misc]
+
+
+def test_the_mirror_lease_defaults_to_half_the_redis_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(redis_timeout=0.8).mirror_lease == 0.4
+    assert load_settings(cache_mirror_lease_seconds=0.1).mirror_lease == 0.1
+    monkeypatch.setenv("LOCKSTEP_REDIS_TIMEOUT", "0.2")
+    monkeypatch.setenv("LOCKSTEP_CACHE_MIRROR_LEASE_SECONDS", "0.3")
+    with pytest.raises(ConfigurationError, match="LOCKSTEP_CACHE_MIRROR_LEASE_SECONDS"):
+        load_settings()

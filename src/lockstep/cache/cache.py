@@ -9,7 +9,12 @@ Guarantees (each has a test):
 * Concurrent misses for one (key, stamps) run the computation once; waiters hold no
   database connection, and a cancelled caller does not cancel the others' computation.
 * Nothing read inside a write transaction is cached (it may see uncommitted writes).
-* A backend failure serves from the database (counted), never an error and never stale.
+* A backend failure serves from the database (counted), never an error and never stale;
+  while the backend's circuit breaker is open nothing waits for it (and nothing is logged per
+  request). With ``fail_closed`` the failure raises :class:`CacheUnavailableError` instead.
+* :meth:`Cache.announce` bumps stamps without marking a change applied (a bump made inside a
+  write transaction, before COMMIT); :meth:`Cache.snapshot` with ``authoritative=True``
+  reads the shared stamps, never a local mirror.
 * ``None`` and empty results are cached like any value.
 
 Time-based expiry (``ttl`` / ``stale_while_revalidate``) is for values that do not come
@@ -22,13 +27,14 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 import orjson
 import structlog
 
+from lockstep.cache.breaker import CircuitOpenError
 from lockstep.cache.decorator import memoize
 from lockstep.cache.dependencies import (
     Dependency,
@@ -142,32 +148,17 @@ class Cache:
             self._checked.add(shapes)
 
     async def snapshot(
-        self, depends: Sequence[Dependency]
+        self, depends: Sequence[Dependency], *, authoritative: bool = False
     ) -> tuple[tuple[str, ...], StampSnapshot]:
+        """The stamp keys of ``depends`` and their current values.
+
+        ``authoritative`` reads the store every process shares, skipping this process's
+        mirror: a check made after taking a row lock (``If-Match`` inside the write
+        transaction) then sees a bump another process announced just before its COMMIT.
+        Raises whatever the stamp store raises (the backend is down).
+        """
         keys = stamp_keys(depends)
-        return keys, await self.stamps.read(keys)
-
-    async def current(self, depends: Sequence[Dependency]) -> StampSnapshot:
-        """The stamps of ``depends`` as the authoritative store holds them now — never a
-        local mirror that may lag behind other processes' bumps: for decisions a stale
-        stamp would make wrong (``If-Match``)."""
-        store: StampStore = getattr(self.stamps, "remote", self.stamps)
-        return await store.read(stamp_keys(depends))
-
-    async def announce(self, changeset: ChangeSet) -> None:
-        """Move the stamps ``changeset`` touches before its transaction commits (called with
-        its row locks held): a writer that takes those locks after the commit then sees them
-        moved. The bump after commit (:meth:`invalidate`) still follows; this one marks
-        nothing applied. A backend failure is counted, not raised: writes go on while the
-        store is down (it draws a new generation when it answers again)."""
-        keys = bumps(changeset)
-        if not keys:
-            return
-        try:
-            await self.stamps.bump(keys, 0)
-        except Exception:
-            self.metrics.errors.labels("announce").inc()
-            log.warning("cache_announce_failed", changeset=changeset.id, exc_info=True)
+        return keys, await self.stamps.read(keys, authoritative=authoritative)
 
     def etag_for(self, name: str, key: Hashable, snapshot: StampSnapshot) -> str:
         """A digest of the key and the stamps: equal iff nothing it depends on changed.
@@ -222,10 +213,10 @@ class Cache:
         try:
             keys, snapshot = stamped if stamped is not None else await self.snapshot(depends)
         except Exception as exc:  # the stamp store is down: serve from the database
-            self.metrics.errors.labels("read_stamps").inc()
-            log.warning("cache_unavailable", cache=name, error=type(exc).__name__)
+            self._failed("read_stamps", exc, cache=name)
             if self.fail_closed:
                 raise CacheUnavailableError("the cache is unavailable") from exc
+            self.metrics._bypass.inc()
             return Lookup(await compute(), "bypass", "", 0.0)
         etag = self.etag_for(name, key, snapshot)
         full_key = f"{self.namespace}:{name}:{etag}"
@@ -301,8 +292,8 @@ class Cache:
             return value
         try:
             current = await self.stamps.read(keys)
-        except Exception:
-            self.metrics.errors.labels("read_stamps").inc()
+        except Exception as exc:
+            self._failed("read_stamps", exc)
             return value
         if current != snapshot:
             # A write committed while we computed: the value may predate it. Return it to
@@ -315,9 +306,8 @@ class Cache:
                 stored = await self.l2.set_if_current(
                     full_key, encoded, self._l2_ttl, keys, snapshot
                 )
-            except Exception:
-                self.metrics.errors.labels("store").inc()
-                log.warning("cache_store_failed", exc_info=True)
+            except Exception as exc:
+                self._failed("store", exc)
                 return value
             if not stored:
                 self.metrics._rejected.inc()
@@ -336,26 +326,57 @@ class Cache:
         assert self.l2 is not None
         try:
             raw = await self.l2.get(full_key)
-        except Exception:
-            self.metrics.errors.labels("get").inc()
+        except Exception as exc:
+            self._failed("get", exc)
             return _MISSING
         if raw is None:
             return _MISSING
         return (codec or _JSON_CODEC)[1](raw)
 
+    def _failed(self, operation: str, exc: Exception, **context: Any) -> None:
+        """Count a backend failure; one the breaker refused is only counted by the breaker
+        (nothing was attempted, and an outage must not log once per request)."""
+        if isinstance(exc, CircuitOpenError):
+            return
+        self.metrics.errors.labels(operation).inc()
+        log.warning("cache_unavailable", operation=operation, error=repr(exc), **context)
+
     # -- invalidating --
 
     async def invalidate(self, changeset: ChangeSet) -> None:
-        """Bump every stamp ``changeset`` touches (a change-hub listener)."""
+        """Bump every stamp ``changeset`` touches and mark it applied (a change-hub listener,
+        run after COMMIT and before the writer returns).
+
+        Never raises: a failed bump is counted and logged, the store retires everything
+        cached before it as soon as it can, and the relay bumps the change set again."""
         keys = bumps(changeset)
         if not keys:
             return
         self.metrics.invalidations.inc(len(keys))
         try:
             await self.stamps.bump(keys, changeset.id)
-        except Exception:
+        except Exception as exc:
             self.metrics.errors.labels("bump").inc()
-            log.error("cache_invalidation_failed", changeset=changeset.id, exc_info=True)
+            log.error("cache_invalidation_failed", changeset=changeset.id, error=repr(exc))
+
+    async def announce(self, keys: Collection[str]) -> bool:
+        """Bump ``keys`` (from :func:`~lockstep.cache.bumps`) *without* marking any change
+        set applied and without a change id in the invalidation message.
+
+        For a write transaction that bumps right before its COMMIT, so that a concurrent
+        check made after taking the same row lock sees the stamps move. The transaction may
+        still roll back (then the bump only costs misses), and the change set must still be
+        bumped after COMMIT by :meth:`invalidate` (only that marks it applied and lets
+        read-your-writes tokens and the relay rely on it). Never raises: returns whether the
+        stamp store took the bump (a failure is counted as ``announce``)."""
+        if not keys:
+            return True
+        try:
+            await self.stamps.bump(keys)
+        except Exception as exc:
+            self._failed("announce", exc)
+            return False
+        return True
 
     def clear_local(self) -> None:
         """Drop every L1 entry (after this process may have missed invalidations)."""

@@ -5,6 +5,11 @@ Redis was briefly unreachable for it), the committed change would never invalida
 One process at a time (a Redis lease) follows the change log and bumps every change set that
 is not marked applied; the writer's own bump marks it, so normally the relay does nothing but
 check. Its cursor is kept in Redis, so a restarted deployment resumes where it stopped.
+
+When that cursor is gone (first start, ``FLUSHALL``, eviction) or too old for the log, the
+relay cannot know which change sets it would skip: it starts at the head of the log and
+draws a new generation first, which retires everything cached before that moment, so no
+skipped change set can leave a stale value behind.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 
 import structlog
 
+from lockstep.cache.breaker import CircuitOpenError
 from lockstep.cache.dependencies import bumps
 from lockstep.cache.metrics import CacheMetrics
 from lockstep.cache.stores.redis import RedisStampStore
@@ -54,7 +60,11 @@ class InvalidationRelay:
                 return Cursor.decode(saved)
             except CursorExpiredError:
                 log.warning("relay_cursor_expired")
-        return await self.feed.head()
+        # Read the head before retiring: a change set committed after the head is relayed,
+        # one committed before the reset is covered by it.
+        head = await self.feed.head()
+        await self.stamps.reset("relay")
+        return head
 
     async def step(self, cursor: Cursor | None) -> tuple[Cursor | None, int]:
         """One round: if this process holds the lease, relay what the log has after
@@ -74,18 +84,19 @@ class InvalidationRelay:
         await self.stamps.save(CURSOR, cursor.encode())
         return cursor, len(sets)
 
-    async def run(self) -> None:
-        cursor: Cursor | None = None
+    async def run(self, cursor: Cursor | None = None) -> None:
+        """Relay until cancelled, from ``cursor`` (a previous :meth:`step`'s) if given."""
         while True:
             woken = self.hub.next_publish() if self.hub is not None else None
             try:
                 cursor, read = await self.step(cursor)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("relay_failed", exc_info=True)
-                if self.metrics is not None:
-                    self.metrics.errors.labels("relay").inc()
+            except Exception as exc:
+                if not isinstance(exc, CircuitOpenError):  # an outage: counted by the breaker
+                    log.warning("relay_failed", error=repr(exc))
+                    if self.metrics is not None:
+                        self.metrics.errors.labels("relay").inc()
                 cursor, read = None, 0
             if read:
                 continue

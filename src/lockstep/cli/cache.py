@@ -4,8 +4,8 @@ Two sources, either or both:
 
 * **Redis** (scale-out mode, from the app's ``lockstep`` runtime): the stamp generation
   (part of every key and ETag), the clock and invalidation sequence, and the keys by kind,
-  counted with ``SCAN`` (fine here, by an operator; never on a request path). The layout
-  read is the one ``lockstep.cache.stores.redis`` writes: ``{namespace}:<kind>[:...]``.
+  counted with ``SCAN`` (fine here, by an operator; never on a request path), as
+  :meth:`~lockstep.cache.RedisStampStore.stats` reports them.
 * **A running server** (``--url``): its ``/metrics`` cache counters (hits per tier,
   misses, fills stored or rejected, invalidations, backend errors). In embedded mode the
   cache lives inside each server process, so this is the only way to see it.
@@ -13,7 +13,6 @@ Two sources, either or both:
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any
 
 import httpx
@@ -33,17 +32,10 @@ KINDS = {
     "st": "version stamps",
     "v": "cached values",
     "applied": "change sets marked invalidated (kept a day, so the relay never repeats one)",
-    "clock": "the stamp clock and its generation",
-    "seq": "the invalidation sequence number",
+    "clock": "the stamp clock: generation, counter, invalidation sequence, server run id",
     "lease": "leases (the invalidation relay's)",
     "state": "saved state (the relay's cursor)",
 }
-SCAN_BATCH = 1000
-
-
-def _glob(text: str) -> str:
-    """``text`` matched literally by a Redis glob pattern."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 async def _redis(app: OperatedApp) -> dict[str, Any]:
@@ -54,41 +46,21 @@ async def _redis(app: OperatedApp) -> dict[str, Any]:
             "server's counters with --url http://HOST:PORT",
             2,
         )
-    if runtime.relay is None:
+    relay = getattr(runtime.backend, "relay", None)
+    if relay is None:
         raise Failure(
             "embedded mode (no LOCKSTEP_REDIS_URL): the cache lives inside each server "
             "process; read a server's counters with --url http://HOST:PORT"
         )
-    stamps = runtime.relay.stamps
-    redis = stamps.redis
-    clock = {_text(k): _text(v) for k, v in (await redis.hgetall(f"{stamps.prefix}:clock")).items()}
-    seq = await redis.get(stamps.seq_key)
-    total = int(await redis.dbsize())
-    kinds: Counter[str] = Counter()
-    cursor: Any = 0
-    skip = len(stamps.prefix) + 1
     columns = (SpinnerColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("counting keys (SCAN)")
-        looked_at = 0
-        while True:
-            cursor, keys = await redis.scan(
-                cursor, match=_glob(stamps.prefix) + ":*", count=SCAN_BATCH
-            )
-            for key in keys:
-                kinds[_text(key)[skip:].split(":", 1)[0]] += 1
-            looked_at = min(looked_at + SCAN_BATCH, total)
-            bar.update(task, description=f"counting keys (SCAN): ~{looked_at} of {total}")
-            if not int(cursor):
-                break
-    return {
-        "namespace": stamps.prefix,
-        "generation": clock.get("gen"),
-        "clock": int(clock.get("n", 0)),
-        "seq": int(seq or 0),
-        "keys": dict(sorted(kinds.items())),
-        "redis_keys_total": total,
-    }
+
+        def progress(seen: int, total: int) -> None:
+            bar.update(task, description=f"counting keys (SCAN): ~{seen} of {total}")
+
+        stats: dict[str, Any] = await relay.stamps.stats(progress)
+    return stats
 
 
 def _text(value: Any) -> str:

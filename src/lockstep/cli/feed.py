@@ -68,16 +68,15 @@ async def _status(app: OperatedApp) -> dict[str, Any]:
 
 async def _relay(app: OperatedApp, feed: ChangeFeed) -> dict[str, Any] | None:
     runtime = app.runtime
-    if runtime is None or runtime.relay is None:
+    found = getattr(runtime.backend, "relay", None) if runtime is not None else None
+    if found is None:
         return None
-    stamps = runtime.relay.stamps
-    lease_key = f"{stamps.prefix}:lease:{LEASE}"  # the layout of RedisStampStore.hold_lease
-    holder = await stamps.redis.get(lease_key)
-    lease_ms = await stamps.redis.pttl(lease_key)
+    stamps = found.stamps
+    holder, lease_ms = await stamps.lease_holder(LEASE)
     saved = await stamps.load(CURSOR)
     relay: dict[str, Any] = {
-        "holder": holder.decode() if isinstance(holder, bytes) else holder,
-        "lease_ms_left": int(lease_ms) if lease_ms and lease_ms > 0 else None,
+        "holder": holder,
+        "lease_ms_left": lease_ms,
         "cursor": saved,
         "lag": None,
         "lag_at_least": False,

@@ -163,7 +163,7 @@ async def verify_if_match(session: Session) -> None:
 async def _compare(expectation: _Expectation) -> None:
     cache = expectation.http.cache
     try:
-        snapshot = await cache.current(expectation.deps)
+        _, snapshot = await cache.snapshot(expectation.deps, authoritative=True)
     except Exception:
         cache.metrics.errors.labels("read_stamps").inc()
         # Cannot tell whether the resource changed: refuse rather than risk a lost update;

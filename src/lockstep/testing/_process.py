@@ -130,12 +130,28 @@ class ServerProcess:
                 self._started_once = True
                 return
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP to its process group), like a hung host: connections
+        stay open and the kernel still accepts new ones, but nothing answers."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a :meth:`pause`-d server run again (SIGCONT); a no-op for a running one."""
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} server is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signum)
+
     def stop(self) -> None:
         """Shut the server down cleanly and wait for it (no-op if not running). Files are kept."""
         process = self._process
         if process is None:
             return
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGCONT)  # a paused server could not shut down
             process.send_signal(self.stop_signal)
         try:
             process.wait(timeout=STOP_TIMEOUT)

@@ -13,13 +13,15 @@ from lockstep.testing._process import ServerProcess, find_executable
 
 
 class RedisServer(ServerProcess):
-    """A Redis with persistence off (``--save ''``, ``--appendonly no``) on a free port.
+    """A Redis with automatic persistence off (``--save ''``, ``--appendonly no``) on a free
+    port.
 
     ``bindir`` restricts the search for ``redis-server`` to that directory; otherwise it is
     looked up on ``PATH``. The constructor raises :class:`ServerNotAvailable` when it is
     missing; :meth:`start` raises :class:`ServerStartError` when it does not come up. A
-    stopped or killed Redis comes back *empty* on the same port. ``base_dir`` as for
-    :class:`~lockstep.testing.PostgresServer`.
+    stopped or killed Redis comes back on the same port *empty*, or, after
+    :meth:`snapshot`, with the data of that snapshot (as a Redis restored from an older RDB
+    file would). ``base_dir`` as for :class:`~lockstep.testing.PostgresServer`.
     """
 
     name = "redis"
@@ -44,6 +46,19 @@ class RedisServer(ServerProcess):
         """Delete every key in every logical database (raises redis-py's error if down)."""
         with self._client() as client:
             client.flushall()
+
+    def snapshot(self) -> None:
+        """Write the dataset to ``dump.rdb`` in :attr:`directory` now (``SAVE``). The next
+        :meth:`start` after :meth:`stop` or :meth:`kill` loads it, whatever was written
+        since: a restart from an older snapshot."""
+        with self._client() as client:
+            client.save()
+
+    def config_set(self, name: str, value: str | int) -> None:
+        """``CONFIG SET name value`` (e.g. ``maxmemory``, ``maxmemory-policy``); lasts until
+        the server stops."""
+        with self._client() as client:
+            client.config_set(name, value)
 
     def _client(self) -> redis.Redis:
         return redis.Redis(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from lockstep.cache import Cache, RedisStampStore, RedisValueStore, Row
+from lockstep.cache import Cache, CacheMetrics, RedisStampStore, RedisValueStore, Row
 from lockstep.cache.relay import InvalidationRelay
 
 from ..conftest import Feed, Folder
@@ -48,4 +48,33 @@ async def test_a_crashed_writers_change_is_relayed(feed: Feed, redis_url: str) -
     await relay.step(cursor)
     assert relay.relayed == 1
     assert await name() == "eins"
+    await redis.aclose()
+
+
+async def test_a_relay_that_lost_its_place_in_the_log_retires_everything(
+    feed: Feed, redis_url: str
+) -> None:
+    """Without its saved cursor (first start, FLUSHALL, eviction) the relay cannot know which
+    change sets it would skip, so it draws a new generation before starting at the head."""
+    redis = Redis.from_url(redis_url)
+    metrics = CacheMetrics()
+    stamps = RedisStampStore(redis, prefix="relay", metrics=metrics)
+
+    def relay_resets() -> float:
+        return metrics.resets.labels("relay")._value.get()
+
+    first = InvalidationRelay(feed.changes.feed, stamps)
+    assert (await first.step(None))[0] is not None
+    assert relay_resets() == 1
+    generation = (await stamps.read(["k"])).generation
+    await redis.delete("{relay}:lease:relay")  # the first relay's process went away
+    second = InvalidationRelay(feed.changes.feed, stamps)
+    assert (await second.step(None))[0] is not None
+    assert relay_resets() == 1  # the saved cursor was found: nothing skipped
+    assert (await stamps.read(["k"])).generation == generation
+    await redis.delete("{relay}:lease:relay", "{relay}:state:relay.cursor")  # evicted
+    third = InvalidationRelay(feed.changes.feed, stamps)
+    await third.step(None)
+    assert relay_resets() == 2
+    assert (await stamps.read(["k"])).generation != generation
     await redis.aclose()

@@ -185,6 +185,42 @@ def test_redis_restart_comes_back_empty_on_the_same_port(own_redis: RedisServer)
         client.close()
 
 
+def test_redis_restarts_from_its_last_snapshot(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url())
+    try:
+        client.set("k", "saved")
+        own_redis.snapshot()
+        client.set("k", "after")
+        client.set("later", "x")
+        own_redis.kill()
+        own_redis.start()
+        assert client.get("k") == b"saved"  # what the snapshot held, as an old RDB would
+        assert client.get("later") is None
+        own_redis.stop()  # a clean stop writes nothing either (no save points)
+        own_redis.start()
+        assert client.get("k") == b"saved"
+    finally:
+        client.close()
+
+
+def test_redis_pause_freezes_and_resume_thaws(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url(), socket_timeout=0.2)
+    try:
+        own_redis.pause()
+        assert own_redis.is_running
+        with pytest.raises(redis.TimeoutError):
+            client.ping()  # connections stay open, nothing answers
+        own_redis.resume()
+        assert client.ping()
+        own_redis.config_set("maxmemory", 1_000_000)
+        assert client.config_get("maxmemory") == {"maxmemory": "1000000"}
+        own_redis.pause()
+        own_redis.stop()  # a paused server still stops cleanly
+        assert not own_redis.is_running
+    finally:
+        client.close()
+
+
 def test_redis_flushall_empties_every_database(own_redis: RedisServer) -> None:
     clients = [redis.Redis.from_url(own_redis.url(db)) for db in (0, 1)]
     try:

@@ -23,9 +23,18 @@ class StampSnapshot:
 class StampStore(Protocol):
     """Version stamps: read many at once, bump many at once."""
 
-    async def read(self, keys: Sequence[str]) -> StampSnapshot: ...
+    async def read(self, keys: Sequence[str], *, authoritative: bool = False) -> StampSnapshot:
+        """The current stamps of ``keys``. ``authoritative`` skips any local copy (a mirror)
+        and asks the store every process shares: for checks that must see a bump made a
+        moment ago by another process (``If-Match`` inside a write transaction)."""
+        ...
 
-    async def bump(self, keys: Collection[str], change_id: int) -> None: ...
+    async def bump(self, keys: Collection[str], change_id: int | None = None) -> None:
+        """Give ``keys`` new values. With ``change_id``, also record that committed change
+        set ``change_id`` is applied (read-your-writes tokens and the relay rely on it).
+        Without it, nothing is recorded: a bump announced before COMMIT, whose transaction
+        may still roll back."""
+        ...
 
 
 class ValueStore(Protocol):

@@ -35,8 +35,8 @@ class MemoryStampStore:
             values.append(value)
         return StampSnapshot(self.generation, tuple(values))
 
-    async def read(self, keys: Sequence[str]) -> StampSnapshot:
-        return self.read_now(keys)
+    async def read(self, keys: Sequence[str], *, authoritative: bool = False) -> StampSnapshot:
+        return self.read_now(keys)  # this store is the authority: nothing to skip
 
     def bump_now(self, keys: Collection[str]) -> None:
         stamps = self._stamps
@@ -45,7 +45,8 @@ class MemoryStampStore:
             stamps[key] = self._fresh()
         self._trim()
 
-    async def bump(self, keys: Collection[str], change_id: int) -> None:
+    async def bump(self, keys: Collection[str], change_id: int | None = None) -> None:
+        # Nothing to mark: a change set is applied here by this call itself.
         self.bump_now(keys)
 
     def _trim(self) -> None:
