@@ -18,8 +18,8 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+$(VENV)/.installed: pyproject.toml casebook/pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,8 +28,8 @@ demo: install
 	LOCKSTEP_LOG_FORMAT=$${LOCKSTEP_LOG_FORMAT:-console} $(BIN)/casebook serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --seed $(SEED_TRANSACTIONS)
 
 lint: install
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src casebook/src tests bench examples
+	$(BIN)/ruff format --check src casebook/src tests bench examples
 	$(BIN)/lint-imports
 
 typecheck: install
@@ -45,8 +45,8 @@ fuzz: install
 	CASEBOOK_FUZZ_STEPS=$(FUZZ_STEPS) CASEBOOK_FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/pytest -p no:randomly tests/casebook/test_differential.py
 
 fmt: install
-	$(BIN)/ruff format src tests bench examples
-	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src casebook/src tests bench examples
+	$(BIN)/ruff check --fix src casebook/src tests bench examples
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -17,11 +17,10 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
@@ -39,6 +38,9 @@ from lockstep.http.caching import HttpCache
 from lockstep.http.consistency import ConsistencyMiddleware
 from lockstep.http.preconditions import pending_if_match, verify_if_match
 from lockstep.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class Lockstep:
@@ -147,8 +149,8 @@ class Lockstep:
     @property
     def redis(self) -> Redis | None:
         """The Redis client of the backend, if it has one."""
-        client = getattr(self.backend, "redis", None)
-        return client if isinstance(client, Redis) else None
+        client: Redis | None = getattr(self.backend, "redis", None)
+        return client
 
     async def start(self) -> None:
         """Start the background work: the backend's (in Redis mode the stamp mirror and the

@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lockstep.exceptions import ConfigurationError
 from lockstep.settings import Settings
 from lockstep.types import Backend
 
@@ -38,7 +39,13 @@ def create_engines(settings: Settings) -> Engines:
     """Build the engines for ``settings.database_url``; nothing connects until first use."""
     if settings.is_sqlite:
         return _sqlite_engines(settings)
-    return _postgres_engines(settings)
+    try:
+        return _postgres_engines(settings)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"a PostgreSQL database needs {exc.name!r}, which is not installed: "
+            "pip install 'lockstep[postgres]'"
+        ) from None
 
 
 def _sqlite_engines(settings: Settings) -> Engines:

@@ -302,7 +302,8 @@ def test_cache_stats_and_the_relay_from_redis(
     assert "embedded mode" in failed(1, "cache", "stats")
     monkeypatch.setenv("LOCKSTEP_REDIS_URL", redis_url)
     place(migrated, 10)  # its commit bumps stamps in Redis
-    with_app(migrated, lambda app: app.lockstep.backend.relay.step(None))  # the relay takes its lease
+    # the relay takes its lease
+    with_app(migrated, lambda app: app.lockstep.backend.relay.step(None))
     place(migrated, 20)
     stats = json.loads(ok("cache", "stats", "--json"))
     assert stats["namespace"] == "{shop}"

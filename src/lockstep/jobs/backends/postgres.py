@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -180,6 +179,8 @@ class PostgresListener:
         self._handler(payload)
 
     async def _run(self) -> None:
+        import asyncpg  # the postgres extra: only a PostgreSQL database gets here
+
         delay = 0.05
         while True:
             try:
