@@ -5,8 +5,9 @@ from lockstep.db.bulk import bulk_insert
 from lockstep.db.columns import Columns, Memo
 from lockstep.db.database import Database, in_write_transaction
 from lockstep.db.engine import Engines, create_engines
+from lockstep.db.executions import WRITES_OPTION
 from lockstep.db.instrumentation import StatementCounter, count_statements
-from lockstep.db.interception import WRITES_OPTION, Interception, interception_of
+from lockstep.db.interception import Interception, interception_of
 from lockstep.db.migrations import current_revision, head_revision, upgrade
 from lockstep.db.statements import Target, classify
 from lockstep.db.writes import (
