@@ -207,22 +207,18 @@ class _Unknown(Exception):
 
 def _complete(
     source: Source, rollup: Rollup, rows: Columns | Sequence[Any]
-) -> Columns | list[dict[str, Any]]:
+) -> Columns | Sequence[Any]:
     """``rows`` with every column ``rollup`` needs, as plain values (scalar defaults filled
     in); _Unknown when a needed value is computed by the database."""
     needed = rollup.needed
-    batch: Columns | None = None
     if isinstance(rows, Columns):
-        if all(c in rows for c in needed):
-            batch = rows
-    elif rows:
-        try:
-            batch = Columns({c: [row[c] for row in rows] for c in needed}, len(rows))
-        except KeyError:
-            batch = None
-    if batch is not None and not any(_odd(batch[c]) for c in needed):
-        return batch  # plain values throughout: the common case, checked at C speed
-    listed = list(rows.rows()) if isinstance(rows, Columns) else rows
+        if all(c in rows for c in needed) and not any(_odd(rows[c]) for c in needed):
+            return rows  # plain values throughout (an import): checked at C speed
+        listed: Sequence[Any] = list(rows.rows())
+    else:
+        listed = rows
+        if all(_plain(row.get(c, MISSING)) for row in listed for c in needed):
+            return listed  # the common case: rows as the write path imaged them
     out = []
     for row in listed:
         values: dict[str, Any] = {}
@@ -241,6 +237,10 @@ def _complete(
                 raise _Unknown(str(error)) from None
         out.append(values)
     return out
+
+
+def _plain(value: Any) -> bool:
+    return value is not MISSING and not isinstance(value, ClauseElement)
 
 
 def _odd(values: list[Any]) -> bool:
