@@ -31,6 +31,7 @@ from lockstep import (
     Tracking,
     cached,
     create_rollups,
+    install_observability,
     load_settings,
 )
 
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="budget", default_response_class=JSONBytesResponse, lifespan=lifespan)
     runtime.install(app)
+    # The error envelope (an unknown household is a 404, not a 500), request ids, metrics.
+    install_observability(app, settings, database=db, registry=runtime.registry)
     app.state.db, app.state.figures = db, figures
 
     async def members_of(household_id: int) -> set[int]:
