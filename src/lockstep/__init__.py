@@ -21,6 +21,7 @@ from lockstep.aggregates import (
     rollup_migration,
     year,
 )
+from lockstep.audit import AUDIT_TABLES, Audit, acting_as
 from lockstep.cache import Cache, Dependency, Row, Scope, Table
 from lockstep.changes import CHANGE_LOG_TABLES, Changes, ChangeSet, Cursor, Tracking
 from lockstep.db import (
@@ -108,10 +109,12 @@ from lockstep.settings import Settings, load_settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUDIT_TABLES",
     "CHANGE_LOG_TABLES",
     "JOBS_TABLES",
     "AggregateError",
     "Aggregates",
+    "Audit",
     "AuthenticationError",
     "Avg",
     "Backoff",
@@ -183,6 +186,7 @@ __all__ = [
     "VersionedTables",
     "Worker",
     "__version__",
+    "acting_as",
     "bulk_insert",
     "cached",
     "check_tables",

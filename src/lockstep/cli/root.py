@@ -1,8 +1,9 @@
 """The ``lockstep`` command: the root that reads ``--app`` and mounts the command groups.
 
 An application with a CLI of its own mounts the same groups (``feed_app``, ``cache_app``,
-``rollups_app``, ``jobs_app``, ``migration_app``) and puts an :class:`AppSource` with its
-factory in the context (``ctx.obj``) from its root callback; see ``docs/cli.md``.
+``rollups_app``, ``jobs_app``, ``migration_app``, ``audit_app``) and puts an
+:class:`AppSource` with its factory in the context (``ctx.obj``) from its root callback;
+see ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import structlog
 import typer
 
 from lockstep.cli.app import ENV_VAR, AppSource
+from lockstep.cli.audit import audit_app
 from lockstep.cli.cache import cache_app
 from lockstep.cli.feed import feed_app
 from lockstep.cli.jobs import jobs_app
@@ -30,6 +32,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(rollups_app, name="rollups")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(migration_app, name="migration")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
