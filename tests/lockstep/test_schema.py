@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, inspect
 
 from lockstep import (
+    AUDIT_TABLES,
     CHANGE_LOG_TABLES,
     JOBS_TABLES,
     Database,
@@ -96,7 +97,9 @@ def differences(connection: Any, tables: VersionedTables) -> list[Any]:
 # -- what the revisions create ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tables", [CHANGE_LOG_TABLES, JOBS_TABLES, DEMO], ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "tables", [CHANGE_LOG_TABLES, JOBS_TABLES, AUDIT_TABLES, DEMO], ids=lambda t: t.name
+)
 async def test_the_latest_revision_is_what_the_code_queries(
     database: Database, tables: VersionedTables
 ) -> None:
