@@ -312,16 +312,12 @@ async def _check_head(database: Database, chain: str, last: Entry | None) -> Bre
 
 def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
     """The chain's last position and hash, its head row locked until COMMIT (created at
-    position 0 when the chain is new)."""
-    dialect = connection.dialect.name
-    values = {"chain": chain, "seq": 0, "hash": GENESIS}
-    if dialect == "postgresql":
-        connection.execute(postgresql.insert(heads_table).values(values).on_conflict_do_nothing())
-    else:
-        connection.execute(sqlite.insert(heads_table).values(values).on_conflict_do_nothing())
-    stmt = select(heads_table.c.seq, heads_table.c.hash).where(heads_table.c.chain == chain)
-    if dialect == "postgresql":
-        stmt = stmt.with_for_update()
+    position 0 when the chain is new): one upsert that takes the row lock and returns it."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(heads_table).values(chain=chain, seq=0, hash=GENESIS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[heads_table.c.chain], set_={"seq": heads_table.c.seq}
+    ).returning(heads_table.c.seq, heads_table.c.hash)
     seq, digest = connection.execute(stmt).one()
     return int(seq), str(digest)
 
