@@ -25,6 +25,7 @@ from lockstep import (
     table_metadata,
     table_revisions,
 )
+from lockstep.offline import OFFLINE_TABLES
 from lockstep.testing import dump_schema
 
 # -- a set of two revisions, to move between ---------------------------------------------------
@@ -98,7 +99,9 @@ def differences(connection: Any, tables: VersionedTables) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "tables", [CHANGE_LOG_TABLES, JOBS_TABLES, AUDIT_TABLES, DEMO], ids=lambda t: t.name
+    "tables",
+    [CHANGE_LOG_TABLES, JOBS_TABLES, AUDIT_TABLES, OFFLINE_TABLES, DEMO],
+    ids=lambda t: t.name,
 )
 async def test_the_latest_revision_is_what_the_code_queries(
     database: Database, tables: VersionedTables

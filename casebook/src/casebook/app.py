@@ -33,7 +33,11 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services.lockstep.lifespan(app), services.embedded_worker():
+        async with (
+            services.lockstep.lifespan(app),
+            services.offline.lifespan(app),
+            services.embedded_worker(),
+        ):
             yield
         await services.db.dispose()
 
@@ -60,6 +64,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     for module in (reports, jobs_api, outbox):
         app.include_router(module.router, prefix="/api/v1")
+    services.offline.install(app)  # GET /v1/shape, POST /sync/push
     _mount_docs(app)
     if settings.serve_ui:
         _mount_ui(app)

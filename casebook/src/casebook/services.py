@@ -16,6 +16,7 @@ from casebook.auth import TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
+from casebook.sync import shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
     Aggregates,
@@ -27,6 +28,7 @@ from lockstep import (
     head_revision,
     load_settings,
 )
+from lockstep.offline import Offline
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -64,6 +66,7 @@ class Services:
     lockstep: Lockstep
     tokens: TokenService
     jobs: Jobs
+    offline: Offline
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -73,7 +76,13 @@ class Services:
             refresh_days=settings.refresh_token_days,
         )
         db, runtime, jobs = _runtime(settings, identify=_identify(tokens))
-        return cls(settings=settings, db=db, lockstep=runtime, tokens=tokens, jobs=jobs)
+        # After the runtime: shape messages carry the change feed's transaction ids.
+        offline = Offline(
+            db, runtime.changes, shapes=shapes(tokens), version=head_revision(MIGRATIONS) or ""
+        )
+        return cls(
+            db=db, lockstep=runtime, tokens=tokens, jobs=jobs, offline=offline, settings=settings
+        )
 
     def worker(self, **options: Any) -> Worker:
         """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""

@@ -46,7 +46,7 @@ class Changes:
 
     async def _after_commit(self, session: AsyncSession) -> None:
         for changeset in session.info.pop(COMMITTED, []):
-            record_commit(changeset.id)
+            record_commit(changeset.id, changeset.txid)
             await self.hub.publish(changeset)
 
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class RequestConsistency:
-    """The per-request holder: ``min_change`` asked for by the client, ``committed`` by us."""
+    """The per-request holder: ``min_change`` asked for by the client, ``committed`` by us
+    (change ids), ``txids`` the database transaction ids of those commits."""
 
     min_change: int = 0
     committed: list[int] = field(default_factory=list)
+    txids: list[int] = field(default_factory=list)
 
     @property
     def token(self) -> int | None:
@@ -43,10 +45,12 @@ def current_consistency() -> RequestConsistency | None:
     return _current.get()
 
 
-def record_commit(change_id: int) -> None:
+def record_commit(change_id: int, txid: int | None = None) -> None:
     holder = _current.get()
     if holder is not None:
         holder.committed.append(change_id)
+        if txid is not None:
+            holder.txids.append(txid)
 
 
 def required_change() -> int:

@@ -5,6 +5,10 @@ A request that sends ``Lockstep-Token`` back is answered from data that includes
 in any process of the deployment (the cache bypasses a local mirror that has not seen it).
 A malformed token is ignored (the request is served normally): it can only ask for more
 freshness, never for less.
+
+The same response carries ``Lockstep-Txid: <txid>[, <txid>...]``, the database transaction
+id of each commit (PostgreSQL ``pg_current_xact_id()``, SQLite the change-log id): the ids
+Electric shape messages carry in ``txids``, so a client can await its own write there.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from lockstep.changes import consistency_scope
 _scope: ContextVar[Scope | None] = ContextVar("lockstep_http_scope", default=None)
 
 TOKEN_HEADER = "Lockstep-Token"  # noqa: S105 - a header name, not a secret
+TXID_HEADER = b"lockstep-txid"
 
 
 def current_http_scope() -> Scope | None:
@@ -68,6 +73,9 @@ class ConsistencyMiddleware:
                 if message["type"] == "http.response.start" and holder.token is not None:
                     headers = list(message.get("headers", []))
                     headers.append((self._raw, str(holder.token).encode("latin-1")))
+                    if holder.txids:
+                        txids = ", ".join(str(t) for t in holder.txids)
+                        headers.append((TXID_HEADER, txids.encode("latin-1")))
                     message = {**message, "headers": headers}
                 await send(message)
 

@@ -1,0 +1,92 @@
+"""The composition of offline sync for one database: shapes, the shape log, the routes.
+
+    offline = Offline(database, runtime.changes, shapes=[Shape(Case.__table__, scope=...)],
+                      mutations=mutations, version=head_revision(MIGRATIONS))
+    offline.install(app)        # GET /v1/shape, POST /sync/push
+
+Build it after the change feed (a :class:`~lockstep.Lockstep` or :class:`~lockstep.Changes`):
+its write observer must commit after the feed's, to give shape messages the feed's
+transaction ids. ``version`` names the schema (an Alembic head): a new one is a new handle
+for every shape, so a migration makes clients refetch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from lockstep.changes import Changes
+from lockstep.db import Database
+from lockstep.exceptions import ConfigurationError
+from lockstep.offline.capture import MAX_ROWS, ShapeCapture, ShapedTable
+from lockstep.offline.endpoint import ShapeEndpoint
+from lockstep.offline.reader import ShapeLog
+from lockstep.offline.shapes import Shape, ShapeDefinition
+
+SHAPE_PATH = "/v1/shape"
+
+
+class Offline:
+    """Electric shapes over ``database``'s writes, fed by ``changes``."""
+
+    def __init__(
+        self,
+        database: Database,
+        changes: Changes,
+        *,
+        shapes: Sequence[Shape],
+        version: str = "",
+        chunk_rows: int = 10_000,
+        long_poll_seconds: float = 20.0,
+        max_logged_rows: int = MAX_ROWS,
+    ) -> None:
+        self.database = database
+        self.changes = changes
+        tables: dict[str, ShapedTable] = {}
+        self.definitions: dict[str, ShapeDefinition] = {}
+        for shape in shapes:
+            name = str(shape.table.name)
+            if changes.tracking.spec(name) is None:
+                raise ConfigurationError(
+                    f"shape {shape.public_name!r}: table {name!r} is not tracked by the change "
+                    "feed (its writes would carry no transaction id)"
+                )
+            shaped = tables.setdefault(name, ShapedTable(shape.table))
+            if shape.public_name in self.definitions:
+                raise ConfigurationError(f"two shapes are named {shape.public_name!r}")
+            self.definitions[shape.public_name] = ShapeDefinition(shape, shaped)
+        self.capture = ShapeCapture(tables, max_rows=max_logged_rows)
+        database.observe(self.capture)
+        poll = database.settings.feed_poll_seconds
+        self.log = ShapeLog(database, changes.hub, poll_interval=poll)
+        self.endpoint = ShapeEndpoint(
+            self.definitions,
+            self.log,
+            version=version,
+            chunk_rows=chunk_rows,
+            long_poll_seconds=long_poll_seconds,
+        )
+
+    def install(self, app: FastAPI, *, prefix: str = "") -> None:
+        """Add ``GET /v1/shape`` (and the push route, when mutations are registered)."""
+        app.add_route(
+            prefix + SHAPE_PATH, self.endpoint.__call__, methods=["GET"], include_in_schema=False
+        )
+
+    async def compact(self, *, older_than: dt.timedelta) -> int:
+        """Delete shape-log entries older than ``older_than`` (see :meth:`ShapeLog.compact`)."""
+        return await self.log.compact(older_than=older_than)
+
+    async def stop(self) -> None:
+        await self.log.stop()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.stop()
