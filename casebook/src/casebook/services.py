@@ -16,7 +16,7 @@ from casebook.auth import TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
-from casebook.sync import shapes
+from casebook.sync import mutations, shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
     Aggregates,
@@ -78,7 +78,11 @@ class Services:
         db, runtime, jobs = _runtime(settings, identify=_identify(tokens))
         # After the runtime: shape messages carry the change feed's transaction ids.
         offline = Offline(
-            db, runtime.changes, shapes=shapes(tokens), version=head_revision(MIGRATIONS) or ""
+            db,
+            runtime.changes,
+            shapes=shapes(tokens),
+            mutations=mutations(tokens),
+            version=head_revision(MIGRATIONS) or "",
         )
         return cls(
             db=db, lockstep=runtime, tokens=tokens, jobs=jobs, offline=offline, settings=settings

@@ -1,4 +1,5 @@
-"""casebook offline: the shapes its clients sync (``GET /v1/shape``).
+"""casebook offline: the shapes its clients sync (``GET /v1/shape``) and the edits they push
+(``POST /sync/push``: case fields, subject notes, adjudication decisions).
 
 Every shape is scoped to the caller's organization, whatever ``where`` a client sends:
 another tenant's rows are never returned, and a row moved to another organization reaches
@@ -7,15 +8,27 @@ the old one's clients as a delete.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from starlette.requests import Request
 
 from casebook.auth import Principal, TokenService
-from casebook.models import AdjudicationItem, Case, Subject, Transaction
-from lockstep import AuthenticationError
-from lockstep.offline import Shape
+from casebook.models import (
+    AdjudicationItem,
+    AdjudicationStatus,
+    Case,
+    CaseStatus,
+    Role,
+    Subject,
+    Transaction,
+)
+from casebook.schemas import case_out, subject_out
+from lockstep import AuthenticationError, NotFoundError, PermissionDeniedError
+from lockstep.offline import MutationContext, Mutations, Shape
 
 
 def principal_of(tokens: TokenService, request: Request) -> Principal:
@@ -101,3 +114,104 @@ def shapes(tokens: TokenService) -> list[Shape]:
             ],
         ),
     ]
+
+
+# -- mutations (POST /sync/push) -------------------------------------------------------------
+
+
+class CaseEdit(BaseModel):
+    """``case.update``: the fields to change; ``base_version`` is the case's version."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: int
+    title: str | None = Field(None, min_length=1, max_length=300)
+    description: str | None = Field(None, max_length=10_000)
+    status: CaseStatus | None = None
+    priority: int | None = Field(None, ge=1, le=5)
+
+
+class SubjectNotes(BaseModel):
+    """``subject.notes``: a subject's notes; ``base_version`` is the subject's version."""
+
+    model_config = ConfigDict(extra="forbid")
+    subject_id: int
+    notes: str = Field(max_length=10_000)
+
+
+class Decision(BaseModel):
+    """``adjudication.decide``: ``base_version`` is the status the reviewer saw."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: int
+    status: AdjudicationStatus
+    reason: str | None = Field(None, max_length=500)
+
+
+def mutations(tokens: TokenService) -> Mutations:
+    """The edits casebook's clients push: case fields, subject notes, adjudications."""
+    registry = Mutations(
+        authenticate=lambda request: principal_of(tokens, request),
+        owner=lambda principal: principal.user_id,
+    )
+
+    @registry.register("case.update", CaseEdit)
+    async def update_case(ctx: MutationContext, args: CaseEdit) -> dict[str, Any]:
+        principal: Principal = ctx.principal
+        if not principal.has_role(Role.ANALYST):
+            raise PermissionDeniedError("analyst or admin role required")
+        case = await _one(ctx, Case, args.case_id, principal, "case")
+        ctx.expect_version(case.version, current=lambda: case_out(case, with_assignee=False))
+        changes = args.model_dump(exclude_unset=True, exclude={"case_id"})
+        for name, value in changes.items():
+            setattr(case, name, value)
+        if changes.get("status") is CaseStatus.CLOSED and case.closed_on is None:
+            case.closed_on = dt.date.today()
+        case.version += 1
+        return {"id": case.id, "version": case.version}
+
+    @registry.register("subject.notes", SubjectNotes)
+    async def subject_notes(ctx: MutationContext, args: SubjectNotes) -> dict[str, Any]:
+        principal: Principal = ctx.principal
+        if not principal.has_role(Role.ANALYST):
+            raise PermissionDeniedError("analyst or admin role required")
+        subject = await _one(ctx, Subject, args.subject_id, principal, "subject")
+        ctx.expect_version(subject.version, current=lambda: subject_out(subject))
+        subject.notes = args.notes
+        subject.version += 1
+        return {"id": subject.id, "version": subject.version}
+
+    @registry.register("adjudication.decide", Decision)
+    async def decide(ctx: MutationContext, args: Decision) -> dict[str, Any]:
+        principal: Principal = ctx.principal
+        if not principal.has_role(Role.REVIEWER):
+            raise PermissionDeniedError("reviewer or admin role required")
+        item = await _one(ctx, AdjudicationItem, args.item_id, principal, "adjudication item")
+        ctx.expect_version(item.status.value, current=lambda: _item_out(item))
+        item.status = args.status
+        item.reason = args.reason if args.reason is not None else item.reason
+        item.decided_by_id = principal.user_id
+        item.decided_at = dt.datetime.now(dt.UTC)
+        return {"id": item.id, "status": item.status.value}
+
+    return registry
+
+
+async def _one(
+    ctx: MutationContext, model: Any, row_id: int, principal: Principal, what: str
+) -> Any:
+    found = await ctx.session.scalar(
+        select(model).where(model.id == row_id, model.organization_id == principal.organization_id)
+    )
+    if found is None:
+        raise NotFoundError(f"{what} {row_id} not found")
+    return found
+
+
+def _item_out(item: AdjudicationItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "case_id": item.case_id,
+        "status": item.status.value,
+        "reason": item.reason,
+        "decided_by_id": item.decided_by_id,
+    }

@@ -6,17 +6,30 @@ TanStack DB's Electric collection consume it unchanged. See docs/offline.md.
 """
 
 from lockstep.offline.filters import Filter, FilterError, equal_to
-from lockstep.offline.server import SHAPE_PATH, Offline
+from lockstep.offline.mutations import (
+    MutationContext,
+    MutationGap,
+    Mutations,
+    StaleVersion,
+    plan,
+)
+from lockstep.offline.server import PUSH_PATH, SHAPE_PATH, Offline
 from lockstep.offline.shapes import Shape
 from lockstep.offline.tables import OFFLINE_TABLES, ensure_offline_tables
 
 __all__ = [
     "OFFLINE_TABLES",
+    "PUSH_PATH",
     "SHAPE_PATH",
     "Filter",
     "FilterError",
+    "MutationContext",
+    "MutationGap",
+    "Mutations",
     "Offline",
     "Shape",
+    "StaleVersion",
     "ensure_offline_tables",
     "equal_to",
+    "plan",
 ]

@@ -24,10 +24,13 @@ from lockstep.db import Database
 from lockstep.exceptions import ConfigurationError
 from lockstep.offline.capture import MAX_ROWS, ShapeCapture, ShapedTable
 from lockstep.offline.endpoint import ShapeEndpoint
+from lockstep.offline.mutations import Mutations
+from lockstep.offline.push import PushEndpoint
 from lockstep.offline.reader import ShapeLog
 from lockstep.offline.shapes import Shape, ShapeDefinition
 
 SHAPE_PATH = "/v1/shape"
+PUSH_PATH = "/sync/push"
 
 
 class Offline:
@@ -39,6 +42,7 @@ class Offline:
         changes: Changes,
         *,
         shapes: Sequence[Shape],
+        mutations: Mutations | None = None,
         version: str = "",
         chunk_rows: int = 10_000,
         long_poll_seconds: float = 20.0,
@@ -63,6 +67,9 @@ class Offline:
         database.observe(self.capture)
         poll = database.settings.feed_poll_seconds
         self.log = ShapeLog(database, changes.hub, poll_interval=poll)
+        self.mutations = mutations
+        # After the change feed's observer, like the shape log's: answers carry its txid.
+        self.push = None if mutations is None else PushEndpoint(database, mutations)
         self.endpoint = ShapeEndpoint(
             self.definitions,
             self.log,
@@ -76,6 +83,10 @@ class Offline:
         app.add_route(
             prefix + SHAPE_PATH, self.endpoint.__call__, methods=["GET"], include_in_schema=False
         )
+        if self.push is not None:
+            app.add_route(
+                prefix + PUSH_PATH, self.push.__call__, methods=["POST"], include_in_schema=False
+            )
 
     async def compact(self, *, older_than: dt.timedelta) -> int:
         """Delete shape-log entries older than ``older_than`` (see :meth:`ShapeLog.compact`)."""
