@@ -164,7 +164,7 @@ async def live_latency(app: FastAPI, db: Database, commits: int = 200) -> list[f
 async def write_cost(directory: Path) -> float:
     timings = []
     for shaped in (False, True):
-        app, db = await build(directory / ("shaped" if shaped else "plain"), shaped=shaped)
+        _app, db = await build(directory / ("shaped" if shaped else "plain"), shaped=shaped)
         async with db.writer() as session:
             await session.execute(
                 items.insert().values(id=1, org=1, title="t", amount=1, status="open")
