@@ -56,9 +56,14 @@ class Entry:
 
 def message_key(shape: ResolvedShape, image: Image) -> str:
     """Electric's row key: ``"public"."table"/"<pk>"`` (one ``/"v"`` per key column)."""
-    definition = shape.definition
-    parts = "".join('/"' + str(image[c]).replace('"', '""') + '"' for c in definition.shaped.key)
-    return f'"public"."{definition.shaped.name}"{parts}'
+    shaped = shape.definition.shaped
+    if len(shaped.key) == 1:  # the common case, on every row of a snapshot
+        value = str(image[shaped.key[0]])
+        if '"' in value:
+            value = value.replace('"', '""')
+        return f'"public"."{shaped.name}"/"{value}"'
+    parts = "".join('/"' + str(image[c]).replace('"', '""') + '"' for c in shaped.key)
+    return f'"public"."{shaped.name}"{parts}'
 
 
 def in_shape(shape: ResolvedShape, image: Image | None) -> bool:
@@ -147,6 +152,10 @@ def rows_at(
     its first change, or left out if it was not in the shape then.
     """
     key = shape.definition.shaped.key[0]
+    if not since:  # nothing changed since the snapshot's position: the rows as read
+        if limit is not None and len(current) > limit:
+            return Page(list(current[:limit]), int(str(current[limit - 1][key])))
+        return Page(list(current), None)
     first: dict[int, Entry] = {}
     for entry in since:
         if entry.key is None:
