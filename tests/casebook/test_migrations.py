@@ -50,6 +50,7 @@ from lockstep import (
 from lockstep.cli.app import AppSource
 from lockstep.cli.root import app as lockstep_cli
 from lockstep.db.migrations import alembic_config
+from lockstep.offline import OFFLINE_TABLES
 from lockstep.schema import meta_table
 from lockstep.testing import dump_schema
 
@@ -136,7 +137,7 @@ async def test_from_zero_the_migrations_create_what_they_always_created(db: Data
 
 async def test_a_migrated_database_equals_the_models(db: Database) -> None:
     await upgrade(db, MIGRATIONS)
-    full = [Base.metadata, table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES)]
+    full = [Base.metadata, table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES)]
 
     def differences(connection: Any) -> list[Any]:
         opts = {"compare_type": True, "compare_server_default": True}
@@ -145,7 +146,7 @@ async def test_a_migrated_database_equals_the_models(db: Database) -> None:
     assert await sync(db, differences) == []
     assert {r.name for r in AGGREGATES} <= set(Base.metadata.tables)
     await autogenerate_check(db)  # the same, through env.py's target metadata
-    await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
+    await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES)
 
 
 async def test_the_frozen_rollups_start_equal_to_the_ledger_already_there(db: Database) -> None:
