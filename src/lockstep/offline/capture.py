@@ -118,14 +118,15 @@ class ShapeCapture:
         return [_Touched(shaped.name, tuple(r[c] for c in shaped.key), dict(r)) for r in rows]
 
     def _rows(self, shaped: ShapedTable, write: RowWrite) -> list[_Touched | _Rotate]:
-        images: list[Mapping[str, Any]]
-        if write.op == "insert":
-            rows = write.after
-            images = list(rows.rows()) if isinstance(rows, Columns) else list(rows)
-        else:
-            images = list(write.before)
-        if len(images) > self.max_rows:
+        rows = write.after if write.op == "insert" else write.before
+        if len(rows) > self.max_rows:  # before building a dict per row of an import
             return [_Rotate(shaped.name, f"more than {self.max_rows} rows in one write")]
+        if isinstance(rows, Columns):
+            if any(c not in rows for c in shaped.key):
+                return [_Rotate(shaped.name, "rows written without their key")]
+            images: list[Mapping[str, Any]] = list(rows.rows())
+        else:
+            images = list(rows)
         out: list[_Touched | _Rotate] = []
         for image in images:
             key = tuple(image.get(c, MISSING) for c in shaped.key)
