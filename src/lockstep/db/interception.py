@@ -64,6 +64,8 @@ from lockstep.db.writes import (
 
 PhaseHook = Callable[[Session], Awaitable[None]]
 
+_OBSERVER_PHASES = (Phase.DERIVE, Phase.LOG, Phase.RECORD)  # in the order they run
+
 _STATE = "lockstep.writes"
 _ATTRIBUTE = "_lockstep_interception"
 
@@ -118,8 +120,8 @@ class Interception:
 
     def observe(self, observer: WriteObserver) -> None:
         """Deliver every write from now on to ``observer``."""
-        if observer.phase not in (Phase.DERIVE, Phase.LOG):
-            raise ValueError("a write observer commits in Phase.DERIVE or Phase.LOG")
+        if observer.phase not in _OBSERVER_PHASES:
+            raise ValueError("a write observer commits in Phase.DERIVE, LOG or RECORD")
         self.observers.append(observer)
         self._followed.clear()
 
@@ -216,7 +218,7 @@ class Interception:
         session.flush()
         state.committing = True
         try:
-            for phase in (Phase.DERIVE, Phase.LOG):
+            for phase in _OBSERVER_PHASES:
                 for index, observer in enumerate(self.observers):
                     if observer.phase is phase:
                         observer.commit(session, self._surviving(state, index))

@@ -59,17 +59,20 @@ class Phase(enum.Enum):
     """The steps of a commit, in the order they run.
 
     In the transaction, synchronous (observers): ``DERIVE`` writes derived from this
-    transaction's writes (rollups), then ``LOG`` (the change-log row). In the transaction,
-    asynchronous, with the writes' row locks held (hooks): ``VERIFY`` (preconditions such as
-    ``If-Match``; raising rolls the transaction back), then ``ANNOUNCE`` (cache stamps move
-    before the locks are released). After commit: ``PUBLISH`` (``Database.add_commit_hook``).
+    transaction's writes (rollups, the audit trail), then ``LOG`` (the change-log row), then
+    ``RECORD`` (what needs the logged change set: its id and txid — the shape log, stored
+    push answers). In the transaction, asynchronous, with the writes' row locks held (hooks):
+    ``VERIFY`` (preconditions such as ``If-Match``; raising rolls the transaction back), then
+    ``ANNOUNCE`` (cache stamps move before the locks are released). After commit: ``PUBLISH``
+    (``Database.add_commit_hook``).
     """
 
     DERIVE = 1
     LOG = 2
-    VERIFY = 3
-    ANNOUNCE = 4
-    PUBLISH = 5
+    RECORD = 3
+    VERIFY = 4
+    ANNOUNCE = 5
+    PUBLISH = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ class WriteObserver(Protocol):
     """Something that follows every write of a database's sessions (see the module doc)."""
 
     phase: Phase
-    """When :meth:`commit` runs: ``Phase.DERIVE`` or ``Phase.LOG``."""
+    """When :meth:`commit` runs: ``Phase.DERIVE``, ``Phase.LOG`` or ``Phase.RECORD``."""
 
     def watched(self, table: str) -> Collection[str] | None:
         """The columns (besides the primary key) this observer needs in row images of the

@@ -24,8 +24,8 @@ Positions: the commit takes the next value of ``shape.position`` with an ``UPDAT
 row lock it holds until COMMIT, so positions are dense and in commit order (on PostgreSQL
 another shaped commit waits at that point for this one to finish; see docs/decisions.md).
 A reader that sees position ``p`` therefore sees every position below it. The observer
-commits in ``Phase.LOG`` after the change feed's (it is registered later) and takes the
-feed's ``txid`` for its rows, which is what write responses hand back.
+commits in ``Phase.RECORD``, after the change feed's ``LOG``, and takes the feed's
+``txid`` for its rows, which is what write responses hand back.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ShapedTable:
 class ShapeCapture:
     """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`)."""
 
-    phase = Phase.LOG
+    phase = Phase.RECORD
 
     def __init__(self, tables: Mapping[str, ShapedTable], *, max_rows: int = MAX_ROWS) -> None:
         self.tables = tables

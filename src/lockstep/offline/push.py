@@ -76,11 +76,11 @@ class PushBody(BaseModel):
 
 
 class AnswerRecorder:
-    """A write observer with nothing to observe: in ``Phase.LOG``, after the change feed,
+    """A write observer with nothing to observe: in ``Phase.RECORD``, after the change feed,
     it stores the answer of the mutation being committed together with the commit's
     ``txid`` (which only exists once the feed has logged the transaction)."""
 
-    phase = Phase.LOG
+    phase = Phase.RECORD
 
     def watched(self, table: str) -> Collection[str] | None:
         return None
