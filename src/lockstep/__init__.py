@@ -48,6 +48,7 @@ from lockstep.exceptions import (
     PreconditionFailedError,
     RateLimitedError,
     SchemaError,
+    TokenExpiredError,
     ValidationFailedError,
 )
 from lockstep.http import (
@@ -179,6 +180,7 @@ __all__ = [
     "Table",
     "Task",
     "TaskRegistry",
+    "TokenExpiredError",
     "Tracking",
     "UnknownTaskError",
     "ValidationFailedError",

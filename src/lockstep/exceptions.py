@@ -55,6 +55,13 @@ class AuthenticationError(LockstepError):
     status_code = 401
 
 
+class TokenExpiredError(AuthenticationError):
+    """The credentials were valid but have expired: get a new token and try again (the
+    realtime protocol answers it with code 109, which makes the SDKs refresh)."""
+
+    code = "token_expired"
+
+
 class PermissionDeniedError(LockstepError):
     """The caller is known but may not do this."""
 
