@@ -110,10 +110,14 @@ class Bridge:
             batch = await self._outbox.get()
             while not self._outbox.empty():  # what queued meanwhile goes in the same message
                 batch = batch + self._outbox.get_nowait()
-            try:
-                await self.redis.publish(self.topic, encode(self.origin, batch))
-            except Exception as exc:  # the others catch up from the database
-                log.warning("realtime_bridge_send_failed", error=repr(exc))
+            message = encode(self.origin, batch)
+            for attempt in (1, 2):  # a pooled connection Redis dropped fails once, then reconnects
+                try:
+                    await self.redis.publish(self.topic, message)
+                    break
+                except Exception as exc:  # the others catch up from the database
+                    if attempt == 2:
+                        log.warning("realtime_bridge_send_failed", error=repr(exc))
 
     async def _receive_loop(self) -> None:
         while True:

@@ -3,16 +3,17 @@ two on PostgreSQL + Redis)::
 
     python -m uvicorn realtime_app:create_app --factory --port PORT     # in this directory
 
-Tokens are ``<tenant>.<user>.<expires unix seconds>`` (a test app: no signature). Channels:
+Tokens are ``<tenant>~<user>~<expires unix seconds>`` (a test app: no signature). Channels:
 
 * ``room:<tenant>-<n>``: history; subscribers of the token's tenant only (else 103);
 * ``feed:<tenant>``: history, where every note of the tenant is broadcast;
 * ``live:<tenant>``: volatile (no history);
 * ``user:<id>``: history, the user's own, also subscribed on the server's side at connect.
 
-Routes: ``POST /notes`` (a note: broadcast to ``feed:`` and published to ``room:`` in its
-transaction), ``POST /rollback`` (published, then rolled back), ``POST /volatile``,
-``POST /blob`` (``n`` big publications, for slow consumers), ``POST /trim``, ``GET /stats``.
+Routes: ``GET /token`` (``tenant``, ``user``, ``ttl`` seconds), ``POST /notes`` (a note:
+broadcast to ``feed:`` and published to ``room:`` in its transaction), ``POST /rollback``
+(published, then rolled back), ``POST /volatile``, ``POST /blob`` (``n`` big volatile
+publications to ``live:<room>``, for slow consumers), ``POST /trim``, ``GET /stats``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Note(Base):
 
 async def authenticate(request: ConnectRequest) -> Credentials:
     try:
-        tenant, user, expires = request.token.split(".")
+        tenant, user, expires = request.token.split("~")
         expires_at = float(expires)
     except ValueError:
         raise AuthenticationError("invalid token") from None
@@ -141,14 +142,17 @@ def create_app() -> FastAPI:
 
     @app.post("/blob")
     async def blob(room: str, n: int, size: int) -> dict[str, Any]:
-        for i in range(n):
-            async with db.writer() as session:
-                realtime.publish(session, f"room:{room}", {"i": i, "pad": "x" * size})
+        for i in range(n):  # volatile: no history written, so it can be big and fast
+            await realtime.publish_now(f"live:{room}", {"i": i, "pad": "x" * size})
         return {"ok": True}
 
     @app.post("/trim")
     async def trim() -> dict[str, Any]:
         return {"deleted": await realtime.trim()}
+
+    @app.get("/token")
+    async def token(tenant: str, user: str, ttl: float = 3600) -> dict[str, Any]:
+        return {"token": f"{tenant}~{user}~{time.time() + ttl:.3f}"}
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
