@@ -140,9 +140,9 @@ class Hub:
             if publication.offset <= top:
                 return
             if publication.offset > top + 1:
-                await self._fill(channel, top, publication)
+                filled = await self._fill(channel, top, publication)
                 subscribers = self.channels.get(channel)
-                if not subscribers:
+                if not filled or not subscribers:
                     return
             self.tops[channel] = publication.offset
         self._fan_out(publication, subscribers)
@@ -172,9 +172,10 @@ class Hub:
             subscriber.position = publication.offset
         return subscriber.connection.push(publication)
 
-    async def _fill(self, channel: str, top: int, publication: Publication) -> None:
+    async def _fill(self, channel: str, top: int, publication: Publication) -> bool:
         """Deliver the offsets between ``top`` and ``publication`` from history first; if
-        history no longer has them all, make the channel's subscribers resubscribe."""
+        history no longer has them all, make the channel's subscribers resubscribe (they
+        recover ``publication`` too, or learn they cannot) and return False."""
         missing = await self.fetch(channel, top, publication.offset - 1)
         expected = top + 1
         for found in missing:
@@ -184,9 +185,10 @@ class Hub:
             if subscribers:
                 self._fan_out(found, subscribers)
             expected += 1
-        self.tops[channel] = expected - 1
-        if expected != publication.offset:
-            self.metrics.dropped.inc()
-            for subscriber in list(self.channels.get(channel, {}).values()):
-                subscriber.connection.resubscribe(channel)
-            self.tops[channel] = publication.offset - 1
+        if expected == publication.offset:
+            return True
+        self.metrics.dropped.inc()
+        for subscriber in list(self.channels.get(channel, {}).values()):
+            subscriber.connection.resubscribe(channel)
+        self.tops[channel] = publication.offset
+        return False

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from lockstep.db import Database
+from lockstep.exceptions import ConfigurationError
 from lockstep.realtime import history as store
 from lockstep.realtime.capture import COMMITTED, Broadcast, Capture, Pending
 from lockstep.realtime.channels import Authenticate, Channels, ConnectRequest, Credentials
@@ -223,7 +224,13 @@ class Realtime:
         self._started = True
         self.hub.start()
         if self.settings.redis_url:
-            from lockstep.realtime.bridge import Bridge  # the redis extra, on first use
+            try:
+                from lockstep.realtime.bridge import Bridge  # the redis extra, on first use
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "LOCKSTEP_REDIS_URL is set but Redis support is not installed: "
+                    "pip install 'lockstep[redis]'"
+                ) from exc
 
             self.bridge = Bridge.from_settings(self.settings, self)
             await self.bridge.start()
