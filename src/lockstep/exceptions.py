@@ -57,9 +57,8 @@ class AuthenticationError(LockstepError):
 
 class TokenExpiredError(AuthenticationError):
     """The credentials were valid but have expired: get a new token and try again (the
-    realtime protocol answers it with code 109, which makes the SDKs refresh)."""
-
-    code = "token_expired"
+    realtime protocol answers it with code 109, which makes the SDKs refresh; over HTTP it
+    is the same 401 ``unauthenticated`` as any other bad token)."""
 
 
 class PermissionDeniedError(LockstepError):

@@ -136,6 +136,8 @@ class Realtime:
             self._deliver(publications)
 
     def _deliver(self, publications: list[Publication]) -> None:
+        if not self._started:
+            return  # a process serving no one (a CLI import): servers read the channels' tops
         self.hub.submit(publications)
         if self.bridge is not None:
             self.bridge.send(publications)
