@@ -72,6 +72,7 @@ class Connection:
         "failed",
         "headers",
         "id",
+        "limit",
         "on_close",
         "ping_sent",
         "server",
@@ -97,18 +98,19 @@ class Connection:
         self.failed = False
         self.ping_sent = 0.0  # monotonic time of a ping not yet answered (bidirectional)
         self.on_close: Callable[[p.Disconnect], None] | None = None
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[str] = deque()
+        self.limit = server.settings.realtime_client_queue_bytes
         self._size = 0
         self._wake = asyncio.Event()
 
     # -- outgoing ----------------------------------------------------------------------------
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: str) -> bool:
         """Queue ``frame``; closes the connection with 3008 when its buffer would overflow."""
         if self.closed is not None:
             return False
         self._size += len(frame)
-        if self._size > self.server.settings.realtime_client_queue_bytes:
+        if self._size > self.limit:
             self.slow()
             return False
         self._queue.append(frame)
@@ -122,7 +124,7 @@ class Connection:
         self.server.metrics.dropped.inc()
         self.close(p.SLOW)
 
-    async def outgoing(self) -> list[bytes] | None:
+    async def outgoing(self) -> list[str] | None:
         """The frames queued so far (waiting for one); None once the connection is closed."""
         while not self._queue:
             if self.closed is not None:

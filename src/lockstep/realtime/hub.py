@@ -28,7 +28,6 @@ import structlog
 
 from lockstep.realtime.metrics import RealtimeMetrics
 from lockstep.realtime.protocol import Publication
-from lockstep.realtime.recovery import admit
 
 if TYPE_CHECKING:
     from lockstep.realtime.connection import Connection
@@ -162,14 +161,14 @@ class Hub:
                 return 0
             subscriber.buffer.append(publication)
             return 0
-        verdict = admit(subscriber.position, publication.offset)
-        if verdict == "drop":
-            return 0
-        if verdict == "gap":
-            subscriber.connection.resubscribe(publication.channel)
-            return 0
-        if publication.offset:
-            subscriber.position = publication.offset
+        offset = publication.offset
+        if offset:  # admit(), inlined: this runs once per subscriber and publication
+            if offset <= subscriber.position:
+                return 0
+            if offset > subscriber.position + 1:
+                subscriber.connection.resubscribe(publication.channel)
+                return 0
+            subscriber.position = offset
         return subscriber.connection.push(publication)
 
     async def _fill(self, channel: str, top: int, publication: Publication) -> bool:

@@ -144,20 +144,20 @@ def parse_command(obj: dict[str, Any]) -> Command:
     return Command(raw_id, "?" if raw_id else None, {})
 
 
-def encode_reply(command_id: int, method: str, result: dict[str, Any]) -> bytes:
-    return orjson.dumps({"id": command_id, method: result})
+def encode_reply(command_id: int, method: str, result: dict[str, Any]) -> str:
+    return orjson.dumps({"id": command_id, method: result}).decode()
 
 
-def encode_error(command_id: int, error: ReplyError) -> bytes:
-    return orjson.dumps({"id": command_id, "error": error.to_json()})
+def encode_error(command_id: int, error: ReplyError) -> str:
+    return orjson.dumps({"id": command_id, "error": error.to_json()}).decode()
 
 
-def encode_push(push: dict[str, Any], *, uni: bool) -> bytes:
+def encode_push(push: dict[str, Any], *, uni: bool) -> str:
     """A push frame: wrapped in ``{"push": ...}`` unless the transport is unidirectional."""
-    return orjson.dumps(push if uni else {"push": push})
+    return orjson.dumps(push if uni else {"push": push}).decode()
 
 
-PING = b"{}"
+PING = "{}"
 
 
 @dataclass(slots=True)
@@ -170,7 +170,7 @@ class Publication:
     offset: int = 0
     epoch: str = ""
     committed_at: float = 0.0
-    _frames: dict[bool, bytes] = field(default_factory=dict, repr=False, compare=False)
+    _frames: dict[bool, str] = field(default_factory=dict, repr=False, compare=False)
 
     def body(self) -> bytes:
         """The ``pub`` object itself (for subscribe and history results)."""
@@ -178,12 +178,12 @@ class Publication:
             return b'{"data":' + self.data + b',"offset":' + str(self.offset).encode() + b"}"
         return b'{"data":' + self.data + b"}"
 
-    def frame(self, *, uni: bool) -> bytes:
-        """The push frame, encoded once per shape."""
+    def frame(self, *, uni: bool) -> str:
+        """The push frame (text, as WebSocket text frames carry it), encoded once per shape."""
         found = self._frames.get(uni)
         if found is None:
             inner = b'{"channel":' + orjson.dumps(self.channel) + b',"pub":' + self.body() + b"}"
-            found = inner if uni else b'{"push":' + inner + b"}"
+            found = (inner if uni else b'{"push":' + inner + b"}").decode()
             self._frames[uni] = found
         return found
 

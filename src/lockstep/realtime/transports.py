@@ -45,7 +45,7 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
         async def write() -> None:
             try:
                 while (frames := await connection.outgoing()) is not None:
-                    await send({"type": "websocket.send", "text": b"\n".join(frames).decode()})
+                    await send({"type": "websocket.send", "text": "\n".join(frames)})
             except asyncio.CancelledError:
                 if connection.closed is None:
                     raise
@@ -141,7 +141,7 @@ def sse_endpoint(server: Realtime) -> ASGIApp:
         try:
             await connection.connect_unidirectional(params)
             while (frames := await connection.outgoing()) is not None:
-                body = b"".join(b"data: " + frame + b"\n\n" for frame in frames)
+                body = "".join(f"data: {frame}\n\n" for frame in frames).encode()
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

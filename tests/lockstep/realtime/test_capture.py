@@ -47,7 +47,8 @@ async def realtime(database: Database, settings: Settings) -> AsyncIterator[Real
     )
     server.sent: list[Publication] = []  # type: ignore[attr-defined]
     server.hub.submit = server.sent.extend  # type: ignore[assignment,attr-defined]
-    return server
+    async with server.lifespan():
+        yield server
 
 
 async def rolled_back(database: Database, server: Realtime, channel: str) -> None:
@@ -159,7 +160,6 @@ async def test_history_is_trimmed_to_its_size(database: Database, settings: Sett
         await conn.run_sync(ensure_realtime_tables)
     small = settings.model_copy(update={"realtime_history_size": 3})
     server = Realtime(small, database, authenticate=nobody, namespaces=[Namespace("room")])
-    server.hub.submit = lambda _pubs: None  # type: ignore[method-assign]
     for n in range(10):
         async with database.writer() as session:
             server.publish(session, "room:t", {"n": n})
