@@ -130,7 +130,16 @@ def serve(port: int, path: str) -> None:
     engine.dispose()
     os.environ["LOCKSTEP_DATABASE_URL"] = f"sqlite+aiosqlite:///{path}"
     os.environ.setdefault("LOCKSTEP_REALTIME_CLIENT_QUEUE_BYTES", str(16 * 1024 * 1024))
-    uvicorn.run(server_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    ws = os.environ.get("BENCH_WS", "auto")  # uvicorn's WebSocket implementation
+    uvicorn.run(
+        server_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ws=ws,
+        ws_per_message_deflate=os.environ.get("BENCH_DEFLATE") == "1",
+    )
 
 
 # -- the clients ---------------------------------------------------------------------------------

@@ -171,6 +171,14 @@ class Hub:
             subscriber.position = offset
         return subscriber.connection.push(publication)
 
+    def lost(self, channel: str, top: int) -> None:
+        """The channel reached ``top`` and history no longer holds what this process's
+        subscribers missed: they resubscribe (and recover, or learn they cannot)."""
+        self.metrics.dropped.inc()
+        for subscriber in list(self.channels.get(channel, {}).values()):
+            subscriber.connection.resubscribe(channel)
+        self.tops[channel] = top
+
     async def _fill(self, channel: str, top: int, publication: Publication) -> bool:
         """Deliver the offsets between ``top`` and ``publication`` from history first; if
         history no longer has them all, make the channel's subscribers resubscribe (they
@@ -186,8 +194,5 @@ class Hub:
             expected += 1
         if expected == publication.offset:
             return True
-        self.metrics.dropped.inc()
-        for subscriber in list(self.channels.get(channel, {}).values()):
-            subscriber.connection.resubscribe(channel)
-        self.tops[channel] = publication.offset
+        self.lost(channel, publication.offset)
         return False

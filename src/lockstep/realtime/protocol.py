@@ -23,6 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
+
+from lockstep.exceptions import (
+    AuthenticationError,
+    LockstepError,
+    NotFoundError,
+    PermissionDeniedError,
+    TokenExpiredError,
+)
+
+log = structlog.get_logger("lockstep.realtime")
 
 METHODS = frozenset(
     {
@@ -81,6 +92,9 @@ class Disconnect:
     def reconnect(self) -> bool:
         return self.code < 3500 or 4000 <= self.code < 4500
 
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason, "reconnect": self.reconnect}
+
 
 SHUTDOWN = Disconnect(3001, "shutdown")
 SERVER_ERROR = Disconnect(3004, "internal server error")
@@ -93,11 +107,35 @@ INVALID_TOKEN = Disconnect(3500, "invalid token")
 BAD_REQUEST = Disconnect(3501, "bad request")
 PERMISSION_DENIED_CLOSE = Disconnect(3507, "permission denied")
 
+UNIDIRECTIONAL_DISCONNECT = {
+    TOKEN_EXPIRED.code: EXPIRED,
+    UNAUTHORIZED.code: INVALID_TOKEN,
+    PERMISSION_DENIED.code: PERMISSION_DENIED_CLOSE,
+}
+"""A unidirectional client cannot be answered an error: its connect is refused with these."""
+
 UNSUBSCRIBE_INSUFFICIENT = (2500, "insufficient state")
 """An unsubscribe push with a code >= 2500 makes the SDK subscribe again (recovering)."""
 
 SUBSCRIBE_REJECT_UNRECOVERED = 2
 """Bit of ``subscribe.flag``: answer 112 instead of ``recovered: false``."""
+
+
+def reply_error(exc: BaseException) -> ReplyError:
+    """The protocol error for an exception an application hook raised: 109 for an expired
+    token (the SDKs refresh it), 101 refused, 103 forbidden or not found (never telling
+    which), 100 (temporary) for anything else."""
+    if isinstance(exc, ReplyError):
+        return exc
+    if isinstance(exc, TokenExpiredError):
+        return TOKEN_EXPIRED
+    if isinstance(exc, AuthenticationError):
+        return UNAUTHORIZED
+    if isinstance(exc, PermissionDeniedError | NotFoundError):
+        return PERMISSION_DENIED
+    if not isinstance(exc, LockstepError):
+        log.error("realtime_hook_failed", error=repr(exc))
+    return INTERNAL
 
 
 class BadFrame(Exception):

@@ -35,18 +35,6 @@ class Recovery:
     epoch: str
 
 
-def missed(offset: int, epoch: str, top: int, current_epoch: str, limit: int) -> int | None:
-    """How many publications a client at ``(offset, epoch)`` missed, or None when they
-    cannot be recovered from a history of at most ``limit`` (another epoch, a position
-    beyond the top, too many)."""
-    if epoch and epoch != current_epoch:
-        return None
-    if offset > top:
-        return None
-    count = top - offset
-    return count if count <= limit else None
-
-
 def recover(
     offset: int,
     epoch: str,

@@ -39,7 +39,13 @@ from lockstep.db import Database
 from lockstep.exceptions import ConfigurationError
 from lockstep.realtime import history as store
 from lockstep.realtime.capture import COMMITTED, Broadcast, Capture, Pending
-from lockstep.realtime.channels import Authenticate, Channels, ConnectRequest, Credentials
+from lockstep.realtime.channels import (
+    Authenticate,
+    Channels,
+    ConnectRequest,
+    Credentials,
+    Namespace,
+)
 from lockstep.realtime.connection import Connection
 from lockstep.realtime.hub import Hub
 from lockstep.realtime.metrics import RealtimeMetrics
@@ -73,7 +79,7 @@ class Realtime:
         settings: Settings,
         database: Database,
         *,
-        namespaces: Iterable[Any],
+        namespaces: Iterable[Namespace],
         authenticate: Authenticate,
         broadcasts: Iterable[Broadcast] = (),
         registry: CollectorRegistry | None = None,
@@ -316,8 +322,9 @@ class Realtime:
             if local is None or top <= local:
                 continue
             missing = await self._fetch(channel, local, top)
-            if not missing:  # gone from history: the hub makes them resubscribe
-                missing = [Publication(channel, b"null", top, found[channel][0])]
+            if not missing:  # gone from history: they resubscribe, and recover or reload
+                self.hub.lost(channel, top)
+                continue
             fetched += len(missing)
             self.hub.submit(missing)
         return fetched

@@ -25,6 +25,8 @@ from lockstep.realtime.protocol import Disconnect
 from lockstep.realtime.server import Realtime
 
 CLIENT_CLOSED = Disconnect(0, "connection closed")
+CLOSE_SECONDS = 5.0
+"""How long a closing connection waits for its last frames and close frame to be taken."""
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -40,31 +42,47 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             return
         await send({"type": "websocket.accept"})
         connection = Connection(server, transport="websocket", uni=False, headers=_headers(scope))
+        writer: asyncio.Task[None] | None = None
+        closer: asyncio.Task[None] | None = None
         gone = False
 
         async def write() -> None:
+            nonlocal writer
             try:
-                while (frames := await connection.outgoing()) is not None:
+                while frames := connection.take():
                     await send({"type": "websocket.send", "text": "\n".join(frames)})
             except asyncio.CancelledError:
                 if connection.closed is None:
                     raise
-            except Exception:
+            except Exception:  # the client went away mid-write
                 connection.close(CLIENT_CLOSED)
-                return
-            disconnect = connection.closed
-            if disconnect is not None and disconnect.code and not gone:
-                with contextlib.suppress(Exception):
-                    await send(
-                        {
-                            "type": "websocket.close",
-                            "code": disconnect.code,
-                            "reason": disconnect.reason,
-                        }
-                    )
+            finally:
+                writer = None
 
-        writer = asyncio.create_task(write())
-        connection.on_close = lambda _: _cancel(writer)
+        def ready() -> None:
+            nonlocal writer
+            if writer is None:
+                writer = asyncio.create_task(write())
+
+        async def close_with(disconnect: Disconnect) -> None:
+            with contextlib.suppress(Exception):
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": disconnect.code,
+                        "reason": disconnect.reason,
+                    }
+                )
+
+        def closing(disconnect: Disconnect) -> None:
+            nonlocal closer
+            if writer is not None:
+                writer.cancel()  # it may be waiting on a client that does not read
+            if disconnect.code and not gone:
+                closer = asyncio.create_task(close_with(disconnect))
+
+        connection.on_ready = ready
+        connection.on_close = closing
         try:
             while True:
                 message = await receive()
@@ -79,8 +97,11 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
                     break
         finally:
             connection.close(CLIENT_CLOSED)
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in (writer, closer):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                        async with asyncio.timeout(CLOSE_SECONDS):
+                            await task
 
     return app
 
@@ -177,7 +198,3 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()

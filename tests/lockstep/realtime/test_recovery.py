@@ -4,7 +4,7 @@ plain functions, no server."""
 from __future__ import annotations
 
 from lockstep.realtime.protocol import Publication
-from lockstep.realtime.recovery import admit, missed, recover
+from lockstep.realtime.recovery import admit, recover
 
 
 def pubs(*offsets: int) -> list[Publication]:
@@ -44,13 +44,6 @@ def test_publications_after_the_top_read_are_left_to_the_live_stream() -> None:
 
 def test_an_empty_epoch_is_a_client_that_subscribed_before_any_publication() -> None:
     assert recover(0, "", 2, "e", pubs(1, 2)).recovered
-
-
-def test_missed_counts_within_the_limit_only() -> None:
-    assert missed(3, "e", 6, "e", limit=10) == 3
-    assert missed(3, "e", 60, "e", limit=10) is None
-    assert missed(3, "x", 6, "e", limit=10) is None
-    assert missed(7, "e", 6, "e", limit=10) is None
 
 
 def test_admit() -> None:
