@@ -265,6 +265,31 @@ async def test_batched_frames_unknown_fields_and_methods(deployment: Deployment)
         assert by_id[3]["error"]["code"] == 104
 
 
+async def test_an_unrecoverable_position_is_112_when_the_client_asks(
+    deployment: Deployment,
+) -> None:
+    """centrifuge-js with ``getState`` sets the reject flag: 112 instead of recovered=false."""
+    name = room()
+    await deployment.post("/notes", room=name, body="x", n=3)
+    async with websockets.connect(deployment.b.ws) as ws:
+        connect = {"id": 1, "connect": {"token": deployment.token("a", "strict")}}
+        stale = {"channel": f"room:{name}", "recover": True, "offset": 1, "epoch": "gone"}
+        frames = [connect, {"id": 2, "subscribe": {**stale, "flag": 3}}]
+        await ws.send(b"\n".join(orjson.dumps(f) for f in frames).decode())
+        replies: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while len(replies) < 2:
+                replies += [orjson.loads(line) for line in str(await ws.recv()).split("\n")]
+        by_id = {r.get("id"): r for r in replies}
+        assert by_id[2]["error"]["code"] == 112
+        # Without the flag the same position is answered recovered=false, at the top.
+        await ws.send(orjson.dumps({"id": 3, "subscribe": stale}).decode())
+        async with asyncio.timeout(10):
+            answer = orjson.loads(str(await ws.recv()))
+        assert answer["subscribe"]["recovered"] is False
+        assert answer["subscribe"]["offset"] == 3
+
+
 async def test_commands_before_connect_and_bad_frames_close_with_3501(
     deployment: Deployment,
 ) -> None:
