@@ -338,6 +338,9 @@ def server() -> Iterator[tuple[str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKSTEP_")}
         env.update(LOCKSTEP_ENV="test", LOCKSTEP_LOG_LEVEL="WARNING", LOCKSTEP_SLOW_QUERY_MS="0")
+        # A client process loaded with 1,000 sockets may answer a ping late: this measures
+        # delivery, not liveness, so no connection is closed for a late pong.
+        env.update(LOCKSTEP_REALTIME_PONG_SECONDS="120")
         process = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port), f"{tmp}/bench.db"], env=env
         )
