@@ -48,6 +48,7 @@ from lockstep.exceptions import (
     PreconditionFailedError,
     RateLimitedError,
     SchemaError,
+    TokenExpiredError,
     ValidationFailedError,
 )
 from lockstep.http import (
@@ -96,6 +97,7 @@ from lockstep.jobs import (
     enqueue,
     enqueue_many,
 )
+from lockstep.realtime import REALTIME_TABLES, Realtime
 from lockstep.runtime import Lockstep
 from lockstep.schema import (
     Revision,
@@ -112,6 +114,7 @@ __all__ = [
     "AUDIT_TABLES",
     "CHANGE_LOG_TABLES",
     "JOBS_TABLES",
+    "REALTIME_TABLES",
     "AggregateError",
     "Aggregates",
     "Audit",
@@ -162,6 +165,7 @@ __all__ = [
     "QueueStats",
     "Rate",
     "RateLimitedError",
+    "Realtime",
     "Rejection",
     "ResultUnavailableError",
     "Revision",
@@ -179,6 +183,7 @@ __all__ = [
     "Table",
     "Task",
     "TaskRegistry",
+    "TokenExpiredError",
     "Tracking",
     "UnknownTaskError",
     "ValidationFailedError",

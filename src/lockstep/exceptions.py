@@ -55,6 +55,12 @@ class AuthenticationError(LockstepError):
     status_code = 401
 
 
+class TokenExpiredError(AuthenticationError):
+    """The credentials were valid but have expired: get a new token and try again (the
+    realtime protocol answers it with code 109, which makes the SDKs refresh; over HTTP it
+    is the same 401 ``unauthenticated`` as any other bad token)."""
+
+
 class PermissionDeniedError(LockstepError):
     """The caller is known but may not do this."""
 

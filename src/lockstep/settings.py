@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     # Change feed.
     feed_poll_seconds: float = Field(1.0, gt=0, le=60)
 
+    # Realtime (the Centrifugo client protocol; see docs/realtime.md).
+    realtime_ping_seconds: float = Field(25.0, gt=0, le=600)  # server pings `{}` this often
+    realtime_pong_seconds: float = Field(8.0, gt=0, le=600)  # no pong this long after: 3012
+    realtime_client_queue_bytes: int = Field(1024 * 1024, ge=1024)  # past it: 3008 slow
+    realtime_max_frame_bytes: int = Field(64 * 1024, ge=1024)  # a client frame past it: 3501
+    realtime_channel_limit: int = Field(128, ge=1)  # subscriptions per connection (106)
+    realtime_history_size: int = Field(300, ge=1)  # publications kept per channel
+    realtime_history_seconds: float = Field(86_400.0, gt=0)  # and for how long
+    realtime_check_seconds: float = Field(1.0, gt=0, le=60)  # tops read for missed pubs
+
     # Observability.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

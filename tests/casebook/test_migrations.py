@@ -32,6 +32,7 @@ from casebook.settings import CasebookSettings
 from lockstep import (
     CHANGE_LOG_TABLES,
     JOBS_TABLES,
+    REALTIME_TABLES,
     Aggregates,
     Count,
     Database,
@@ -137,7 +138,10 @@ async def test_from_zero_the_migrations_create_what_they_always_created(db: Data
 
 async def test_a_migrated_database_equals_the_models(db: Database) -> None:
     await upgrade(db, MIGRATIONS)
-    full = [Base.metadata, table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES)]
+    full = [
+        Base.metadata,
+        table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES, REALTIME_TABLES),
+    ]
 
     def differences(connection: Any) -> list[Any]:
         opts = {"compare_type": True, "compare_server_default": True}
@@ -146,7 +150,7 @@ async def test_a_migrated_database_equals_the_models(db: Database) -> None:
     assert await sync(db, differences) == []
     assert {r.name for r in AGGREGATES} <= set(Base.metadata.tables)
     await autogenerate_check(db)  # the same, through env.py's target metadata
-    await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES)
+    await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES, REALTIME_TABLES)
 
 
 async def test_the_frozen_rollups_start_equal_to_the_ledger_already_there(db: Database) -> None:

@@ -47,6 +47,7 @@ def test_embedded_mode_runs_without_any_extra(tmp_path: Path) -> None:
         from lockstep import JSONBytesResponse, Lockstep, Row, Tracking, cached, load_settings
         from lockstep.changes import ensure_change_log
         from lockstep.exceptions import ConfigurationError
+        from lockstep.realtime import Namespace, Realtime
 
         class Base(DeclarativeBase):
             metadata = MetaData()
@@ -65,6 +66,12 @@ def test_embedded_mode_runs_without_any_extra(tmp_path: Path) -> None:
             app = FastAPI()
             runtime.install(app)
 
+            async def nobody(request):
+                raise ConfigurationError("unused")
+
+            realtime = Realtime(settings, db, authenticate=nobody, namespaces=[Namespace("n")])
+            realtime.install(app)
+
             @app.get("/notes/{{note_id}}")
             @cached(name="note", depends=lambda note_id: [Row("notes", note_id)], public=True)
             async def note(note_id: int) -> JSONBytesResponse:
@@ -78,7 +85,7 @@ def test_embedded_mode_runs_without_any_extra(tmp_path: Path) -> None:
             async with db.writer() as s:
                 s.add(Note(id=1, text="one"))
             transport = httpx.ASGITransport(app=app)
-            async with runtime.lifespan(), httpx.AsyncClient(
+            async with runtime.lifespan(), realtime.lifespan(), httpx.AsyncClient(
                 transport=transport, base_url="http://t"
             ) as client:
                 first = await client.get("/notes/1")

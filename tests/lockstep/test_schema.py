@@ -26,6 +26,7 @@ from lockstep import (
     table_revisions,
 )
 from lockstep.offline import OFFLINE_TABLES
+from lockstep.realtime import REALTIME_TABLES
 from lockstep.testing import dump_schema
 
 # -- a set of two revisions, to move between ---------------------------------------------------
@@ -100,7 +101,7 @@ def differences(connection: Any, tables: VersionedTables) -> list[Any]:
 
 @pytest.mark.parametrize(
     "tables",
-    [CHANGE_LOG_TABLES, JOBS_TABLES, AUDIT_TABLES, OFFLINE_TABLES, DEMO],
+    [CHANGE_LOG_TABLES, JOBS_TABLES, AUDIT_TABLES, OFFLINE_TABLES, REALTIME_TABLES, DEMO],
     ids=lambda t: t.name,
 )
 async def test_the_latest_revision_is_what_the_code_queries(

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from casebook.api import auth, cases, dashboard, imports, outbox, reports, subjects, transactions
 from casebook.api import jobs as jobs_api
+from casebook.api import live as live_api
 from casebook.services import Services
 from casebook.settings import CasebookSettings
 from lockstep import JSONBytesResponse, install_observability, load_settings
@@ -36,6 +37,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         async with (
             services.lockstep.lifespan(app),
             services.offline.lifespan(app),
+            services.realtime.lifespan(app),
             services.embedded_worker(),
         ):
             yield
@@ -65,6 +67,8 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     for module in (reports, jobs_api, outbox):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
+    app.include_router(live_api.router, prefix="/api/v1")
+    services.realtime.install(app)  # /connection/websocket, /connection/uni_sse
     _mount_docs(app)
     if settings.serve_ui:
         _mount_ui(app)

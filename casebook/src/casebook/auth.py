@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from casebook.models import Role, User
-from lockstep import AuthenticationError
+from lockstep import AuthenticationError, TokenExpiredError
 
 # OWASP's minimum argon2id profile (19 MiB, t=2): ~20 ms a hash on this machine class.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
@@ -87,6 +87,11 @@ class TokenService:
         """The principal in a valid token; AuthenticationError for anything else."""
         return self._verify(token, expected)[0]
 
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """Like ``verify`` for access tokens, with the token's expiry (unix seconds);
+        TokenExpiredError when it has expired (the realtime connection refreshes it)."""
+        return self._verify(token, "access")
+
     def verify_fast(self, token: str) -> Principal | None:
         """Like ``verify`` for access tokens, remembering valid tokens until they expire
         (bounded), so a cached answer can be served before routing; None if not valid."""
@@ -114,7 +119,7 @@ class TokenService:
                 options={"require": ["exp", "sub", "typ", "org", "role"]},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthenticationError("token expired") from None
+            raise TokenExpiredError("token expired") from None
         except jwt.InvalidTokenError:
             raise AuthenticationError("invalid token") from None
         if claims["typ"] != expected:

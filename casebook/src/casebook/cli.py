@@ -21,6 +21,7 @@ from casebook.settings import CasebookSettings
 from lockstep import (
     CHANGE_LOG_TABLES,
     JOBS_TABLES,
+    REALTIME_TABLES,
     Changes,
     Database,
     LockstepError,
@@ -76,7 +77,7 @@ async def _migrate(settings: CasebookSettings) -> str | None:
     try:
         await upgrade(db, MIGRATIONS)
         # The migrations may leave lockstep's tables behind what this lockstep needs.
-        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES, REALTIME_TABLES)
         return await current_revision(db)
     finally:
         await db.dispose()
@@ -94,7 +95,7 @@ async def _require_current(settings: CasebookSettings) -> None:
                 f"the database schema is at {current or 'nothing'}, the code expects {head}: "
                 "run `casebook db upgrade` first"
             )
-        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES)
+        await check_tables(db, CHANGE_LOG_TABLES, JOBS_TABLES, REALTIME_TABLES)
     finally:
         await db.dispose()
 

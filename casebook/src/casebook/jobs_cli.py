@@ -97,6 +97,8 @@ async def _work(
             loop.add_signal_handler(signum, worker.request_stop)
         if metrics_port is not None:
             start_http_server(metrics_port, addr="127.0.0.1", registry=services.lockstep.registry)
+        # Its writes and progress reach the API processes' clients through Redis at once.
+        await services.realtime.start()
         await worker.start()
         out.print(
             f"worker {worker.worker_id} serving "
@@ -107,4 +109,5 @@ async def _work(
         out.print("stopping: finishing running jobs")
         await worker.stop()
     finally:
+        await services.realtime.stop()
         await services.db.dispose()

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from casebook import live
 from casebook.auth import TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
@@ -29,6 +30,7 @@ from lockstep import (
     load_settings,
 )
 from lockstep.offline import Offline
+from lockstep.realtime import Realtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -67,6 +69,7 @@ class Services:
     tokens: TokenService
     jobs: Jobs
     offline: Offline
+    realtime: Realtime
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -75,7 +78,7 @@ class Services:
             access_minutes=settings.access_token_minutes,
             refresh_days=settings.refresh_token_days,
         )
-        db, runtime, jobs = _runtime(settings, identify=_identify(tokens))
+        db, runtime, jobs, realtime = _runtime(settings, tokens, identify=_identify(tokens))
         # After the runtime: shape messages carry the change feed's transaction ids.
         offline = Offline(
             db,
@@ -85,7 +88,13 @@ class Services:
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(
-            db=db, lockstep=runtime, tokens=tokens, jobs=jobs, offline=offline, settings=settings
+            db=db,
+            lockstep=runtime,
+            tokens=tokens,
+            jobs=jobs,
+            offline=offline,
+            realtime=realtime,
+            settings=settings,
         )
 
     def worker(self, **options: Any) -> Worker:
@@ -100,17 +109,20 @@ class Services:
 
 
 def _runtime(
-    settings: CasebookSettings, identify: Callable[[Scope], Hashable | None] | None = None
-) -> tuple[Database, Lockstep, Jobs]:
-    """The database with the rollups and the change feed installed, the lockstep runtime
-    and the jobs: what every casebook process writes through."""
+    settings: CasebookSettings,
+    tokens: TokenService | None = None,
+    identify: Callable[[Scope], Hashable | None] | None = None,
+) -> tuple[Database, Lockstep, Jobs, Realtime]:
+    """The database with the rollups, the change feed and realtime publishing installed,
+    the lockstep runtime and the jobs: what every casebook process writes through."""
     db = Database(settings)
     AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
     # The schema revision is part of every cache key: a migration retires old entries.
     namespace = f"casebook:{head_revision(MIGRATIONS)}"
     runtime = Lockstep(settings, db, tracking(), namespace=namespace, identify=identify)
     jobs = Jobs(db, tasks, settings, registry=runtime.registry)
-    return db, runtime, jobs
+    realtime = live.build(settings, db, jobs, tokens, registry=runtime.registry)
+    return db, runtime, jobs, realtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,5 +145,5 @@ def lockstep_app(**overrides: Any) -> OperatorView:
     asked for."""
     overrides.setdefault("slow_query_ms", 0)
     settings = load_settings(CasebookSettings, **overrides)
-    db, runtime, jobs = _runtime(settings)
+    db, runtime, jobs, _ = _runtime(settings)
     return OperatorView(db, runtime, jobs, AGGREGATES, MIGRATIONS)

@@ -35,6 +35,7 @@ class ProgressReporter:
         self.latest: dict[int, tuple[int, dict[str, Any]]] = {}
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._live: set[asyncio.Future[None]] = set()
         self._loop_thread = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -55,6 +56,10 @@ class ProgressReporter:
         self._pending[job.id] = (job, payload)
         self.latest[job.id] = (job.attempt, payload)
         self._ready.set()
+        for listener in list(self.jobs.live_listeners):
+            task = asyncio.ensure_future(_quietly(listener, _progress(job, payload)))
+            self._live.add(task)
+            task.add_done_callback(self._live.discard)
 
     def forget(self, job: ClaimedJob) -> None:
         """The attempt ended: its live report is no longer news."""
@@ -95,14 +100,23 @@ class ProgressReporter:
         stored = await self.store.save_progress(self.worker_id, items)
         for job, payload in pending.values():
             if job.id in stored:
-                await self.jobs.publish_progress(
-                    JobProgress(
-                        job_id=job.id,
-                        task=job.task,
-                        queue=job.queue,
-                        attempt=job.attempt,
-                        current=payload["current"],
-                        total=payload["total"],
-                        message=payload["message"],
-                    )
-                )
+                await self.jobs.publish_progress(_progress(job, payload))
+
+
+def _progress(job: ClaimedJob, payload: dict[str, Any]) -> JobProgress:
+    return JobProgress(
+        job_id=job.id,
+        task=job.task,
+        queue=job.queue,
+        attempt=job.attempt,
+        current=payload["current"],
+        total=payload["total"],
+        message=payload["message"],
+    )
+
+
+async def _quietly(listener: Any, progress: JobProgress) -> None:
+    try:
+        await listener(progress)
+    except Exception:  # one broken listener must not stop the job or the others
+        log.exception("job_progress_listener_failed", job=progress.job_id)

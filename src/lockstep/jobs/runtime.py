@@ -64,6 +64,7 @@ class Jobs:
         self.metrics = JobMetrics(registry)
         self._workers: set[Worker] = set()
         self._listeners: list[ProgressListener] = []
+        self.live_listeners: list[ProgressListener] = []
         self._finished = asyncio.Event()
         database.add_commit_hook(self._after_commit)
 
@@ -148,11 +149,14 @@ class Jobs:
 
     # -- progress --------------------------------------------------------------------------
 
-    def on_progress(self, listener: ProgressListener) -> Callable[[], None]:
+    def on_progress(self, listener: ProgressListener, *, live: bool = False) -> Callable[[], None]:
         """Call ``listener`` with every progress report stored by this process's workers;
-        returns the function that unsubscribes it (the realtime layer's hook)."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        returns the function that unsubscribes it (the realtime layer's hook). With
+        ``live`` every report as it is made instead, stored or not yet (on SQLite a job that
+        holds the writer, an import, stores nothing until it commits)."""
+        found = self.live_listeners if live else self._listeners
+        found.append(listener)
+        return lambda: found.remove(listener)
 
     async def publish_progress(self, progress: JobProgress) -> None:
         for listener in list(self._listeners):

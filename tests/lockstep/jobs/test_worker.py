@@ -344,6 +344,36 @@ async def test_progress_is_stored_and_published(
     unsubscribe()
 
 
+async def test_live_progress_listeners_hear_reports_before_they_are_stored(
+    jobs: Jobs, tasks: TaskRegistry, run_worker: RunWorker
+) -> None:
+    """``on_progress(live=True)``: every report as it is made, even while the job holds the
+    database's writer (an import on SQLite) and nothing can be stored."""
+    heard = asyncio.Event()
+    seen: list[float] = []
+
+    async def listener(progress: JobProgress) -> None:
+        seen.append(progress.current)
+        if progress.current == 2:
+            heard.set()
+
+    unsubscribe = jobs.on_progress(listener, live=True)
+
+    @tasks.task(name="holding")
+    async def holding(ctx: JobContext) -> None:
+        async with ctx.transaction():
+            ctx.progress(1, total=2)
+            ctx.progress(2, total=2)
+            await heard.wait()  # heard while this transaction is still open
+
+    await run_worker()
+    job_id = await jobs.enqueue(holding)
+    async with asyncio.timeout(20):
+        await jobs.result(job_id or 0)
+    assert seen == [1, 2]
+    unsubscribe()
+
+
 async def test_timeout_fails_the_attempt(
     jobs: Jobs, tasks: TaskRegistry, run_worker: RunWorker
 ) -> None:

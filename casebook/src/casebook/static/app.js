@@ -1,5 +1,6 @@
 // casebook's small web UI: log in, page through cases, open one (its dashboard, its ledger)
-// and import a CSV statement into it.
+// and import a CSV statement into it. Open pages update live over the realtime connection
+// (centrifuge-js, vendored): a case's ledger and dashboard, import progress, notifications.
 "use strict";
 
 const api = "/api/v1";
@@ -8,6 +9,8 @@ let token = sessionStorage.getItem("casebook.token");
 let casesCursor = null;
 let txnCursor = null;
 let currentCase = null;
+let live = null;
+let caseSub = null;
 
 async function call(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -34,6 +37,8 @@ function show(section) {
 function logout() {
   token = null;
   sessionStorage.removeItem("casebook.token");
+  sessionStorage.removeItem("casebook.refresh");
+  if (live) { live.disconnect(); live = null; }
   $("who").textContent = "";
   show("login");
 }
@@ -55,9 +60,72 @@ async function loadCases(reset) {
   $("more-cases").hidden = !casesCursor;
 }
 
+// The access token goes in the connect command (never the URL); when it expires the SDK
+// asks for a new one (error 109), which the refresh token buys.
+async function freshToken() {
+  const refresh = sessionStorage.getItem("casebook.refresh");
+  const response = await fetch(`${api}/auth/refresh`, {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: refresh }),
+  });
+  if (!response.ok) throw new Centrifuge.UnauthorizedError("please log in again");
+  const body = await response.json();
+  token = body.access_token;
+  sessionStorage.setItem("casebook.token", token);
+  sessionStorage.setItem("casebook.refresh", body.refresh_token);
+  return token;
+}
+
+function connectLive() {
+  if (live || !window.Centrifuge) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  live = new Centrifuge(`${scheme}://${location.host}/connection/websocket`, {
+    token, getToken: freshToken,
+  });
+  live.on("connected", () => { $("live").textContent = "● live"; });
+  live.on("connecting", () => { $("live").textContent = "○ reconnecting"; });
+  // user:{id} is subscribed on the server's side: a case assigned to me changed.
+  live.on("publication", (ctx) => {
+    if (ctx.channel.startsWith("user:")) {
+      $("notice").textContent = `case ${ctx.data.key ? ctx.data.key[0] : ""} (assigned to you) was updated`;
+    }
+  });
+  live.connect();
+}
+
+let refreshing = null;
+function refreshSoon() {
+  // A burst of commits (an import) refreshes the page once.
+  if (refreshing) return;
+  refreshing = setTimeout(() => { refreshing = null; refreshCase(); }, 200);
+}
+
+function followCase(id) {
+  if (!live) return;
+  if (caseSub) { caseSub.unsubscribe(); live.removeSubscription(caseSub); caseSub = null; }
+  caseSub = live.newSubscription(`case:${id}`);
+  caseSub.on("publication", (ctx) => {
+    if (currentCase !== id) return;
+    const table = ctx.data.table;
+    if (table === "transactions" || table === "imports" || table === "subjects") refreshSoon();
+  });
+  // Back after a disconnect: what was missed is recovered; if it cannot be, reload.
+  caseSub.on("subscribed", (ctx) => { if (ctx.wasRecovering && !ctx.recovered) refreshSoon(); });
+  caseSub.subscribe();
+}
+
+async function showOperatorCounts() {
+  const stats = await call("/realtime");
+  const channels = Object.entries(stats.channels)
+    .map(([name, c]) => `${name}: ${c.clients} (${c.users} users)`).join(" · ");
+  $("operator-counts").textContent = `${stats.connections} connections${channels ? " — " + channels : ""}`;
+  $("operator").hidden = false;
+}
+
 async function openCase(id) {
   const c = await call(`/cases/${id}`);
   currentCase = c.id;
+  followCase(c.id);
   $("case-title").textContent = `${c.reference} — ${c.title}`;
   $("case-meta").textContent = `status ${c.status} · priority ${c.priority} · opened ${c.opened_on}`;
   $("subjects").replaceChildren(...c.subjects.map((s) => {
@@ -110,6 +178,14 @@ async function importFile(event) {
   });
   let record = await response.json();
   if (!response.ok) { importFailed(record.error); return; }
+  const progressSub = record.job_id && live ? live.newSubscription(`job:${record.job_id}`) : null;
+  if (progressSub) {
+    progressSub.on("publication", (ctx) => {
+      const p = ctx.data;
+      if (p.total) importStatus(`importing… ${Math.round((100 * p.current) / p.total)}%`);
+    });
+    progressSub.subscribe();
+  }
   while (record.status === "queued" || record.status === "running") {
     const progress = record.job && record.job.progress;
     importStatus(progress && progress.total
@@ -118,6 +194,7 @@ async function importFile(event) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     record = await call(`/imports/${record.id}`);
   }
+  if (progressSub) { progressSub.unsubscribe(); live.removeSubscription(progressSub); }
   if (record.status === "imported") {
     const rejected = record.rows_rejected ? `, ${record.rows_rejected} rejected` : "";
     importStatus(`imported ${record.rows_imported} transactions${rejected}`);
@@ -156,6 +233,8 @@ async function start() {
   try {
     const me = await call("/auth/me");
     $("who").textContent = `${me.full_name} (${me.role})`;
+    connectLive();
+    if (me.role === "admin") showOperatorCounts().catch(() => {});
     show("cases");
     await loadCases(true);
   } catch (error) {
@@ -174,6 +253,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!response.ok) { $("login-error").textContent = body.error.message; return; }
     token = body.access_token;
     sessionStorage.setItem("casebook.token", token);
+    sessionStorage.setItem("casebook.refresh", body.refresh_token);
     await start();
   });
   $("logout").addEventListener("click", logout);

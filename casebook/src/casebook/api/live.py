@@ -1,0 +1,16 @@
+"""``GET /api/v1/realtime``: live connections and, per channel, subscribed clients and
+users, for the operator page (admins; this process's own connections)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from casebook.api.deps import AdminDep, ServicesDep
+from lockstep import JSONBytesResponse
+
+router = APIRouter(tags=["realtime"])
+
+
+@router.get("/realtime")
+async def realtime_stats(_admin: AdminDep, services: ServicesDep) -> JSONBytesResponse:
+    return JSONBytesResponse(services.realtime.stats(), headers={"Cache-Control": "no-store"})
