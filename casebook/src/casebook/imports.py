@@ -391,6 +391,8 @@ async def _run(
         if last_try:
             await fail_import(db, import_id, "interrupted")
         raise
+    if outcome.committed:
+        outcome.rows_written -= reading.left_out  # read and valid, but not stored
     if not outcome.committed:
         async with db.writer() as session:
             await _finish(session, import_id, spool.sha256, outcome, claim=False, reading=reading)
@@ -401,7 +403,7 @@ async def _run(
         )
     else:
         status = ImportStatus.IMPORTED
-        message = f"{outcome.rows_written - reading.overlapping_count} transactions imported"
+        message = f"{outcome.rows_written} transactions imported"
         if outcome.rows_rejected:
             message += f", {outcome.rows_rejected} rows rejected"
         message += reading.summary()
@@ -424,7 +426,7 @@ async def _finish(
     record.claim = sha256 if claim else None
     record.delimiter = outcome.delimiter
     record.rows_read = outcome.rows_read
-    record.rows_imported = outcome.rows_written - reading.overlapping_count if claim else 0
+    record.rows_imported = outcome.rows_written - reading.left_out if claim else 0
     record.rows_rejected = outcome.rows_rejected
     record.finished_at = _now()
     record.findings = json.dumps(reading.findings(outcome))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,22 +37,15 @@ from lockstep import (
     Survey,
     ValidationFailedError,
     bulk_insert,
+    layout,
     statement_schema,
     survey,
 )
-from lockstep.imports import dates
 
 LEDGER = Transaction.metadata.tables["transactions"]
 DEFAULT_CURRENCY = "EUR"
 UNCATEGORIZED = "uncategorized"
 SHOWN_FINDINGS = 200  # overlapping rows and balance breaks listed per import (all counted)
-
-
-def _nonzero(batch: Columns) -> Iterator[tuple[int, str]]:
-    """The ledger keeps movements: a zero amount is refused."""
-    amounts = batch["amount"]
-    if 0 in amounts:
-        yield from ((i, "amount: is zero") for i, a in enumerate(amounts) if a == 0)
 
 
 def _ledger(batch: Columns, currency: str) -> Columns:
@@ -195,20 +188,6 @@ async def save_profile(
     return profile
 
 
-def _trailer(mapping: StatementMapping) -> Any:
-    """Whether a record may belong to the file's trailer: no date where the booking date
-    is, or no amount where the money is."""
-    date_at = mapping.roles.get("booking_date", 0)
-    money_at = [mapping.roles[k] for k in ("amount", "debit", "credit") if k in mapping.roles]
-
-    def trailer(cells: Sequence[str]) -> bool:
-        if date_at >= len(cells) or dates.read(cells[date_at]) is None:
-            return True
-        return not any(i < len(cells) and cells[i].strip() for i in money_at)
-
-    return trailer
-
-
 @dataclass(slots=True)
 class Reading:
     """One import's way through its file: the schema, the ledger's constant columns, and
@@ -223,6 +202,7 @@ class Reading:
     overlap: Overlap = field(default_factory=Overlap)
     overlapping: list[dict[str, Any]] = field(default_factory=list)
     overlapping_count: int = 0
+    unmoved: list[int] = field(default_factory=list)  # lines of rows with a zero amount
     _locked: bool = False
 
     @classmethod
@@ -232,17 +212,12 @@ class Reading:
 
     @property
     def schema(self) -> ImportSchema:
-        return statement_schema(self.mapping, check=_nonzero, line_field="line")
+        return statement_schema(self.mapping, line_field="line")
 
     @property
     def options(self) -> dict[str, Any]:
         """``ingest``'s keywords for this file: its header row, labels and trailer."""
-        mapping = self.mapping
-        return {
-            "header_row": mapping.header_row,
-            "labels": [mapping.label(i) for i in range(mapping.width)],
-            "trailer": _trailer(mapping),
-        }
+        return layout(self.mapping)
 
     async def write(self, session: AsyncSession, batch: Columns) -> None:
         if not self._locked:
@@ -253,6 +228,11 @@ class Reading:
         lines, amounts = batch["line"], batch["amount"]
         if self.mapping.roles.get("balance") is not None:
             self.balance.feed(lines, amounts, batch["balance"])
+        if 0 in amounts:
+            # No money moved (an opening-balance line, a card check): no ledger row, listed.
+            self.unmoved += [line for line, a in zip(lines, amounts, strict=True) if a == 0]
+            batch = batch.where([a != 0 for a in amounts])
+            lines, amounts = batch["line"], batch["amount"]
         rows = _ledger(batch, self.mapping.currency or DEFAULT_CURRENCY)
         texts = [f"{c} {d}" for c, d in zip(rows["counterparty"], rows["description"], strict=True)]
         await self._know(session, rows["posted_on"])
@@ -309,6 +289,7 @@ class Reading:
             "account": self.mapping.account,
             "trailer": [{"line": line, "text": text} for line, text in outcome.trailer],
             "overlap": {"count": self.overlapping_count, "rows": self.overlapping},
+            "no_movement": {"count": len(self.unmoved), "lines": self.unmoved[:SHOWN_FINDINGS]},
             "balance": {
                 "checked": balance.checked,
                 "order": balance.order,
@@ -323,6 +304,11 @@ class Reading:
             },
         }
 
+    @property
+    def left_out(self) -> int:
+        """Rows read and valid but not stored: already imported, or without a movement."""
+        return self.overlapping_count + len(self.unmoved)
+
     def summary(self) -> str:
         """The checks' findings in words, for the import's message ("" when clean)."""
         parts = []
@@ -331,6 +317,8 @@ class Reading:
                 f"{self.overlapping_count} already imported from an overlapping statement "
                 "(left out)"
             )
+        if self.unmoved:
+            parts.append(f"{len(self.unmoved)} rows without a movement (amount 0, left out)")
         if self.balance.count and not self.balance.never_agrees:
             parts.append(f"{self.balance.count} running-balance breaks")
         return "; " + "; ".join(parts) if parts else ""

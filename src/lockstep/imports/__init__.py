@@ -26,7 +26,7 @@ from lockstep.imports.mapping import Question, StatementMapping
 from lockstep.imports.schema import Binding, ImportField, ImportSchema, Rejection, normalize
 from lockstep.imports.source import CANONICAL, detect
 from lockstep.imports.spool import Spool, SpoolWriter
-from lockstep.imports.statement import statement_schema
+from lockstep.imports.statement import layout, statement_schema
 from lockstep.imports.survey import Survey, survey
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "Survey",
     "detect",
     "ingest",
+    "layout",
     "normalize",
     "parsers",
     "sniff",

@@ -91,9 +91,17 @@ class StatementMapping:
             details={"loc": ["mapping", answer], "msg": "no such column"},
         )
 
+    def _names_column(self, answer: str) -> bool:
+        try:
+            self.column(answer)
+        except ValidationFailedError:
+            return False
+        return True
+
     def answered(self, answers: Mapping[str, str]) -> StatementMapping:
         """This mapping with ``answers`` applied: a setting (``date_order=dmy``,
-        ``decimal=,``, ``sign=inverted``, ``currency=EUR``) or a role given its column
+        ``decimal=,``, ``sign=inverted``, ``currency=EUR`` when no column is named so) or a
+        role given its column
         (``amount=Betrag``; an empty column unsets the role), or the statement's
         ``account``. Raises ValidationFailedError
         naming an unknown key, value or column."""
@@ -101,6 +109,8 @@ class StatementMapping:
         roles = dict(self.roles)
         for key, value in answers.items():
             key = key.strip().lower()
+            if key == "currency" and value.strip() and not self._names_column(value):
+                key = "currency_code"  # currency=GBP: the file's currency, not a column
             if key in r.ROLES:
                 roles.pop(key, None)
                 if value.strip():
@@ -109,10 +119,10 @@ class StatementMapping:
                     roles[key] = index
                 continue
             choices = {"date_order": ORDERS, "decimal": DECIMALS, "sign": SIGNS}.get(key)
-            if key == "currency":
+            if key == "currency_code":
                 code = value.strip().upper()
                 if len(code) != 3 or not code.isalpha():
-                    raise _bad(key, value, "a 3-letter currency code")
+                    raise _bad("currency", value, "a column or a 3-letter currency code")
                 mapping = replace(mapping, currency=code)
             elif key == "account":
                 mapping = replace(mapping, account=value.strip()[:64])

@@ -49,17 +49,17 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
         "date comptable", "date d operation", "fecha", "fecha operacion", "fecha contable",
         "f operacion", "data", "data operazione", "data contabile", "data registrazione",
         "transactiedatum", "boekdatum", "boekingsdatum", "data movimento", "data lancamento",
-        "data do movimento", "data mov", "data transacao",
+        "data do movimento", "data mov", "data transacao", "buchung", "date op",
     ),
     VALUE_DATE: (
         "value date", "valuta", "valutadatum", "wertstellung", "wertstellungsdatum",
         "valuta datum", "date de valeur", "date valeur", "fecha valor", "f valor",
-        "data valuta", "rentedatum", "data valor", "data de valor", "data valuta",
+        "data valuta", "rentedatum", "data valor", "data de valor", "date val", "dateval",
     ),
     AMOUNT: (
         "amount", "transaction amount", "betrag", "umsatz", "montant", "importe", "importo",
         "bedrag", "valor", "sum", "value", "amount in account currency", "net amount",
-        "gross", "montante", "quantia", "importe eur", "betrag eur", "montant eur",
+        "gross", "montante", "quantia", "importe eur", "betrag eur", "montant eur", "netto",
     ),
     DEBIT: (
         "debit", "debits", "debit amount", "withdrawal", "withdrawals", "withdrawal amount",
@@ -76,6 +76,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     DIRECTION: (
         "debit credit", "credit debit", "dr cr", "cr dr", "af bij", "soll haben", "s h",
         "direction", "sens", "d c", "c d", "debit credit indicator", "cdtdbtind", "sign",
+        "auswirkung auf guthaben",
     ),
     CURRENCY: (
         "currency", "ccy", "curr", "wahrung", "waehrung", "devise", "monnaie", "divisa",
@@ -104,36 +105,42 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
         "transaction details", "payment details", "notes", "note", "remarks", "particulars",
         "text", "transaction description", "libelle operation", "informations complementaires",
         "payment reference", "zahlungsreferenz", "observaciones", "descrizione operazione",
+        "label", "buchungstext",
     ),
     REFERENCE: (
         "reference", "ref", "transaction id", "id", "check number", "cheque number",
         "check or slip", "referenz", "kundenreferenz", "end to end reference",
         "end to end id", "reference number", "reference de l operation", "referencia",
         "riferimento", "referentie", "kenmerk", "referencia da operacao", "numero documento",
-        "receipt id", "transaction reference", "bank reference",
+        "receipt id", "transaction reference", "bank reference", "transaktionscode",
+        "identificador", "transaktions nr",
     ),
     BALANCE: (
         "balance", "running balance", "saldo", "kontostand", "solde", "saldo contable",
         "saldo disponibile", "saldo na mutatie", "saldo apos", "saldo contabile",
         "balance eur", "saldo eur", "ledger balance", "account balance", "solde eur",
+        "guthaben", "accountbalance", "disponible",
     ),
     CATEGORY: (
         "category", "kategorie", "categorie", "categoria", "category name", "rubrique",
+        "moneymap",
     ),
     KIND: (
-        "type", "transaction type", "buchungstext", "umsatzart", "buchungsart", "vorgang",
+        "type", "typ", "transaction type", "buchungstext", "umsatzart", "buchungsart", "vorgang",
         "type d operation", "nature", "nature de l operation", "tipo", "tipo operacion",
         "tipologia", "mutatiesoort", "code", "tipo de movimento", "type de transaction",
-        "transaction code", "tipo movimento", "product", "operation", "kind",
+        "transaction code", "tipo movimento", "product", "operation", "kind", "movimiento",
     ),
 }  # fmt: skip
 
 _WORDS = re.compile(r"[^a-z0-9]+")
+_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=\d)")
 
 
 def words(label: str) -> str:
-    """``label`` in lower case, accents removed, punctuation as single spaces."""
-    plain = unicodedata.normalize("NFKD", label.strip().lower())
+    """``label`` in lower case, accents removed, punctuation as single spaces, camel case
+    and a trailing number split off (``dateOp`` -> ``date op``, ``Text1`` -> ``text 1``)."""
+    plain = unicodedata.normalize("NFKD", _BOUNDARY.sub(" ", label.strip()).lower())
     plain = "".join(c for c in plain if not unicodedata.combining(c))
     return _WORDS.sub(" ", plain.replace("ß", "ss")).strip()
 
@@ -208,7 +215,7 @@ class Shape:
             amount=sum(a is not None for a in amounts) / n,
             code=sum(bool(_CODE.match(v)) for v in values) / n,
             iban=sum(bool(_IBAN.match(v.upper())) for v in values) / n,
-            direction=sum(v.lower().strip(".") in _DIRECTION_TOKENS for v in values) / n,
+            direction=sum(words(v) in _DIRECTION_TOKENS or v in "+-" for v in values) / n,
             negative=sum(a is not None and a.negative for a in amounts) / n,
             mean_length=sum(map(len, values)) / n,
         )
@@ -226,7 +233,9 @@ class Shape:
             return self.code >= share
         if role == DIRECTION:
             return self.direction >= share
-        if role in (COUNTERPARTY_ACCOUNT, REFERENCE, KIND, CATEGORY):
+        if role in (KIND, CATEGORY):  # short words: a long text is a description
+            return self.date < 0.5 and self.mean_length <= 40
+        if role in (COUNTERPARTY_ACCOUNT, REFERENCE):
             return self.date < 0.5
         return self.date < 0.5 and not (self.amount >= 0.8 and self.mean_length < 16)
 
@@ -253,14 +262,16 @@ def assign(header: Sequence[str], columns: Sequence[Sequence[str]]) -> dict[str,
     if AMOUNT in roles and (DEBIT in roles or CREDIT in roles):
         roles.pop(DEBIT, None)  # a signed amount says it all
         roles.pop(CREDIT, None)
+    named = any(label.strip() for label in header)
     free = [i for i in range(len(shapes)) if i not in taken and shapes[i].filled]
     for role in DATE_ROLES:
         found = next((i for i in free if shapes[i].fits(role)), None)
-        if role not in roles and found is not None and (role == BOOKING_DATE or not header):
+        if role not in roles and found is not None and (role == BOOKING_DATE or not named):
             roles[role] = found
             free.remove(found)
     if AMOUNT not in roles and DEBIT not in roles and CREDIT not in roles:
-        money = [i for i in free if shapes[i].fits(AMOUNT)]
+        most = max(s.filled for s in shapes)
+        money = [i for i in free if shapes[i].fits(AMOUNT) and shapes[i].filled >= 0.8 * most]
         if money:
             # Headerless or unnamed: the first money column is the amount; a second one
             # after it, the running balance.
@@ -269,7 +280,7 @@ def assign(header: Sequence[str], columns: Sequence[Sequence[str]]) -> dict[str,
             if len(money) > 1 and BALANCE not in roles:
                 roles[BALANCE] = money[1]
                 free.remove(money[1])
-    if not header and DESCRIPTION not in roles:
+    if not named and DESCRIPTION not in roles:
         text = [i for i in free if shapes[i].fits(DESCRIPTION) and shapes[i].amount < 0.5]
         if text:
             roles[DESCRIPTION] = max(text, key=lambda i: shapes[i].mean_length)

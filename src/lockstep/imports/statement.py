@@ -11,13 +11,13 @@ is refused; so is a direction the file's words do not name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from lockstep.db.columns import Columns
 from lockstep.imports import parsers
 from lockstep.imports import roles as r
-from lockstep.imports.dates import date_parser
+from lockstep.imports.dates import date_parser, read
 from lockstep.imports.mapping import INVERTED, StatementMapping
 from lockstep.imports.numbers import amount_parser
 from lockstep.imports.schema import BatchCheck, ImportField, ImportSchema
@@ -41,7 +41,7 @@ def _currency(raw: str) -> str:
 
 def _direction(raw: str) -> int:
     try:
-        return DIRECTIONS[raw.strip().lower().strip(".")]
+        return DIRECTIONS[r.words(raw) or raw.strip()]
     except KeyError:
         raise ValueError("is not a direction (debit/credit)") from None
 
@@ -129,3 +129,24 @@ def _signer(has_amount: bool, inverted: bool) -> BatchCheck:
                 amounts[i] = -amount
 
     return sign
+
+
+def layout(mapping: StatementMapping) -> dict[str, Any]:
+    """``ingest``'s keywords for a file read through ``mapping``: its header row, the
+    labels of its columns, and its trailer: a record without a date-shaped booking date or
+    without any money, which the file's end may hold (totals, closing balances)."""
+    date_at = mapping.roles.get(r.BOOKING_DATE, 0)
+    money_at = [mapping.roles[k] for k in (r.AMOUNT, r.DEBIT, r.CREDIT) if k in mapping.roles]
+
+    def trailer(cells: Sequence[str]) -> bool:
+        if date_at >= len(cells) or read(cells[date_at]) is None:
+            return True
+        return not any(i < len(cells) and cells[i].strip() for i in money_at)
+
+    labels = [mapping.label(i) for i in range(mapping.width or len(mapping.header))]
+    options: dict[str, Any] = {"header_row": mapping.header_row, "labels": labels}
+    options["trailer"] = trailer
+    return options
+
+
+Trailer = Callable[[Sequence[str]], bool]

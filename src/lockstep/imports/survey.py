@@ -391,12 +391,13 @@ def _decide_sign(
         if written != inverted:
             return replace(mapping, sign=AS_WRITTEN if written > inverted else INVERTED)
     moving = [a for a in amounts if a]
-    if len(moving) >= 3 and sum(a > 0 for a in moving) >= 0.9 * len(moving):
+    if moving and sum(a > 0 for a in moving) * 2 > len(moving):
         result.questions.append(
             Question(
                 "sign",
-                "Almost every amount is positive, as on a card statement whose charges are "
-                "positive: are positive amounts money out (inverted) or money in (as written)?",
+                "Most amounts are positive, as on a card statement whose charges are positive "
+                "(an account's statement has more money out than in): are positive amounts "
+                "money out (inverted) or money in (as written)?",
                 (INVERTED, AS_WRITTEN),
             )
         )
@@ -415,12 +416,14 @@ def _ask_for_roles(result: Survey) -> None:
         result.questions.append(
             Question(r.AMOUNT, "Which column holds the amount (or debit and credit)?", choices)
         )
-    if r.CURRENCY not in roles and mapping.currency is None:
+    if mapping.currency is None:
+        # The currency of rows whose own cell names none: from the money columns' header
+        # (``Betrag (EUR)``), else the preamble.
         money = [mapping.label(roles[k]) for k in r.MONEY_ROLES if k in roles]
         found = _currency_in([*money, *result.preamble])
         if found is not None:
             result.mapping = replace(mapping, currency=found)
-        else:
+        elif r.CURRENCY not in roles:
             result.warnings.append("currency: the file names none; the default is used")
 
 

@@ -12,6 +12,7 @@ order; the account is the first one's.
 
 from __future__ import annotations
 
+import html
 import re
 
 from lockstep.exceptions import ValidationFailedError
@@ -21,6 +22,7 @@ _LEAF = re.compile(r"<([A-Z0-9.]+)>([^<\r\n]*)", re.I)
 _ACCOUNT = re.compile(r"<(?:BANKACCTFROM|CCACCTFROM)>.*?<ACCTID>([^<\r\n]+)", re.S | re.I)
 _CURRENCY = re.compile(r"<CURDEF>([A-Z]{3})", re.I)
 _CHARSET = re.compile(r"^CHARSET:\s*(\S+)", re.M)
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
 
 
 def _text(data: bytes) -> str:
@@ -51,13 +53,13 @@ def _amount(value: str) -> str:
 
 
 def parse(data: bytes) -> tuple[list[list[str]], str, str | None]:
-    text = _text(data)
+    text = _CDATA.sub(lambda m: html.escape(m.group(1), quote=False), _text(data))
     blocks = _BLOCK.findall(text)
     if not blocks and "<OFX>" not in text.upper():
         raise ValidationFailedError("the file is not OFX: no <OFX> element")
     rows: list[list[str]] = []
     for block in blocks:
-        leaf = {k.upper(): v.strip() for k, v in _LEAF.findall(block)}
+        leaf = {k.upper(): html.unescape(v).strip() for k, v in _LEAF.findall(block)}
         rows.append(
             [
                 _date(leaf.get("DTPOSTED", "")),
