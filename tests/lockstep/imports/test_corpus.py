@@ -23,7 +23,8 @@ def test_the_corpus_spans_25_institutions_in_6_countries() -> None:
     assert len({e["country"] for e in ENTRIES}) >= 6
     for entry in ENTRIES:
         assert (CORPUS / entry["file"]).is_file()
-        assert entry["source"] and entry["licence"]
+        assert entry["source"]
+        assert entry["licence"]
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
