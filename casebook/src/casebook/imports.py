@@ -430,6 +430,8 @@ async def _finish(
     record.rows_rejected = outcome.rows_rejected
     record.finished_at = _now()
     record.findings = json.dumps(reading.findings(outcome))
+    if claim:
+        record.message = f"{record.rows_imported} transactions imported{reading.summary()}"
     if outcome.rejects_truncated:
         record.message = f"only the first {len(outcome.rejects)} rejects are listed"
     await session.flush()  # the claim's uniqueness is checked here, inside the transaction

@@ -27,7 +27,7 @@ from lockstep.imports.mapping import (
     StatementMapping,
     fingerprint,
 )
-from lockstep.imports.source import CSV, open_source
+from lockstep.imports.source import CANONICAL, CSV, open_source
 from lockstep.imports.spool import Spool
 from lockstep.imports.statement import statement_schema
 
@@ -223,7 +223,9 @@ def _survey(
     columns += [[] for _ in range(width - len(columns))]
 
     fingerprint_match = profile is not None and profile.fingerprint == fingerprint(header, width)
-    if fingerprint_match and profile is not None:
+    if source.format != CSV:
+        roles = {role: index for index, role in enumerate(CANONICAL)}  # the format says
+    elif fingerprint_match and profile is not None:
         roles = dict(profile.roles)
     else:
         roles = r.assign(header if header_row >= 0 else [""] * width, columns)
