@@ -54,14 +54,6 @@ def upload(content: bytes, name: str = "statement.csv") -> dict[str, tuple[str, 
 WAIT = {"Prefer": "wait=60"}  # answer with the outcome (the worker fixture runs the job)
 
 
-@pytest.fixture
-async def worker(casebook_app: FastAPI) -> AsyncIterator[None]:
-    """A job worker for the test's duration, as ``casebook serve`` or ``casebook worker``."""
-    services: Services = casebook_app.state.services
-    async with services.worker(poll_interval=0.05, lease=30):
-        yield
-
-
 async def assert_rollups_exact(db: Database) -> None:
     for report in await AGGREGATES.verify(db):
         assert report.ok, [d.describe() for d in report.discrepancies]

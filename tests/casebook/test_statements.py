@@ -23,7 +23,7 @@ from casebook.settings import CasebookSettings
 from lockstep import Database, load_settings, upgrade
 
 from .conftest import Login
-from .test_imports import WAIT, case_of, upload, worker  # noqa: F401 - the worker fixture
+from .test_imports import WAIT, case_of, upload
 
 CORPUS = Path(__file__).parents[1] / "corpus"
 with (CORPUS / "corpus.toml").open("rb") as _handle:
