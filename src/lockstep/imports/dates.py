@@ -184,6 +184,8 @@ def date_parser(order: str | None) -> Parser:
         if not reading.by_order:
             raise ValueError("is no date in any day/month order")
         if order is None:
+            if len({date for _, date in reading.by_order}) == 1:
+                return reading.by_order[0][1]  # 13/01/2026, 01.03.2026, 05/05/2026: one date
             raise ValueError("has a day and month whose order the file never shows")
         for candidate, date in reading.by_order:
             if candidate == order:

@@ -11,7 +11,6 @@ is not.
 from __future__ import annotations
 
 import csv
-import io
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,12 +44,12 @@ def sniff(sample: str) -> Dialect:
     lines = sample.splitlines(keepends=True)
     if len(lines) > 1 and not sample.endswith(("\n", "\r")):
         lines = lines[:-1]  # the last line may be cut off mid-record
-    text = "".join(lines[:SAMPLE_LINES])
+    # The lines as split (\r, \n or \r\n: CR-only files are common from older software),
+    # not a StringIO, which only splits on \n.
+    sampled = lines[:SAMPLE_LINES]
     best: tuple[int, int, str] | None = None
     for delimiter in CANDIDATES:
-        widths = Counter(
-            len(r) for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(r)
-        )
+        widths = Counter(len(r) for r in csv.reader(sampled, delimiter=delimiter) if any(r))
         tables = [(count, width) for width, count in widths.items() if width >= 2]
         if not tables:
             continue

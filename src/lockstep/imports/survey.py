@@ -382,6 +382,8 @@ def _decide_sign(
         except (ValueError, IndexError):
             continue
     if money[1] is not None:
+        # A running balance that moves against the amounts proves them inverted. One that
+        # moves with them proves nothing: a card's balance owed grows with its charges too.
         written = inverted = 0
         for i in range(1, len(amounts)):
             before, after = balances[i - 1], balances[i]
@@ -390,8 +392,8 @@ def _decide_sign(
             step = after - before
             written += step in (amounts[i], -amounts[i - 1])
             inverted += step in (-amounts[i], amounts[i - 1])
-        if written != inverted:
-            return replace(mapping, sign=AS_WRITTEN if written > inverted else INVERTED)
+        if inverted > written:
+            return replace(mapping, sign=INVERTED)
     moving = [a for a in amounts if a]
     if moving and sum(a > 0 for a in moving) * 2 > len(moving):
         result.questions.append(
