@@ -166,27 +166,9 @@ def header_scores(label: str) -> dict[str, float]:
 
 # What each role's cells look like: the share of non-empty cells of a shape it needs.
 _DIRECTION_TOKENS = {
-    "d",
-    "c",
-    "s",
-    "h",
-    "dr",
-    "cr",
-    "debit",
-    "credit",
-    "dbit",
-    "crdt",
-    "af",
-    "bij",
-    "soll",
-    "haben",
-    "debito",
-    "credito",
-    "out",
-    "in",
-    "-",
-    "+",
-}
+    "d", "c", "s", "h", "dr", "cr", "debit", "credit", "dbit", "crdt", "af", "bij", "soll",
+    "haben", "debito", "credito", "out", "in",
+}  # fmt: skip
 _IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9 ]{10,34}$")
 _CODE = re.compile(r"^[A-Z]{3}$")
 

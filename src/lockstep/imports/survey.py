@@ -12,7 +12,6 @@ answers what the file itself does not say; ``answers`` override both.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice, zip_longest
@@ -30,57 +29,18 @@ from lockstep.imports.mapping import (
 from lockstep.imports.source import CANONICAL, CSV, open_source
 from lockstep.imports.spool import Spool
 from lockstep.imports.statement import statement_schema
+from lockstep.imports.table import (
+    HEAD,
+    TRAILER_MAX,
+    currency_in,
+    find_account,
+    find_header,
+    follow,
+    text_of,
+)
 
 SAMPLE = 2_000  # data records decided from before reading on for open decisions only
-HEAD = 60  # records searched for the header
 SHOWN = 20  # rows shown in a preview
-_IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b")
-_CODE = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?![A-Za-z])")
-CURRENCIES = frozenset(
-    [
-        "EUR",
-        "USD",
-        "GBP",
-        "CHF",
-        "JPY",
-        "CAD",
-        "AUD",
-        "NZD",
-        "SEK",
-        "NOK",
-        "DKK",
-        "PLN",
-        "CZK",
-        "HUF",
-        "BRL",
-        "MXN",
-        "INR",
-        "CNY",
-        "HKD",
-        "SGD",
-        "ZAR",
-        "TRY",
-        "RUB",
-        "ILS",
-        "KRW",
-        "THB",
-        "PHP",
-        "IDR",
-        "MYR",
-        "AED",
-        "SAR",
-        "RON",
-        "BGN",
-        "ISK",
-        "UAH",
-        "NGN",
-        "KES",
-        "ARS",
-        "CLP",
-        "COP",
-        "PEN",
-    ]
-)
 
 
 @dataclass(slots=True)
@@ -117,64 +77,6 @@ class Survey:
         }
 
 
-def _labels(cells: Sequence[str]) -> bool:
-    filled = [c for c in cells if c.strip()]
-    return len(filled) >= 2 and not any(dates.is_date(c) or numbers.is_amount(c) for c in filled)
-
-
-def find_header(records: Sequence[Sequence[str]]) -> int:
-    """The index of the header among a file's first records, -1 when it has none: the
-    record naming the most roles (two at least), else the first record of labels followed
-    by one holding a date."""
-    best, found = 1, -1
-    for index, cells in enumerate(records[:HEAD]):
-        if not _labels(cells):
-            continue
-        named = sum(bool(r.header_scores(c)) for c in cells)
-        if named > best:
-            best, found = named, index
-    if found >= 0:
-        return found
-    for index, cells in enumerate(records[:HEAD]):
-        following = records[index + 1] if index + 1 < len(records) else []
-        if _labels(cells) and any(dates.is_date(c) for c in following):
-            return index
-        if any(dates.is_date(c) for c in cells) and len([c for c in cells if c.strip()]) >= 2:
-            return -1  # data before any header: there is none
-    return -1
-
-
-def find_account(lines: Sequence[str]) -> str:
-    """The account a statement's preamble names (an IBAN), or ""."""
-    for line in lines:
-        match = _IBAN.search(line.upper())
-        if match:
-            return match.group(1).replace(" ", "")
-    return ""
-
-
-def _currency_in(texts: Sequence[str]) -> str | None:
-    for text in texts:
-        for found in _CODE.findall(text):
-            if found in CURRENCIES:
-                return str(found)
-        for symbol, code in (("€", "EUR"), ("£", "GBP"), ("$", "USD")):
-            if symbol in text:
-                return code
-    return None
-
-
-def _is_trailer(cells: Sequence[str], date_at: int | None) -> bool:
-    """A record that cannot be a transaction: no date where the booking date is."""
-    if date_at is None:
-        return False
-    return date_at >= len(cells) or not dates.is_date(cells[date_at])
-
-
-def _text(cells: Sequence[str], delimiter: str) -> str:
-    return (delimiter or ",").join(cells).strip()
-
-
 def survey(
     spool: Spool,
     *,
@@ -202,7 +104,7 @@ def _survey(
     head = [(line, cells) for line, cells in islice(records, HEAD)]
     cells_only = [cells for _, cells in head]
     header_row = find_header(cells_only) if source.format == CSV else 0
-    preamble = [_text(c, source.delimiter) for c in cells_only[: max(header_row, 0)] if any(c)]
+    preamble = [text_of(c, source.delimiter) for c in cells_only[: max(header_row, 0)] if any(c)]
     header = tuple(cells_only[header_row]) if header_row >= 0 else ()
     data = [
         (line, cells) for line, cells in head[header_row + 1 :] if any(c.strip() for c in cells)
@@ -249,18 +151,18 @@ def _survey(
     date_at = mapping.roles.get(r.BOOKING_DATE)
     tail: list[tuple[int, list[str]]] = []
     for line, cells in data:
-        _follow(tail, line, cells, date_at)
+        follow(tail, line, cells, date_at)
     rest = records
     if full:
         for line, cells in rest:
             if any(c.strip() for c in cells):
-                _follow(tail, line, cells, date_at)
+                follow(tail, line, cells, date_at)
                 if len(data) < SAMPLE:
                     data.append((line, cells))
         rest = iter(())
-    body = data[: len(data) - len(tail)] if len(tail) <= 20 else data
-    if len(tail) <= 20:
-        result.trailer = [(line, _text(cells, source.delimiter)) for line, cells in tail]
+    body = data[: len(data) - len(tail)] if len(tail) <= TRAILER_MAX else data
+    if len(tail) <= TRAILER_MAX:
+        result.trailer = [(line, text_of(cells, source.delimiter)) for line, cells in tail]
 
     if source.canonical:
         mapping = mapping.answered({k: v for k, v in answers.items() if k not in r.ROLES})
@@ -270,15 +172,6 @@ def _survey(
     _ask_for_roles(result)
     _preview(result, body)
     return result
-
-
-def _follow(tail: list[tuple[int, list[str]]], line: int, cells: list[str], at: int | None) -> None:
-    """Keep ``tail`` the run of trailer-like records that ends the file so far."""
-    if _is_trailer(cells, at):
-        if len(tail) <= 20:
-            tail.append((line, cells))
-    else:
-        tail.clear()
 
 
 def _cells(body: Sequence[tuple[int, list[str]]], at: Sequence[int]) -> list[str]:
@@ -424,7 +317,7 @@ def _ask_for_roles(result: Survey) -> None:
         # The currency of rows whose own cell names none: from the money columns' header
         # (``Betrag (EUR)``), else the preamble.
         money = [mapping.label(roles[k]) for k in r.MONEY_ROLES if k in roles]
-        found = _currency_in([*money, *result.preamble])
+        found = currency_in([*money, *result.preamble])
         if found is not None:
             result.mapping = replace(mapping, currency=found)
         elif r.CURRENCY not in roles:
