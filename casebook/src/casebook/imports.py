@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from casebook.models import Case, ImportRecord, ImportReject, ImportStatus
-from casebook.statements import Reading, plan, save_profile, unanswered
+from casebook.statements import Plan, Reading, plan, save_profile, unanswered
 from lockstep import (
     ConflictError,
     Database,
@@ -130,15 +130,31 @@ def duplicate_error(found: ImportRecord) -> ConflictError:
     )
 
 
-async def _new_record(
-    session: AsyncSession, request: ImportRequest, status: ImportStatus
-) -> ImportRecord:
-    """Check the case and the file, survey it, then add the import's record (flushed: it
-    has its id) and save the profile asked for.
+async def plan_request(db: Database, request: ImportRequest) -> Plan:
+    """Survey the request's file (outside any write transaction: reading on through a large
+    file for an open decision must not hold the writer). Raises what :func:`plan` raises,
+    and ValidationFailedError with the questions when some are left."""
+    async with db.reader() as session:
+        planned = await plan(
+            session,
+            request.organization_id,
+            request.spool,
+            answers=request.answers,
+            profile=request.profile,
+        )
+    if planned.survey.questions:
+        raise unanswered(planned)
+    return planned
 
-    Raises NotFoundError (no such case in the organization, or profile), ConflictError (the
-    file is already imported into the case, or waiting to be), ValidationFailedError (the
-    file cannot be read, or has questions left: see :func:`plan`)."""
+
+async def _new_record(
+    session: AsyncSession, request: ImportRequest, status: ImportStatus, planned: Plan
+) -> ImportRecord:
+    """Check the case and the file, then add the import's record with the mapping
+    ``planned`` (flushed: it has its id) and save the profile asked for.
+
+    Raises NotFoundError (no such case in the organization), ConflictError (the file is
+    already imported into the case, or waiting to be)."""
     case_id, spool = request.case_id, request.spool
     case = await session.scalar(
         select(Case.id).where(Case.id == case_id, Case.organization_id == request.organization_id)
@@ -160,15 +176,6 @@ async def _new_record(
             f"this file is already being imported into case {case_id} as import {waiting.id}",
             details={"import_id": waiting.id, "sha256": spool.sha256},
         )
-    planned = await plan(
-        session,
-        request.organization_id,
-        spool,
-        answers=request.answers,
-        profile=request.profile,
-    )
-    if planned.survey.questions:
-        raise unanswered(planned)
     mapping = planned.survey.mapping
     record = ImportRecord(
         organization_id=request.organization_id,
@@ -195,13 +202,13 @@ async def _new_record(
 
 
 async def queue_import(
-    session: AsyncSession, data_dir: Path, request: ImportRequest
+    session: AsyncSession, data_dir: Path, request: ImportRequest, planned: Plan
 ) -> ImportRecord:
     """Record the import (``queued``) in the caller's transaction and move the spooled file
     to :func:`spool_path`, where its job finds it; the caller enqueues the job in the same
     transaction. Raises what :func:`_new_record` raises; if the transaction then fails, the
     caller removes the file (:func:`spool_path`)."""
-    record = await _new_record(session, request, ImportStatus.QUEUED)
+    record = await _new_record(session, request, ImportStatus.QUEUED, planned)
     target = spool_path(data_dir, record.id)
     target.parent.mkdir(parents=True, exist_ok=True)
     request.spool.path.replace(target)  # same directory tree: a rename, not a copy
@@ -221,7 +228,9 @@ async def import_transactions(
     rejected under ``all_or_nothing``, is recorded as such and nothing else is stored.
     """
     async with db.writer() as session:
-        record = await _new_record(session, request, ImportStatus.RUNNING)
+        record = await _new_record(
+            session, request, ImportStatus.RUNNING, await plan_request(db, request)
+        )
     return await _run(db, record, request.spool, on_progress, last_try=True)
 
 

@@ -39,6 +39,7 @@ from casebook.imports import (
     ImportRequest,
     claimed_by,
     duplicate_error,
+    plan_request,
     queue_import,
     settle_abandoned,
     spool_path,
@@ -204,12 +205,13 @@ async def upload(
     )
     queued: int | None = None
     try:
+        asked = ImportRequest(
+            org, case_id, spool, filename, policy, principal.user_id,
+            answers=wanted, profile=profile, save_profile=save_profile,
+        )  # fmt: skip
+        planned = await plan_request(services.db, asked)
         async with services.db.writer() as session:
-            asked = ImportRequest(
-                org, case_id, spool, filename, policy, principal.user_id,
-                answers=wanted, profile=profile, save_profile=save_profile,
-            )  # fmt: skip
-            record = await queue_import(session, settings.data_dir, asked)
+            record = await queue_import(session, settings.data_dir, asked, planned)
             queued = record.id
             record.job_id = await services.jobs.enqueue(
                 run_import,
