@@ -293,6 +293,7 @@ async def test_not_a_statement_is_a_422_never_a_500(login: Login, casebook_app: 
     case_id = await case_of(client)
     for content in (
         b"\x00\x01\x02binary",
+        b'Date,Amount\n2026-01-01,5\n"' + b"x" * 200_000 + b'",6\n',  # over csv's field limit
         b"just one line without delimiters\n",
         b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>",
         b"<?xml version='1.0'?><Document><broken>",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -149,14 +150,14 @@ def decide_order(cells: Iterable[str]) -> OrderDecision:
     """The day/month order of a file, from all its date cells. When no order fits every
     cell (``conflicting``) the one fitting more wins; the others are refused row by row."""
     dmy = mdy = numeric = 0
-    for raw in cells:
+    for raw, count in Counter(cells).items():  # each distinct text read once
         reading = read(raw)
         if reading is None or reading.fixed is not None or not reading.by_order:
             continue
-        numeric += 1
+        numeric += count
         orders = reading.orders()
-        dmy += DMY in orders
-        mdy += MDY in orders
+        dmy += count * (DMY in orders)
+        mdy += count * (MDY in orders)
     if not numeric:
         return OrderDecision(None, False)
     if dmy == mdy == numeric:

@@ -17,6 +17,7 @@ keeps cents), unless they are zeros (``12.3400``). A cell that does not fit the 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -122,17 +123,17 @@ def decide_decimal(cells: Iterable[str]) -> DecimalDecision:
     """The decimal mark of a file, from all its amount cells. When cells prove both marks
     (``conflicting``) the majority wins and the others will be refused row by row."""
     dots = commas = undecided = 0
-    for raw in cells:
+    for raw, count in Counter(cells).items():  # each distinct text read once
         parts = split(raw)
         if parts is None:
             continue
         mark = evidence(parts.body)
         if mark == DOT:
-            dots += 1
+            dots += count
         elif mark == COMMA:
-            commas += 1
+            commas += count
         elif any(c in parts.body for c in ".,"):
-            undecided += 1
+            undecided += count
     if dots or commas:
         mark = DOT if dots >= commas else COMMA
         return DecimalDecision(mark, False, bool(dots and commas), (dots, commas))

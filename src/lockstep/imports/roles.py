@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lockstep.imports import dates, numbers
@@ -165,6 +166,7 @@ def header_scores(label: str) -> dict[str, float]:
 
 
 # What each role's cells look like: the share of non-empty cells of a shape it needs.
+SHAPE_ROWS = 500
 _DIRECTION_TOKENS = {
     "d", "c", "s", "h", "dr", "cr", "debit", "credit", "dbit", "crdt", "af", "bij", "soll",
     "haben", "debito", "credito", "out", "in",
@@ -188,18 +190,23 @@ class Shape:
 
     @classmethod
     def of(cls, cells: Sequence[str]) -> Shape:
-        values = [c.strip() for c in cells if c.strip()]
-        n = len(values) or 1
-        amounts = [numbers.split(v) for v in values]
+        """The shape of the first :data:`SHAPE_ROWS` cells, each distinct text judged once."""
+        counts = Counter(v for v in (c.strip() for c in cells[:SHAPE_ROWS]) if v)
+        n = sum(counts.values()) or 1
+
+        def share(test: Callable[[str], object]) -> float:
+            return sum(count for value, count in counts.items() if test(value)) / n
+
+        amounts = {v: numbers.split(v) for v in counts}
         return cls(
-            filled=len(values),
-            date=sum(dates.is_date(v) for v in values) / n,
-            amount=sum(a is not None for a in amounts) / n,
-            code=sum(bool(_CODE.match(v)) for v in values) / n,
-            iban=sum(bool(_IBAN.match(v.upper())) for v in values) / n,
-            direction=sum(words(v) in _DIRECTION_TOKENS or v in "+-" for v in values) / n,
-            negative=sum(a is not None and a.negative for a in amounts) / n,
-            mean_length=sum(map(len, values)) / n,
+            filled=sum(counts.values()),
+            date=share(dates.is_date),
+            amount=share(lambda v: amounts[v] is not None),
+            code=share(_CODE.match),
+            iban=share(lambda v: _IBAN.match(v.upper())),
+            direction=share(lambda v: len(v) <= 8 and (words(v) in _DIRECTION_TOKENS or v in "+-")),
+            negative=share(lambda v: getattr(amounts[v], "negative", False)),
+            mean_length=sum(len(v) * c for v, c in counts.items()) / n,
         )
 
     def fits(self, role: str, share: float = 0.8) -> bool:

@@ -14,6 +14,7 @@ import io
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 
+from lockstep.exceptions import ValidationFailedError
 from lockstep.imports import roles as r
 from lockstep.imports.dialect import sniff
 from lockstep.imports.spool import CountingReader, Spool
@@ -107,11 +108,16 @@ def _delimited(spool: Spool, head: bytes) -> Source:
     reader = csv.reader(text, **dialect.reader_options())  # type: ignore[arg-type]
 
     def records() -> Records:
+        line = 1
         try:
-            line = 1
             for cells in reader:
                 yield line, cells
                 line = reader.line_num + 1
+        except csv.Error as exc:  # a NUL byte, a field over the size limit
+            raise ValidationFailedError(
+                f"line {line} cannot be read as CSV: {exc}",
+                details=[{"loc": ["file", line], "msg": str(exc), "type": "value_error"}],
+            ) from None
         finally:
             text.close()
 
