@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 from typer.testing import CliRunner
 
 from casebook.cli import app as casebook_cli
-from casebook.models import Transaction
+from casebook.models import ImportRecord, Transaction
 from casebook.seed import seed
 from casebook.services import MIGRATIONS
 from casebook.settings import CasebookSettings
@@ -306,3 +306,20 @@ async def test_not_a_statement_is_a_422_never_a_500(login: Login, casebook_app: 
             f"/api/v1/cases/{case_id}/imports/preview", files=upload(content)
         )
         assert 400 <= response.status_code < 500, (content, response.text)
+
+
+async def test_an_import_queued_before_statements_were_surveyed_is_surveyed_by_its_job(
+    login: Login, casebook_app: FastAPI
+) -> None:
+    services = casebook_app.state.services
+    client = await login("analyst@acme.test")
+    case_id = await case_of(client)
+    content = (CORPUS / "de-dkb.csv").read_bytes()
+    queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
+    async with services.db.writer() as session:  # as 0005 leaves an import queued before it
+        record = await session.get(ImportRecord, queued["id"])
+        assert record is not None
+        record.mapping = ""
+    async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
+        result = await services.jobs.result(queued["job_id"])
+    assert (result["status"], result["rows_imported"]) == ("imported", 4)

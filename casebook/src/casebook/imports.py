@@ -364,6 +364,17 @@ async def _run(
     """Read ``spool`` into the ledger as ``record`` says, and settle the record."""
     import_id, case_id = record.id, record.case_id
     policy = ImportPolicy(record.policy)
+    if not record.mapping:
+        # Queued before statements were surveyed at upload (0005): survey it now.
+        try:
+            async with db.reader() as session:
+                planned = await plan(session, record.organization_id, spool)
+            if planned.survey.questions:
+                raise unanswered(planned)
+        except ValidationFailedError as exc:
+            await fail_import(db, import_id, exc.message)
+            raise
+        record.mapping = json.dumps(planned.survey.mapping.to_dict())
     # One creation time for the whole file: its rows are created by one transaction.
     reading = Reading.of(record, _now())
 

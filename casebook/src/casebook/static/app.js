@@ -146,7 +146,12 @@ function showMapping(file, preview) {
   $("mapping-questions").replaceChildren(...preview.questions.map((q) => {
     const li = document.createElement("li"); li.textContent = q.text; return li;
   }));
-  $("mapping-warnings").replaceChildren(...preview.warnings.map((w) => {
+  const notes = [
+    ...preview.warnings,
+    ...preview.preamble.map((line) => `before the table (not imported): ${line}`),
+    ...preview.trailer.map((t) => `after the table, line ${t.line} (not imported): ${t.text}`),
+  ];
+  $("mapping-warnings").replaceChildren(...notes.map((w) => {
     const li = document.createElement("li"); li.textContent = w; return li;
   }));
   $("mapping-roles").replaceChildren(...ROLES.map((role) => {
@@ -172,7 +177,12 @@ function showMapping(file, preview) {
     const tr = document.createElement("tr");
     cell(tr, row.line);
     if (row.errors) { cell(tr, row.errors.map((e) => `${e.column}: ${e.reason}`).join("; "), "error"); }
-    else for (const name of shown) cell(tr, row.values[name]);
+    else {
+      for (const name of shown) {
+        const value = row.values[name];
+        cell(tr, name === "amount" ? (value / 100).toFixed(2) : value, name === "amount" ? "num" : "");
+      }
+    }
     return tr;
   }));
   $("import").hidden = true;
