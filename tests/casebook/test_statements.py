@@ -316,7 +316,7 @@ async def test_an_import_queued_before_statements_were_surveyed_is_surveyed_by_i
     case_id = await case_of(client)
     content = (CORPUS / "de-dkb.csv").read_bytes()
     queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
-    async with services.db.writer() as session:  # as 0005 leaves an import queued before it
+    async with services.db.writer() as session:  # as 0006 leaves an import queued before it
         record = await session.get(ImportRecord, queued["id"])
         assert record is not None
         record.mapping = ""

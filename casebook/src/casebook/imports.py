@@ -365,7 +365,7 @@ async def _run(
     import_id, case_id = record.id, record.case_id
     policy = ImportPolicy(record.policy)
     if not record.mapping:
-        # Queued before statements were surveyed at upload (0005): survey it now.
+        # Queued before statements were surveyed at upload (0006): survey it now.
         try:
             async with db.reader() as session:
                 planned = await plan(session, record.organization_id, spool)

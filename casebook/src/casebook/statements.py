@@ -207,7 +207,7 @@ class Reading:
 
     @classmethod
     def of(cls, record: ImportRecord, created_at: dt.datetime) -> Reading:
-        mapping = StatementMapping.from_dict(json.loads(record.mapping))
+        mapping = StatementMapping.from_dict(json.loads(record.mapping or "{}"))  # _run fills it
         return cls(record.id, record.organization_id, record.case_id, mapping, created_at)
 
     @property

@@ -1,7 +1,7 @@
 """Bank statements: import profiles, what each import read and found, rows' import
 
-Revision ID: 0005_statements
-Revises: 0004_import_jobs
+Revision ID: 0006_statements
+Revises: 0005_offline
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_statements"
-down_revision = "0004_import_jobs"
+revision = "0006_statements"
+down_revision = "0005_offline"
 branch_labels = None
 depends_on = None
 
@@ -47,11 +47,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("format", sa.String(length=20), nullable=False, server_default="csv")
         )
-        batch.add_column(
-            sa.Column("account", sa.String(length=64), nullable=False, server_default="")
-        )
-        batch.add_column(sa.Column("mapping", sa.Text(), nullable=False, server_default=""))
-        batch.add_column(sa.Column("findings", sa.Text(), nullable=False, server_default=""))
+        batch.add_column(sa.Column("account", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("mapping", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("findings", sa.Text(), nullable=True))
     with op.batch_alter_table("transactions") as batch:
         batch.add_column(sa.Column("import_id", sa.Integer(), nullable=True))
 
