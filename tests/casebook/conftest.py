@@ -55,6 +55,13 @@ async def casebook_app(casebook_settings: CasebookSettings) -> AsyncIterator[Fas
 
 
 @pytest.fixture
+async def worker(casebook_app: FastAPI) -> AsyncIterator[None]:
+    """A job worker for the test's duration, as ``casebook serve`` or ``casebook worker``."""
+    async with casebook_app.state.services.worker(poll_interval=0.05, lease=30):
+        yield
+
+
+@pytest.fixture
 async def login(casebook_app: FastAPI) -> AsyncIterator[Login]:
     """``await login("analyst@acme.test")`` → an httpx client carrying that user's token."""
     clients: list[httpx.AsyncClient] = []

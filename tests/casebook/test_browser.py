@@ -1,6 +1,8 @@
 """The web UI in a real browser (Debian's Chromium through Playwright) against ``casebook
-serve``: log in, open a case, read its dashboard, import a statement (and see a bad one
-refused with its rejects)."""
+serve``: log in, open a case, read its dashboard, import a statement through the mapping
+page (and see a bad one refused with its rejects); an unknown bank's statement: mapping
+page, one column corrected, profile saved, imported; the bank's next file imports with no
+questions."""
 
 from __future__ import annotations
 
@@ -63,19 +65,60 @@ def test_import_a_statement_from_the_case_page(
         "2026-03-02;89,99;browser-test;Northwind\n"
     )
     page.set_input_files("#import input[name=file]", str(statement))
-    page.get_by_role("button", name="Import CSV").click()
+    page.get_by_role("button", name="Import statement").click()
+    mapping = page.get_by_role("form", name="Mapping")
+    expect(mapping).to_be_visible()
+    expect(page.get_by_label("amount column")).to_have_value("Amount")
+    page.get_by_role("button", name="Import", exact=True).click()
     expect(page.locator("#import-status")).to_have_text("imported 2 transactions")
     # The dashboard and the ledger are read again: the new category is there, by direction.
     expect(page.locator("#dashboard-rows tr", has_text="browser-test")).to_have_count(2)
     expect(page.locator("#txn-rows tr", has_text="Café Müller")).to_have_count(1)
 
     bad = tmp_path / "bad.csv"
-    bad.write_text("date,amount,category\n2026-03-03,0,browser-test\n2026-03-04,x,browser-test\n")
+    bad.write_text("date,amount,category\n2026-03-03,-4,browser-test\n2026-03-04,x,browser-test\n")
     page.set_input_files("#import input[name=file]", str(bad))
-    page.get_by_role("button", name="Import CSV").click()
-    expect(page.locator("#import-status")).to_contain_text("2 of 2 rows were rejected")
+    page.get_by_role("button", name="Import statement").click()
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator("#import-status")).to_contain_text("1 of 2 rows were rejected")
     rejects = page.locator("#import-rejects li")
-    expect(rejects).to_have_count(2)
-    expect(rejects.nth(0)).to_contain_text("row 2, amount: is zero")
-    expect(rejects.nth(1)).to_contain_text("row 3, amount: is not an amount (x)")
+    expect(rejects).to_have_count(1)
+    expect(rejects.nth(0)).to_contain_text("row 3, amount: is not an amount (x)")
     expect(page.locator("#dashboard-rows tr", has_text="browser-test")).to_have_count(2)
+
+
+AMEX = Path(__file__).parents[1] / "corpus" / "us-amex.csv"
+
+
+def test_an_unknown_banks_statement_is_mapped_once_and_its_next_file_asks_nothing(
+    served: Any, browser: Browser, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    open_first_case(page, served.base)
+    page.set_input_files("#import input[name=file]", str(AMEX))
+    page.get_by_role("button", name="Import statement").click()
+    # The mapping page: what was found, and the one thing it will not guess.
+    expect(page.get_by_role("form", name="Mapping")).to_be_visible()
+    expect(page.locator("#mapping-questions li")).to_contain_text(["Most amounts are positive"])
+    expect(page.get_by_label("description column", exact=True)).to_have_value("Description")
+    expect(page.locator("#mapping-rows tr").first).to_contain_text("UBER TRIP")
+    page.get_by_label("counterparty column", exact=True).select_option("Description")  # correct one
+    page.get_by_label("Sign", exact=True).select_option("inverted")
+    page.get_by_label("Currency", exact=True).fill("USD")
+    page.get_by_label("Save as profile").fill("Amex card")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator("#import-status")).to_have_text("imported 4 transactions")
+    expect(page.locator("#txn-rows tr", has_text="DELTA AIR LINES")).to_contain_text("debit")
+    expect(page.locator("#txn-rows tr", has_text="DELTA AIR LINES")).to_contain_text("USD")
+
+    # November's statement of the same card: recognised by its header, no questions.
+    november = tmp_path / "amex-november.csv"
+    november.write_text(
+        "Date,Description,Amount\n11/03/2025,LYFT RIDE,12.40\n11/19/2025,AUTOPAY PAYMENT,-50.00\n"
+    )
+    page.set_input_files("#import input[name=file]", str(november))
+    page.get_by_role("button", name="Import statement").click()
+    expect(page.locator("#import-status")).to_have_text("imported 2 transactions")
+    expect(page.get_by_role("form", name="Mapping")).to_be_hidden()
+    expect(page.locator("#txn-rows tr", has_text="LYFT RIDE")).to_contain_text("debit")

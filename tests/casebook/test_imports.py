@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-import casebook.imports
+import casebook.statements
 from casebook.imports import Sweep, run_queued_import, spool_path, sweep_uploads, uploads_dir
 from casebook.models import ImportRecord, ImportStatus, Transaction, utcnow
 from casebook.rollups import AGGREGATES
@@ -52,14 +52,6 @@ def upload(content: bytes, name: str = "statement.csv") -> dict[str, tuple[str, 
 
 
 WAIT = {"Prefer": "wait=60"}  # answer with the outcome (the worker fixture runs the job)
-
-
-@pytest.fixture
-async def worker(casebook_app: FastAPI) -> AsyncIterator[None]:
-    """A job worker for the test's duration, as ``casebook serve`` or ``casebook worker``."""
-    services: Services = casebook_app.state.services
-    async with services.worker(poll_interval=0.05, lease=30):
-        yield
 
 
 async def assert_rollups_exact(db: Database) -> None:
@@ -115,15 +107,19 @@ async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
         b"2026-01-04,7,,EURO\n"  # category missing, bad currency
         b"2026-01-05,=1+2,card,EUR\n"  # a formula: reported as inert text
     )
-    refused = await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(bad), headers=WAIT)
+    url = f"/api/v1/cases/{case_id}/imports"
+    asks = await client.post(url, files=upload(bad), headers=WAIT)
+    assert asks.status_code == 422  # every amount positive: a card statement, or money in?
+    assert [q["key"] for q in asks.json()["error"]["details"]["questions"]] == ["sign"]
+    answered = {"map": "sign=as_written"}
+    refused = await client.post(url, files=upload(bad), headers=WAIT, params=answered)
     assert refused.status_code == 422
     details = refused.json()["error"]["details"]
     assert details["rows_rejected"] == 4
     assert [(r["row"], r["column"]) for r in details["rejects"]] == [
         (3, "date"),
         (4, "amount"),
-        (5, "category"),
-        (5, "currency"),
+        (5, "currency"),  # the category is optional (uncategorized), the currency is wrong
         (6, "amount"),
     ]
     assert await case_rows(db, case_id) == before  # all or nothing
@@ -138,7 +134,7 @@ async def test_bad_rows_store_nothing_and_the_rejects_report_says_why(
     # the same file may be sent again (nothing of it was imported), with another policy
     kept = await client.post(
         f"/api/v1/cases/{case_id}/imports",
-        params={"policy": "skip_invalid"},
+        params={"policy": "skip_invalid", **answered},
         files=upload(bad),
         headers=WAIT,
     )
@@ -200,7 +196,7 @@ async def test_large_upload_is_streamed_and_the_limit_enforced_while_receiving(
         yield f"\r\n--{boundary}--\r\n".encode()
 
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", **WAIT}
-    url = f"/api/v1/cases/{case_id}/imports"
+    url = f"/api/v1/cases/{case_id}/imports?map=sign=as_written"  # every amount is positive
     done = await client.post(url, content=body(chunks), headers=headers)
     assert done.status_code == 201, done.text
     assert done.json()["rows_imported"] == rows_per_chunk * chunks
@@ -218,7 +214,10 @@ async def test_large_upload_is_streamed_and_the_limit_enforced_while_receiving(
 
 def statement(rows: int) -> bytes:
     lines = ["date,amount,category,counterparty"]
-    lines += [f"2026-05-{1 + i % 28:02d},{i % 900 + 1}.25,wire,Party {i}" for i in range(rows)]
+    lines += [
+        f"2026-05-{1 + i % 28:02d},{'-' if i % 3 else ''}{i % 900 + 1}.25,wire,Party {i}"
+        for i in range(rows)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -266,7 +265,7 @@ async def test_progress_of_a_running_import_is_visible_while_it_holds_the_writer
     case_id = await case_of(client)
     content = statement(12_000)  # three batches of 5,000 rows: progress after each
     second_batch, release = asyncio.Event(), asyncio.Event()
-    real_insert = casebook.imports.bulk_insert
+    real_insert = casebook.statements.bulk_insert
     calls = 0
 
     async def paused_insert(session: Any, table: Any, rows: Any) -> None:
@@ -277,7 +276,7 @@ async def test_progress_of_a_running_import_is_visible_while_it_holds_the_writer
             second_batch.set()
             await release.wait()
 
-    monkeypatch.setattr(casebook.imports, "bulk_insert", paused_insert)
+    monkeypatch.setattr(casebook.statements, "bulk_insert", paused_insert)
     queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
     async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
         await second_batch.wait()
@@ -302,7 +301,7 @@ async def test_an_attempt_that_fails_midway_is_rolled_back_and_the_retry_imports
     before = await case_rows(services.db, case_id)
     content = statement(7_000)  # two batches: the second one fails on the first attempt
     calls = 0
-    real_insert = casebook.imports.bulk_insert
+    real_insert = casebook.statements.bulk_insert
 
     async def flaky_insert(session: Any, table: Any, rows: Any) -> None:
         nonlocal calls
@@ -311,7 +310,7 @@ async def test_an_attempt_that_fails_midway_is_rolled_back_and_the_retry_imports
             raise RuntimeError("the disk went away")
         await real_insert(session, table, rows)
 
-    monkeypatch.setattr(casebook.imports, "bulk_insert", flaky_insert)
+    monkeypatch.setattr(casebook.statements, "bulk_insert", flaky_insert)
     queued = (await client.post(f"/api/v1/cases/{case_id}/imports", files=upload(content))).json()
     async with services.worker(poll_interval=0.05, lease=30), asyncio.timeout(60):
         while (job := await services.jobs.get(queued["job_id"])).state.value != "scheduled":
@@ -415,7 +414,7 @@ async def test_the_sweep_settles_cancelled_imports_and_deletes_files_nobody_wait
     assert any(s.task == "casebook.imports.sweep" for s in tasks.schedules)
 
 
-async def test_not_a_csv_file_fails_with_the_reason(
+async def test_a_file_without_dates_or_amounts_is_refused_with_its_questions(
     login: Login, casebook_app: FastAPI, worker: None
 ) -> None:
     client = await login("analyst@acme.test")
@@ -427,6 +426,8 @@ async def test_not_a_csv_file_fails_with_the_reason(
     )
     assert response.status_code == 422
     error = response.json()["error"]
-    assert "lacks required column(s): posted_on" in error["message"]
-    record = (await client.get(f"/api/v1/imports/{error['details']['import_id']}")).json()
-    assert record["status"] == "failed"
+    assert "cannot be imported before these are answered" in error["message"]
+    keys = [q["key"] for q in error["details"]["questions"]]
+    assert keys == ["booking_date", "amount"]
+    listed = (await client.get(f"/api/v1/cases/{case_id}/imports")).json()["items"]
+    assert listed == []  # refused before anything was recorded or queued

@@ -143,7 +143,7 @@ async def _acme_ids(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[s
     report = (await acme.post(f"/api/v1/cases/{case}/reports")).json()
     upload = await acme.post(
         f"/api/v1/cases/{case}/imports",
-        files={"file": ("a.csv", b"posted_on,amount,direction,category\n", "text/csv")},
+        files={"file": ("a.csv", b"date,amount\n2026-01-01,-5.00\n", "text/csv")},
     )
     assert upload.status_code in (201, 202, 422), upload.text
     imports = (await acme.get(f"/api/v1/cases/{case}/imports")).json()["items"]

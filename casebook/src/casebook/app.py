@@ -15,7 +15,17 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from casebook.api import auth, cases, dashboard, imports, outbox, reports, subjects, transactions
+from casebook.api import (
+    auth,
+    cases,
+    dashboard,
+    imports,
+    outbox,
+    profiles,
+    reports,
+    subjects,
+    transactions,
+)
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
 from casebook.services import Services
@@ -62,7 +72,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         readiness=readiness,
         registry=services.lockstep.registry,
     )
-    for module in (auth, cases, subjects, transactions, dashboard, imports):
+    for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
     for module in (reports, jobs_api, outbox):
         app.include_router(module.router, prefix="/api/v1")

@@ -1,4 +1,4 @@
-"""Importing a bank-statement CSV into a case's ledger.
+"""Importing a bank statement, as downloaded, into a case's ledger.
 
 Two ways in, one way through:
 
@@ -8,15 +8,23 @@ Two ways in, one way through:
   then imports nothing twice;
 * the CLI imports at once (:func:`import_transactions`).
 
+Before either, the file is *surveyed* (:func:`plan`): its format, header, column roles,
+decimal mark, date order and sign convention are detected, a saved profile of the
+organization whose header fingerprint matches (or the one named) answers what the file
+does not say, and the request's answers override both. A file with questions left is
+refused (422 with the questions): casebook never guesses a date order or a decimal mark.
+The mapping used is stored with the import, which its job reads the file through.
+
 Either way the file is recorded (``imports``) before it is read, and its rows, the record's
 final status and its content-hash *claim* commit in one transaction, so a file is either
 fully imported and claimed, or not imported at all. The claim is unique per case: the same
 file (byte for byte) cannot be imported into a case twice, even by two uploads racing each
 other; a second upload of a file that is still queued is refused at once.
 
-Accepted columns (any order, common header spellings): date, amount (signed, or with a
-direction column), category; optional currency (default EUR), direction, counterparty,
-description, flagged.
+Forensic checks run on the way: the running balance, where the file has one (every break
+is listed in the import's findings), and the overlap with earlier imports of the same
+account in the case (rows already in the ledger are left out and listed: a re-export
+imports once, repeats inside one file all import). Rows are stored with their import id.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,88 +44,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from casebook.models import Case, ImportRecord, ImportReject, ImportStatus, Transaction
+from casebook.models import Case, ImportRecord, ImportReject, ImportStatus
+from casebook.statements import Plan, Reading, plan, save_profile, unanswered
 from lockstep import (
-    Columns,
     ConflictError,
     Database,
-    ImportField,
     ImportOutcome,
     ImportPolicy,
     ImportProgress,
-    ImportSchema,
     JobNotFoundError,
     Jobs,
     NotFoundError,
     Spool,
     ValidationFailedError,
-    bulk_insert,
     ingest,
-    parsers,
-)
-
-LEDGER = Transaction.metadata.tables["transactions"]
-DIRECTIONS = {"debit": "debit", "dr": "debit", "d": "debit", "out": "debit",
-              "credit": "credit", "cr": "credit", "c": "credit", "in": "credit"}  # fmt: skip
-
-
-def _currency(raw: str) -> str:
-    value = raw.strip().upper()
-    if len(value) != 3 or not value.isalpha():
-        raise ValueError("is not a 3-letter currency code")
-    return value
-
-
-def _direction_from_sign(batch: Columns) -> Iterator[tuple[int, str]]:
-    """A signed amount without a direction: negative is money out (debit). Zero amounts,
-    and negative ones beside a direction, are refused."""
-    amounts, directions = batch["amount_cents"], batch["direction"]
-    if None not in directions and min(amounts) > 0:
-        return  # the common file: every row has a direction and a positive amount
-    for i, (amount, direction) in enumerate(zip(amounts, directions, strict=True)):
-        if direction is None:
-            directions[i] = "debit" if amount < 0 else "credit"
-            amounts[i] = abs(amount)
-        elif amount < 0:
-            yield i, "amount: is negative although the direction is given"
-            continue
-        if amount == 0:
-            yield i, "amount: is zero"
-
-
-TRANSACTIONS = ImportSchema(
-    [
-        ImportField(
-            "posted_on",
-            parsers.date(),
-            aliases=("date", "posted", "posting date", "booking date", "value date"),
-        ),
-        ImportField("amount_cents", parsers.cents(), aliases=("amount", "value", "sum")),
-        ImportField("category", parsers.text(40), aliases=("type", "kind")),
-        ImportField("currency", _currency, aliases=("ccy",), required=False, default="EUR"),
-        ImportField(
-            "direction",
-            parsers.choice(DIRECTIONS),
-            aliases=("dir", "debit/credit"),
-            required=False,
-        ),
-        ImportField(
-            "counterparty",
-            parsers.text(200),
-            aliases=("payee", "party", "name"),
-            required=False,
-            default="",
-        ),
-        ImportField(
-            "description",
-            parsers.text(500, allow_empty=True),
-            aliases=("memo", "details", "narrative", "reference"),
-            required=False,
-            default="",
-        ),
-        ImportField("flagged", parsers.boolean(), aliases=("flag",), required=False, default=False),
-    ],
-    check=_direction_from_sign,
 )
 
 
@@ -141,7 +82,11 @@ class ImportSummary:
 
 @dataclass(frozen=True, slots=True)
 class ImportRequest:
-    """A file to import into a case of an organization, and how."""
+    """A file to import into a case of an organization, and how: ``answers`` to the
+    survey's questions or corrections of its mapping (``role=column``, ``date_order=dmy``,
+    ``decimal=,``, ``sign=inverted``, ``currency=EUR``, ``account=...``), a ``profile`` to
+    read it with (by name; by default the one whose header fingerprint matches), and a
+    name to ``save_profile`` the mapping used under."""
 
     organization_id: int
     case_id: int
@@ -149,6 +94,9 @@ class ImportRequest:
     filename: str
     policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING
     created_by_id: int | None = None
+    answers: Mapping[str, str] = field(default_factory=dict)
+    profile: str | None = None
+    save_profile: str | None = None
 
 
 LIVE = (ImportStatus.QUEUED, ImportStatus.RUNNING)
@@ -182,10 +130,28 @@ def duplicate_error(found: ImportRecord) -> ConflictError:
     )
 
 
+async def plan_request(db: Database, request: ImportRequest) -> Plan:
+    """Survey the request's file (outside any write transaction: reading on through a large
+    file for an open decision must not hold the writer). Raises what :func:`plan` raises,
+    and ValidationFailedError with the questions when some are left."""
+    async with db.reader() as session:
+        planned = await plan(
+            session,
+            request.organization_id,
+            request.spool,
+            answers=request.answers,
+            profile=request.profile,
+        )
+    if planned.survey.questions:
+        raise unanswered(planned)
+    return planned
+
+
 async def _new_record(
-    session: AsyncSession, request: ImportRequest, status: ImportStatus
+    session: AsyncSession, request: ImportRequest, status: ImportStatus, planned: Plan
 ) -> ImportRecord:
-    """Check the case and the file, then add the import's record (flushed: it has its id).
+    """Check the case and the file, then add the import's record with the mapping
+    ``planned`` (flushed: it has its id) and save the profile asked for.
 
     Raises NotFoundError (no such case in the organization), ConflictError (the file is
     already imported into the case, or waiting to be)."""
@@ -210,6 +176,7 @@ async def _new_record(
             f"this file is already being imported into case {case_id} as import {waiting.id}",
             details={"import_id": waiting.id, "sha256": spool.sha256},
         )
+    mapping = planned.survey.mapping
     record = ImportRecord(
         organization_id=request.organization_id,
         case_id=case_id,
@@ -220,20 +187,28 @@ async def _new_record(
         size_bytes=spool.size,
         encoding=spool.encoding,
         created_by_id=request.created_by_id,
+        format=planned.survey.format,
+        account=mapping.account[:64],
+        mapping=json.dumps(mapping.to_dict()),
+        findings="",
     )
     session.add(record)
+    if request.save_profile:
+        await save_profile(
+            session, request.organization_id, request.save_profile, mapping, request.created_by_id
+        )
     await session.flush()
     return record
 
 
 async def queue_import(
-    session: AsyncSession, data_dir: Path, request: ImportRequest
+    session: AsyncSession, data_dir: Path, request: ImportRequest, planned: Plan
 ) -> ImportRecord:
     """Record the import (``queued``) in the caller's transaction and move the spooled file
     to :func:`spool_path`, where its job finds it; the caller enqueues the job in the same
     transaction. Raises what :func:`_new_record` raises; if the transaction then fails, the
     caller removes the file (:func:`spool_path`)."""
-    record = await _new_record(session, request, ImportStatus.QUEUED)
+    record = await _new_record(session, request, ImportStatus.QUEUED, planned)
     target = spool_path(data_dir, record.id)
     target.parent.mkdir(parents=True, exist_ok=True)
     request.spool.path.replace(target)  # same directory tree: a rename, not a copy
@@ -253,7 +228,9 @@ async def import_transactions(
     rejected under ``all_or_nothing``, is recorded as such and nothing else is stored.
     """
     async with db.writer() as session:
-        record = await _new_record(session, request, ImportStatus.RUNNING)
+        record = await _new_record(
+            session, request, ImportStatus.RUNNING, await plan_request(db, request)
+        )
     return await _run(db, record, request.spool, on_progress, last_try=True)
 
 
@@ -387,33 +364,33 @@ async def _run(
     """Read ``spool`` into the ledger as ``record`` says, and settle the record."""
     import_id, case_id = record.id, record.case_id
     policy = ImportPolicy(record.policy)
+    if not record.mapping:
+        # Queued before statements were surveyed at upload (0006): survey it now.
+        try:
+            async with db.reader() as session:
+                planned = await plan(session, record.organization_id, spool)
+            if planned.survey.questions:
+                raise unanswered(planned)
+        except ValidationFailedError as exc:
+            await fail_import(db, import_id, exc.message)
+            raise
+        record.mapping = json.dumps(planned.survey.mapping.to_dict())
     # One creation time for the whole file: its rows are created by one transaction.
-    fixed = {
-        "organization_id": record.organization_id,
-        "case_id": case_id,
-        "version": 1,
-        "created_at": _now(),
-    }
-
-    async def write_batch(session: AsyncSession, rows: Columns) -> None:
-        for name, value in fixed.items():
-            rows.fill(name, value)
-        # The bulk path: the change feed and the rollups see the rows, the driver gets them
-        # a column at a time, without SQLAlchemy's per-row parameter handling.
-        await bulk_insert(session, LEDGER, rows)
+    reading = Reading.of(record, _now())
 
     async def finish(session: AsyncSession, outcome: ImportOutcome) -> None:
-        await _finish(session, import_id, spool.sha256, outcome, claim=True)
+        await _finish(session, import_id, spool.sha256, outcome, claim=True, reading=reading)
 
     try:
         outcome = await ingest(
             db,
             spool,
-            TRANSACTIONS,
-            write_batch,
+            reading.schema,
+            reading.write,
             policy=policy,
             before_commit=finish,
             on_progress=(lambda p: on_progress(import_id, p)) if on_progress else None,
+            **reading.options,
         )
     except ValidationFailedError as exc:  # not CSV, or required columns missing
         await fail_import(db, import_id, exc.message)
@@ -434,9 +411,11 @@ async def _run(
         if last_try:
             await fail_import(db, import_id, "interrupted")
         raise
+    if outcome.committed:
+        outcome.rows_written -= reading.left_out  # read and valid, but not stored
     if not outcome.committed:
         async with db.writer() as session:
-            await _finish(session, import_id, spool.sha256, outcome, claim=False)
+            await _finish(session, import_id, spool.sha256, outcome, claim=False, reading=reading)
         status = ImportStatus.REJECTED
         message = (
             f"{outcome.rows_rejected} of {outcome.rows_read} rows were rejected; nothing was "
@@ -447,11 +426,18 @@ async def _run(
         message = f"{outcome.rows_written} transactions imported"
         if outcome.rows_rejected:
             message += f", {outcome.rows_rejected} rows rejected"
+        message += reading.summary()
     return ImportSummary(import_id, status, outcome, message)
 
 
 async def _finish(
-    session: AsyncSession, import_id: int, sha256: str, outcome: ImportOutcome, *, claim: bool
+    session: AsyncSession,
+    import_id: int,
+    sha256: str,
+    outcome: ImportOutcome,
+    *,
+    claim: bool,
+    reading: Reading,
 ) -> None:
     status = ImportStatus.IMPORTED if claim else ImportStatus.REJECTED
     record = await session.get(ImportRecord, import_id)
@@ -460,9 +446,12 @@ async def _finish(
     record.claim = sha256 if claim else None
     record.delimiter = outcome.delimiter
     record.rows_read = outcome.rows_read
-    record.rows_imported = outcome.rows_written if claim else 0
+    record.rows_imported = outcome.rows_written - reading.left_out if claim else 0
     record.rows_rejected = outcome.rows_rejected
     record.finished_at = _now()
+    record.findings = json.dumps(reading.findings(outcome))
+    if claim:
+        record.message = f"{record.rows_imported} transactions imported{reading.summary()}"
     if outcome.rejects_truncated:
         record.message = f"only the first {len(outcome.rejects)} rejects are listed"
     await session.flush()  # the claim's uniqueness is checked here, inside the transaction

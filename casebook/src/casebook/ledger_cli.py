@@ -1,4 +1,5 @@
-"""``casebook import FILE --case ID`` and ``casebook sweep-uploads``.
+"""``casebook import FILE --case ID [--profile NAME] [--map role=column ...]
+[--save-profile NAME] [--preview]`` and ``casebook sweep-uploads``.
 
 Both write through a Database with the change feed and the rollups installed, exactly like
 the server's writes, so a running server learns of them from the change log. Failures print
@@ -22,7 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from casebook.console import err, out, run_command, settings_for
+from casebook.console import err, fail, out, run_command, settings_for
+from casebook.imports import ImportSummary
 from casebook.settings import CasebookSettings
 from lockstep import (
     Changes,
@@ -31,6 +33,7 @@ from lockstep import (
     ImportProgress,
     NotFoundError,
     Spool,
+    ValidationFailedError,
 )
 
 T = TypeVar("T")
@@ -117,13 +120,46 @@ def import_command(
             "--rejects-report", help="Where to write rejected rows (default FILE.rejects.csv)."
         ),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Read the file with this saved profile (default: the organization's profile "
+            "whose header matches the file's, if any).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="role=column or setting=value, repeatable: answers a question or corrects "
+            "the detected mapping (amount=Betrag, date_order=dmy, decimal=',', "
+            "sign=inverted, currency=USD).",
+        ),
+    ] = None,
+    save_profile: Annotated[
+        str | None,
+        typer.Option("--save-profile", help="Save the mapping used as this profile."),
+    ] = None,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", help="Show what would be imported, and import nothing."),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Import a CSV file of transactions into a case (a file is imported once per case)."""
+    """Import a bank statement (CSV, OFX/QFX, camt.053, MT940, QIF) into a case, as
+    downloaded (a file is imported once per case). Whatever the file does not say (an
+    ambiguous date order or decimal mark, the sign of a card statement) is asked: answer
+    with --map, or --save-profile once to answer it for every file of that bank."""
     from casebook.imports import ImportRequest, import_transactions
     from casebook.models import Case, ImportStatus
+    from casebook.statements import parse_answers, plan
 
     settings = settings_for(data_dir, slow_query_ms=0)
+    try:
+        answers = parse_answers(mapping or [])
+    except ValidationFailedError as exc:
+        raise fail(exc) from None
 
     async def run() -> tuple[Any, Path | None]:
         from sqlalchemy import select
@@ -137,13 +173,23 @@ def import_command(
             if organization is None:
                 raise NotFoundError(f"case {case} not found")
             spool = Spool.of_path(file)
+            async with db.reader() as session:
+                planned = await plan(
+                    session, organization, spool, answers=answers, profile=profile,
+                    full=preview,
+                )  # fmt: skip
+            if preview or planned.survey.questions:
+                return planned, None
             with _bar(f"importing {file.name}", download=True) as bar:
                 task = bar.add_task("rows", total=spool.size)
 
                 def show(_import_id: int, p: ImportProgress) -> None:
                     bar.update(task, completed=p.bytes_read)
 
-                request = ImportRequest(organization, case, spool, file.name, policy)
+                request = ImportRequest(
+                    organization, case, spool, file.name, policy,
+                    answers=answers, profile=profile, save_profile=save_profile,
+                )  # fmt: skip
                 summary = await import_transactions(db, request, on_progress=show)
             written = None
             if summary.outcome is not None and summary.outcome.rejects:
@@ -154,6 +200,11 @@ def import_command(
             await db.dispose()
 
     summary, written = run_command(run())
+    if not isinstance(summary, ImportSummary):
+        _show_plan(summary, file)
+        if summary.survey.questions:
+            raise typer.Exit(1)
+        return
     if summary.status is ImportStatus.IMPORTED:
         out.print(f"import {summary.id}: {summary.message} into case {case}")
     else:
@@ -172,3 +223,28 @@ def _write_rejects(path: Path, rejects: list[Any]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["row", "column", "reason", "value"])
         writer.writerows([r.row, r.column, r.reason, r.value] for r in rejects)
+
+
+def _show_plan(planned: Any, file: Path) -> None:
+    """What the survey found: the mapping, the first rows, and the questions left."""
+    found = planned.survey
+    mapping = found.mapping
+    source = f"profile {planned.profile.name!r}" if planned.profile else "detected"
+    out.print(f"{file.name}: {found.format}, {found.encoding}, mapping {source}")
+    for role, label in mapping.labels().items():
+        out.print(f"  {role:<22} {label}")
+    for key in ("decimal", "date_order", "sign", "currency", "account"):
+        value = getattr(mapping, key)
+        if value:
+            out.print(f"  {key:<22} {value}")
+    for warning in found.warnings:
+        out.print(f"  [yellow]warning:[/] {warning}")
+    for line, text in found.trailer:
+        out.print(f"  trailer, line {line}: {text}")
+    for row in found.rows[:5]:
+        out.print(f"  line {row['line']}: {row.get('values') or row.get('errors')}")
+    for question in found.questions:
+        err.print(
+            f"[bold red]question:[/] {question.text} "
+            f"(answer with --map {question.key}={'|'.join(question.choices[:6])})"
+        )

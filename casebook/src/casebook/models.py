@@ -229,6 +229,9 @@ class Transaction(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The import that brought the row (0006); its statement's account tells which rows a
+    # re-export of the same account overlaps.
+    import_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ConsentRecord(Base):
@@ -340,6 +343,34 @@ class ImportRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     job_id: Mapped[int | None] = mapped_column(BigInteger)  # the job running it (0004)
+    # 0006: what was read (csv, ofx, camt.053, mt940, qif), the statement's account, the
+    # mapping used (JSON) and what the forensic checks found (JSON: trailer, balance
+    # breaks, overlap with earlier imports).
+    # (Imports recorded before 0006 have format csv and none of the others.)
+    format: Mapped[str] = mapped_column(String(20), default="csv", server_default="csv")
+    account: Mapped[str | None] = mapped_column(String(64), default="")
+    mapping: Mapped[str | None] = mapped_column(Text, default="")
+    findings: Mapped[str | None] = mapped_column(Text, default="")
+
+
+class ImportProfile(Base):
+    """How to read one bank's statements (a saved mapping), for an organization: later
+    files whose header has its ``fingerprint`` are read with it, without questions (0006)."""
+
+    __tablename__ = "import_profiles"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "name", name="uq_import_profiles_org_name"),
+        Index("ix_import_profiles_org_fingerprint", "organization_id", "fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    mapping: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class ImportReject(Base):

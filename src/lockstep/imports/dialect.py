@@ -1,15 +1,17 @@
 """Which delimiter a CSV file uses, decided from its first lines.
 
 For each candidate (``,`` ``;`` tab ``|``) the sample is parsed as CSV (quotes respected);
-the winner splits the header into the most fields while every sampled line has the
-header's field count. ``csv.Sniffer`` guesses from character frequencies and is easily
-fooled by commas inside quoted text or decimal commas; counting whole records is not.
+the winner gives the most records of one width (two fields or more), then the widest: a
+bank's preamble lines (account, period, blank lines) and trailing summary lines do not
+count against the table below them. ``csv.Sniffer`` guesses from character frequencies and
+is easily fooled by commas inside quoted text or decimal commas; counting whole records
+is not.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+from collections import Counter
 from dataclasses import dataclass
 
 from lockstep.exceptions import ValidationFailedError
@@ -42,19 +44,18 @@ def sniff(sample: str) -> Dialect:
     lines = sample.splitlines(keepends=True)
     if len(lines) > 1 and not sample.endswith(("\n", "\r")):
         lines = lines[:-1]  # the last line may be cut off mid-record
-    text = "".join(lines[:SAMPLE_LINES])
+    # The lines as split (\r, \n or \r\n: CR-only files are common from older software),
+    # not a StringIO, which only splits on \n.
+    sampled = lines[:SAMPLE_LINES]
     best: tuple[int, int, str] | None = None
     for delimiter in CANDIDATES:
-        records = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
-        if not records:
+        widths = Counter(len(r) for r in csv.reader(sampled, delimiter=delimiter) if any(r))
+        tables = [(count, width) for width, count in widths.items() if width >= 2]
+        if not tables:
             continue
-        width = len(records[0])
-        if width < 2:
-            continue
-        consistent = sum(1 for r in records if len(r) == width)
-        score = (consistent, width, delimiter)
-        if best is None or score[:2] > best[:2]:
-            best = score
+        count, width = max(tables)
+        if best is None or (count, width) > best[:2]:
+            best = (count, width, delimiter)
     if best is None:
         raise ValidationFailedError(
             "the file does not look like CSV: no delimiter (comma, semicolon, tab or pipe) "

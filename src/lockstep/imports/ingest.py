@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import enum
 import functools
-import io
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lockstep.db import Columns, Database
-from lockstep.imports.dialect import Dialect, sniff
 from lockstep.imports.schema import Binding, ImportSchema, Rejection
-from lockstep.imports.spool import CountingReader, Spool
+from lockstep.imports.source import open_source
+from lockstep.imports.spool import Spool
 
-SAMPLE_BYTES = 1 << 16
+TRAILER_MAX = 20
 
 
 class ImportPolicy(enum.StrEnum):
@@ -64,6 +62,18 @@ class ImportOutcome:
     rejects: list[Rejection] = field(default_factory=list)
     rejects_truncated: bool = False
     committed: bool = False
+    format: str = "csv"
+    trailer: list[tuple[int, str]] = field(default_factory=list)
+    """Records ending the file that are no rows (totals, closing balance): line, text."""
+    account: str = ""
+    currency: str | None = None
+    # Rejected records that may yet be the trailer (nothing good has followed them).
+    _tail: list[tuple[int, list[str]]] = field(default_factory=list, repr=False)
+
+    @property
+    def settled_rejects(self) -> int:
+        """Rejected rows that cannot be part of the file's trailer any more."""
+        return self.rows_rejected - len(self._tail)
 
 
 WriteBatch = Callable[[AsyncSession, Columns], Awaitable[None]]
@@ -75,36 +85,14 @@ class _Rejected(Exception):
     """Rolls the import's transaction back (all-or-nothing with rejected rows)."""
 
 
-Records = Generator[tuple[int, list[str]], None, None]
-
-
-def open_records(spool: Spool) -> tuple[Dialect, Records, CountingReader]:
-    """The file's dialect and its records as (line number, cells), header first."""
-    with spool.open_binary() as raw:
-        head = raw.read(SAMPLE_BYTES)
-    sample = head.decode(spool.encoding, errors="replace")
-    dialect = sniff(sample.lstrip("\ufeff"))
-    counter = CountingReader(spool.open_binary())
-    buffered = io.BufferedReader(counter, buffer_size=SAMPLE_BYTES)
-    text = io.TextIOWrapper(buffered, encoding=spool.encoding, newline="")
-    reader = csv.reader(text, **dialect.reader_options())  # type: ignore[arg-type]
-
-    def records() -> Records:
-        try:
-            line = 1
-            for cells in reader:
-                yield line, cells
-                line = reader.line_num + 1
-        finally:
-            text.close()
-
-    return dialect, records(), counter
-
-
 CHUNK = 256
 """Records converted at a time. A batch of thousands is assembled from chunks: a chunk's
 record lists die young, where a whole batch of them lived long enough for the garbage
 collector's full collections to trace them (a tenth of an import's time, measured)."""
+
+
+Trailer = Callable[[Sequence[str]], bool]
+"""Whether a record may be part of a file's trailer (say: it has no date)."""
 
 
 def _next_batch(
@@ -113,6 +101,7 @@ def _next_batch(
     size: int,
     outcome: ImportOutcome,
     max_rejects: int,
+    trailer: Trailer | None = None,
 ) -> tuple[Columns, bool]:
     """The converted rows of the next ``size`` records; False once the file is exhausted."""
     batch = Columns({name: [] for name in binding.names})
@@ -125,12 +114,12 @@ def _next_batch(
         lines.append(line)
         cells.append(record)
         if len(cells) == min(CHUNK, size - taken):
-            _convert(binding, lines, cells, batch, outcome, max_rejects)
+            _convert(binding, lines, cells, batch, outcome, max_rejects, trailer)
             taken += len(cells)
             lines, cells = [], []
             if taken == size:
                 return batch, True
-    _convert(binding, lines, cells, batch, outcome, max_rejects)
+    _convert(binding, lines, cells, batch, outcome, max_rejects, trailer)
     return batch, False
 
 
@@ -141,6 +130,7 @@ def _convert(
     into: Columns,
     outcome: ImportOutcome,
     max_rejects: int,
+    trailer: Trailer | None = None,
 ) -> None:
     if not cells:
         return
@@ -148,6 +138,20 @@ def _convert(
     into.extend(rows)
     outcome.rows_read += len(cells)
     outcome.rows_rejected += len(refused)
+    if trailer is not None:
+        # The run of refused trailer-like records that ends this chunk may be the file's
+        # trailer: it is, if nothing but more of them follows until the end of the file.
+        refused_lines = {rejects[0].row for rejects in refused}
+        run: list[tuple[int, list[str]]] = []
+        for line, record in zip(reversed(lines), reversed(cells), strict=True):
+            if line not in refused_lines or not trailer(record):
+                break
+            run.append((line, record))
+        run.reverse()
+        if len(run) == len(cells):
+            outcome._tail.extend(run)
+        else:
+            outcome._tail[:] = run
     for rejects in refused:
         room = max_rejects - len(outcome.rejects)
         if room > 0:
@@ -167,20 +171,41 @@ async def ingest(
     max_rejects: int = 10_000,
     before_commit: BeforeCommit | None = None,
     on_progress: OnProgress | None = None,
+    header_row: int | None = None,
+    labels: Sequence[str] | None = None,
+    trailer: Trailer | None = None,
 ) -> ImportOutcome:
     """Read ``spool`` with ``schema`` and write its rows in one transaction (see module doc).
+
+    The header is the first non-blank record, unless ``header_row`` says which record it
+    is (those before it, a statement's preamble, are skipped; -1: the file has none, and
+    ``labels`` name its columns). With ``trailer``, refused records that end the file and
+    satisfy it (totals, closing balances) are not rows: they are left out of the counts and
+    listed in ``outcome.trailer`` (at most 20). A statement format (OFX, camt.053, MT940,
+    QIF) is read as records of :data:`~lockstep.imports.source.CANONICAL`.
 
     Raises ValidationFailedError when the file is not CSV or lacks required columns (nothing
     is written). ``before_commit(session, outcome)`` runs in the import's transaction just
     before it commits (record the import there, atomically with its rows).
     """
-    dialect, records, counter = open_records(spool)
+    source = open_source(spool)
+    records, counter = source.records, source.counter
     try:
-        header = next((cells for _, cells in records if any(c.strip() for c in cells)), None)
-        if header is None:
-            header = []
+        if header_row is None:
+            header = next((cells for _, cells in records if any(c.strip() for c in cells)), [])
+        elif header_row < 0:
+            header = list(labels or ())
+        else:
+            header = next((cells for i, (_, cells) in enumerate(records) if i == header_row), [])
+        if labels is not None and header_row is not None:
+            header = list(labels)  # the mapping's names for the file's columns
         binding = schema.bind(header)
-        outcome = ImportOutcome(spool.encoding, dialect.delimiter, binding.ignored)
+        outcome = ImportOutcome(spool.encoding, source.delimiter, binding.ignored)
+        outcome.format, outcome.account, outcome.currency = (
+            source.format,
+            source.account,
+            source.currency,
+        )
 
         def report(done: bool = False) -> None:
             if on_progress is not None:
@@ -195,7 +220,9 @@ async def ingest(
                     )
                 )
 
-        parse = functools.partial(_next_batch, records, binding, batch_size, outcome, max_rejects)
+        parse = functools.partial(
+            _next_batch, records, binding, batch_size, outcome, max_rejects, trailer
+        )
         # PostgreSQL: batch N+1 is parsed in a thread while asyncpg writes batch N from this
         # loop. SQLite: one after the other; sqlite3 retakes the GIL for every row it
         # writes, so parsing beside its thread slowed both (an import 1.15-1.25x slower).
@@ -222,7 +249,9 @@ async def ingest(
                         else:
                             rows, more = parse()
                         await settle()
-                        doomed = policy is ImportPolicy.ALL_OR_NOTHING and outcome.rows_rejected > 0
+                        doomed = (
+                            policy is ImportPolicy.ALL_OR_NOTHING and outcome.settled_rejects > 0
+                        )
                         if len(rows) and not doomed:
                             writing = asyncio.ensure_future(write_batch(session, rows))
                             in_flight = len(rows)
@@ -232,6 +261,7 @@ async def ingest(
                             report()
                         await asyncio.sleep(0)  # start the write; let other tasks run
                     await settle()
+                    _set_trailer(outcome, source.delimiter)
                 finally:
                     if writing is not None:  # stopped by an error: never leave a write behind
                         writing.cancel()
@@ -250,4 +280,16 @@ async def ingest(
         report(done=True)
         return outcome
     finally:
-        records.close()
+        source.close()
+
+
+def _set_trailer(outcome: ImportOutcome, delimiter: str) -> None:
+    """The refused records that ended the file are its trailer, if there are few."""
+    tail, outcome._tail = outcome._tail, []
+    if not tail or len(tail) > TRAILER_MAX:
+        return
+    lines = {line for line, _ in tail}
+    outcome.trailer = [(line, (delimiter or ",").join(cells).strip()) for line, cells in tail]
+    outcome.rows_read -= len(tail)
+    outcome.rows_rejected -= len(tail)
+    outcome.rejects = [x for x in outcome.rejects if x.row not in lines]

@@ -51,13 +51,15 @@ class Rejection:
 class ImportField:
     """One value of an imported row. ``aliases`` are other accepted header names. A field
     that is not ``required`` may be missing from the file or empty in a row: it then takes
-    ``default``."""
+    ``default``. ``position``: the column that holds it, whatever the header says (a
+    statement mapping knows it); None to find it by name."""
 
     name: str
     parse: Parser
     aliases: tuple[str, ...] = ()
     required: bool = True
     default: Any = None
+    position: int | None = None
 
     def names(self) -> tuple[str, ...]:
         return (normalize(self.name), *(normalize(a) for a in self.aliases))
@@ -75,6 +77,7 @@ class Binding:
     header: tuple[str, ...]
     ignored: tuple[str, ...]
     check: BatchCheck | None = None
+    line_field: str | None = None
     _width: int = field(default=0)
     # For the fast path: per field the header has, its name, position and converter
     # (which keeps state for this file: its memo); the defaults of the rest.
@@ -88,6 +91,7 @@ class Binding:
         header: tuple[str, ...],
         ignored: tuple[str, ...],
         check: BatchCheck | None,
+        line_field: str | None = None,
     ) -> Binding:
         present = tuple(
             (spec.name, position, _Converter(spec))
@@ -95,11 +99,12 @@ class Binding:
             if position is not None
         )
         absent = tuple((spec.name, spec.default) for spec, position in fields if position is None)
-        return cls(fields, header, ignored, check, len(header), present, absent)
+        return cls(fields, header, ignored, check, line_field, len(header), present, absent)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec, _ in self.fields)
+        names = tuple(spec.name for spec, _ in self.fields)
+        return (*names, self.line_field) if self.line_field else names
 
     def convert(self, row: int, cells: Sequence[str]) -> dict[str, Any] | list[Rejection]:
         """The values of one record (line ``row``), or every reason it is refused."""
@@ -111,7 +116,7 @@ class Binding:
     ) -> tuple[Columns, list[list[Rejection]]]:
         """The rows of ``records`` (which start on ``lines``) that pass, as columns named
         by the fields, and the rejects of each refused row, in file order."""
-        batch = self._fast(records)
+        batch = self._fast(lines, records)
         refused: list[list[Rejection]] = []
         if batch is None:
             good: list[dict[str, Any]] = []
@@ -138,7 +143,7 @@ class Binding:
                 batch = batch.where([i not in failed for i in range(len(batch))])
         return batch, refused
 
-    def _fast(self, records: Sequence[Sequence[str]]) -> Columns | None:
+    def _fast(self, lines: Sequence[int], records: Sequence[Sequence[str]]) -> Columns | None:
         """Columns of ``records`` when every one is well formed and every cell converts;
         None when any is in doubt (the careful path then says why)."""
         n = len(records)
@@ -155,6 +160,8 @@ class Binding:
             return None
         for name, default in self._absent:
             data[name] = [default] * n
+        if self.line_field:
+            data[self.line_field] = list(lines)
         return Columns({name: data[name] for name in self.names}, n)
 
     def _careful(self, row: int, cells: Sequence[str]) -> dict[str, Any] | list[Rejection]:
@@ -177,6 +184,8 @@ class Binding:
                 rejects.append(Rejection(row, column, str(exc), raw[:200]))
         if n > self._width and any(c.strip() for c in cells[self._width :]):
             rejects.append(Rejection(row, "", f"has {n} cells, the header {self._width}", ""))
+        if self.line_field:
+            out[self.line_field] = row
         return rejects or out
 
 
@@ -220,9 +229,17 @@ class ImportSchema:
     """The fields of an import, in any column order, plus an optional check of the converted
     rows (a :data:`BatchCheck`)."""
 
-    def __init__(self, fields: Sequence[ImportField], *, check: BatchCheck | None = None) -> None:
+    def __init__(
+        self,
+        fields: Sequence[ImportField],
+        *,
+        check: BatchCheck | None = None,
+        line_field: str | None = None,
+    ) -> None:
+        """``line_field``: also give each row its line number in the file, in this field."""
         self.fields = tuple(fields)
         self.check = check
+        self.line_field = line_field
         seen: dict[str, str] = {}
         for spec in self.fields:
             for name in spec.names():
@@ -238,9 +255,17 @@ class ImportSchema:
         used: set[int] = set()
         missing: list[ImportField] = []
         for spec in self.fields:
-            found = next(
-                (i for i, h in enumerate(normalized) if h in spec.names() and i not in used),
-                None,
+            found = (
+                spec.position
+                if spec.position is not None and spec.position < len(header)
+                else next(
+                    (
+                        i
+                        for i, h in enumerate(normalized)
+                        if spec.position is None and h in spec.names() and i not in used
+                    ),
+                    None,
+                )
             )
             if found is None and spec.required:
                 missing.append(spec)
@@ -265,7 +290,7 @@ class ImportSchema:
                 ],
             )
         ignored = tuple(h for i, h in enumerate(header) if i not in used and h.strip())
-        return Binding.of(tuple(positions), tuple(header), ignored, self.check)
+        return Binding.of(tuple(positions), tuple(header), ignored, self.check, self.line_field)
 
     @staticmethod
     def of(mapping: Mapping[str, Parser]) -> ImportSchema:

@@ -1,9 +1,14 @@
-"""CSV imports of transactions into a case: upload (streamed), a job per import, status,
-rejects report.
+"""Statement imports into a case: preview, upload (streamed), a job per import, status,
+findings, rejects report.
 
+``POST /cases/{id}/imports/preview`` (multipart, field ``file``) reads the file and answers
+what it would do: format, mapping, questions, warnings, preamble, trailer, first rows.
 ``POST /cases/{id}/imports`` (multipart, field ``file``; ``?policy=skip_invalid`` keeps the
-valid rows of a file with bad ones) stores the upload and queues its job in one
-transaction, then answers ``202`` with the import (``queued``) and its ``Location``; poll
+valid rows of a file with bad ones; ``?map=role=column`` or ``?map=date_order=dmy`` (any
+number) answer the preview's questions or correct its mapping; ``?profile=NAME`` reads it
+with a saved profile; ``?save_profile=NAME`` saves the mapping used) surveys the file
+(``422`` with the questions when some are left), stores the upload and queues its job in
+one transaction, then answers ``202`` with the import (``queued``) and its ``Location``; poll
 ``GET /imports/{id}`` for the job's progress (bytes read) and the outcome. With
 ``Prefer: wait=N`` (seconds, at most 60) the answer waits for the job that long: when the
 import settles in time it is ``201`` with the import (rows stored), ``422`` with the first
@@ -19,10 +24,11 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -33,6 +39,7 @@ from casebook.imports import (
     ImportRequest,
     claimed_by,
     duplicate_error,
+    plan_request,
     queue_import,
     settle_abandoned,
     spool_path,
@@ -40,6 +47,7 @@ from casebook.imports import (
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.services import Services
+from casebook.statements import parse_answers, plan
 from casebook.tasks import run_import
 from casebook.uploads import receive_file
 from lockstep import (
@@ -86,6 +94,10 @@ def record_out(record: ImportRecord, job: JobInfo | None = None) -> dict[str, An
         "finished_at": record.finished_at,
         "job_id": record.job_id,
         "rejects_url": f"/api/v1/imports/{record.id}/rejects" if record.rows_rejected else None,
+        "format": record.format,
+        "account": record.account,
+        "mapping": json.loads(record.mapping) if record.mapping else None,
+        "findings": json.loads(record.findings) if record.findings else None,
     }
     if job is not None:
         out["job"] = {
@@ -117,6 +129,49 @@ def wait_preference(request: Request) -> float:
     return wait
 
 
+MapQuery = Annotated[
+    list[str],
+    Query(
+        alias="map",
+        description="role=column or setting=value (date_order, decimal, sign, currency, "
+        "account), answering the preview's questions or correcting its mapping",
+    ),
+]
+
+
+@router.post("/cases/{case_id}/imports/preview")
+async def preview(
+    case_id: int,
+    request: Request,
+    principal: WriterDep,
+    services: ServicesDep,
+    answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
+    profile: str | None = None,
+) -> JSONBytesResponse:
+    """What importing the uploaded file would do, without importing it: its format, the
+    detected mapping (and the profile that answered it), the questions left, warnings,
+    preamble, trailer and first rows as they would be stored."""
+    async with services.db.reader() as session:
+        await load_case(session, principal, case_id)
+    wanted = parse_answers(answers)
+    settings = services.settings
+    filename, spool = await receive_file(
+        request,
+        field="file",
+        max_bytes=settings.import_max_bytes,
+        directory=uploads_dir(settings.data_dir),
+    )
+    try:
+        async with services.db.reader() as session:
+            found = await plan(
+                session, principal.organization_id, spool, answers=wanted, profile=profile,
+                full=True,
+            )  # fmt: skip
+    finally:
+        spool.discard()
+    return JSONBytesResponse({"filename": filename, **found.as_dict()})
+
+
 @router.post("/cases/{case_id}/imports", status_code=202)
 async def upload(
     case_id: int,
@@ -124,10 +179,15 @@ async def upload(
     principal: WriterDep,
     services: ServicesDep,
     policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
+    answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
+    profile: str | None = None,
+    save_profile: str | None = None,
 ) -> JSONBytesResponse:
-    """Upload a CSV file of transactions to import into the case (see the module docs)."""
+    """Upload a bank statement (CSV, OFX/QFX, camt.053, MT940, QIF) to import into the case
+    (see the module docs)."""
     async with services.db.reader() as session:  # 404 before a byte of the upload is read
         await load_case(session, principal, case_id)
+    wanted = parse_answers(answers)
     settings = services.settings
     filename, spool = await receive_file(
         request,
@@ -145,9 +205,13 @@ async def upload(
     )
     queued: int | None = None
     try:
+        asked = ImportRequest(
+            org, case_id, spool, filename, policy, principal.user_id,
+            answers=wanted, profile=profile, save_profile=save_profile,
+        )  # fmt: skip
+        planned = await plan_request(services.db, asked)
         async with services.db.writer() as session:
-            wanted = ImportRequest(org, case_id, spool, filename, policy, principal.user_id)
-            record = await queue_import(session, settings.data_dir, wanted)
+            record = await queue_import(session, settings.data_dir, asked, planned)
             queued = record.id
             record.job_id = await services.jobs.enqueue(
                 run_import,

@@ -1,6 +1,7 @@
 // casebook's small web UI: log in, page through cases, open one (its dashboard, its ledger)
-// and import a CSV statement into it. Open pages update live over the realtime connection
-// (centrifuge-js, vendored): a case's ledger and dashboard, import progress, notifications.
+// and import a bank statement into it (preview, mapping page, profiles). Open pages update
+// live over the realtime connection (centrifuge-js, vendored): a case's ledger and dashboard,
+// import progress, notifications.
 "use strict";
 
 const api = "/api/v1";
@@ -135,6 +136,7 @@ async function openCase(id) {
   }));
   $("import-status").textContent = "";
   $("import-rejects").replaceChildren();
+  hideMapping();
   show("case");
   await refreshCase();
 }
@@ -163,17 +165,141 @@ async function loadDashboard() {
 
 function importStatus(text) { $("import-status").textContent = text; }
 
-// Upload, then wait for the import job's outcome: the server holds the request up to 30 s
-// (Prefer: wait); a longer import is followed on GET /imports/{id} until it settles.
+const ROLES = ["booking_date", "value_date", "amount", "debit", "credit", "direction", "currency",
+  "counterparty", "counterparty_account", "description", "reference", "balance", "category", "kind"];
+let pending = null; // the file and preview waiting on the mapping page
+
+function query(answers, extra) {
+  const params = new URLSearchParams(extra);
+  for (const [key, value] of Object.entries(answers)) params.append("map", `${key}=${value}`);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+// Preview first: a file its organization's profile reads without questions imports at once;
+// any other goes to the mapping page, where the person confirms or corrects what was found.
 async function importFile(event) {
   event.preventDefault();
   const form = event.target;
-  const body = new FormData();
-  body.append("file", form.file.files[0]);
-  const policy = form.skip_invalid.checked ? "?policy=skip_invalid" : "";
+  const file = form.file.files[0];
   $("import-rejects").replaceChildren();
-  importStatus(`uploading ${form.file.files[0].name}…`);
-  const response = await fetch(`${api}/cases/${currentCase}/imports${policy}`, {
+  importStatus(`reading ${file.name}…`);
+  const body = new FormData();
+  body.append("file", file);
+  const response = await fetch(`${api}/cases/${currentCase}/imports/preview`, {
+    method: "POST", body, headers: { Authorization: `Bearer ${token}` },
+  });
+  const preview = await response.json();
+  if (!response.ok) { importFailed(preview.error); return; }
+  if (preview.ready && preview.profile) {
+    await upload(file, {}, {});
+    return;
+  }
+  showMapping(file, preview);
+}
+
+function option(select, value, label, chosen) {
+  const item = document.createElement("option");
+  item.value = value; item.textContent = label; item.selected = chosen;
+  select.appendChild(item);
+}
+
+function showMapping(file, preview) {
+  pending = { file, preview };
+  const form = $("mapping");
+  const mapping = preview.mapping;
+  const columns = mapping.header.map((label, i) => label.trim() || `column ${i + 1}`);
+  $("mapping-file").textContent = file.name;
+  $("mapping-source").textContent = `${preview.format}, ${preview.encoding}` +
+    (preview.profile ? `, profile ${preview.profile.name}` : ", no saved profile matches");
+  $("mapping-questions").replaceChildren(...preview.questions.map((q) => {
+    const li = document.createElement("li"); li.textContent = q.text; return li;
+  }));
+  const notes = [
+    ...preview.warnings,
+    ...preview.preamble.map((line) => `before the table (not imported): ${line}`),
+    ...preview.trailer.map((t) => `after the table, line ${t.line} (not imported): ${t.text}`),
+  ];
+  $("mapping-warnings").replaceChildren(...notes.map((w) => {
+    const li = document.createElement("li"); li.textContent = w; return li;
+  }));
+  $("mapping-roles").replaceChildren(...ROLES.map((role) => {
+    const tr = document.createElement("tr");
+    cell(tr, role.replaceAll("_", " "));
+    const select = document.createElement("select");
+    select.name = `role:${role}`;
+    select.setAttribute("aria-label", `${role.replaceAll("_", " ")} column`);
+    option(select, "", "(none)", !(role in mapping.columns));
+    for (const label of columns) option(select, label, label, mapping.columns[role] === label);
+    const td = document.createElement("td"); td.appendChild(select); tr.appendChild(td);
+    return tr;
+  }));
+  form.date_order.value = mapping.date_order || "";
+  form.decimal.value = mapping.decimal || "";
+  form.sign.value = mapping.sign;
+  form.currency.value = mapping.currency || "";
+  const shown = ["booking_date", "amount", "currency", "counterparty", "description"];
+  const head = document.createElement("tr");
+  for (const name of ["line", ...shown]) cell(head, name.replaceAll("_", " "));
+  $("mapping-head").replaceChildren(head);
+  $("mapping-rows").replaceChildren(...preview.rows.map((row) => {
+    const tr = document.createElement("tr");
+    cell(tr, row.line);
+    if (row.errors) { cell(tr, row.errors.map((e) => `${e.column}: ${e.reason}`).join("; "), "error"); }
+    else {
+      for (const name of shown) {
+        const value = row.values[name];
+        cell(tr, name === "amount" ? (value / 100).toFixed(2) : value, name === "amount" ? "num" : "");
+      }
+    }
+    return tr;
+  }));
+  $("import").hidden = true;
+  form.hidden = false;
+}
+
+function hideMapping() {
+  pending = null;
+  $("mapping").hidden = true;
+  $("import").hidden = false;
+}
+
+// What the person changed or answered, as map=key=value pairs.
+function answersOf(form) {
+  const mapping = pending.preview.mapping;
+  const answers = {};
+  for (const role of ROLES) {
+    const chosen = form[`role:${role}`].value;
+    if (chosen !== (mapping.columns[role] || "")) answers[role] = chosen;
+  }
+  for (const key of ["date_order", "decimal", "sign"]) {
+    if (form[key].value && form[key].value !== mapping[key]) answers[key] = form[key].value;
+  }
+  if (form.currency.value && form.currency.value.toUpperCase() !== mapping.currency) {
+    answers.currency = form.currency.value.toUpperCase();
+  }
+  return answers;
+}
+
+async function confirmMapping(event) {
+  event.preventDefault();
+  const form = event.target;
+  const extra = form.profile.value.trim() ? { save_profile: form.profile.value.trim() } : {};
+  const { file } = pending;
+  const answers = answersOf(form);
+  hideMapping();
+  await upload(file, answers, extra);
+}
+
+// Upload, then wait for the import job's outcome: the server holds the request up to 30 s
+// (Prefer: wait); a longer import is followed on GET /imports/{id} until it settles.
+async function upload(file, answers, extra) {
+  const form = $("import");
+  const body = new FormData();
+  body.append("file", file);
+  if (form.skip_invalid.checked) extra = { ...extra, policy: "skip_invalid" };
+  importStatus(`uploading ${file.name}…`);
+  const response = await fetch(`${api}/cases/${currentCase}/imports${query(answers, extra)}`, {
     method: "POST", body, headers: { Authorization: `Bearer ${token}`, Prefer: "wait=30" },
   });
   let record = await response.json();
@@ -262,6 +388,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("import").addEventListener("submit", (event) => {
     importFile(event).catch((error) => importStatus(error.message));
   });
+  $("mapping").addEventListener("submit", (event) => {
+    confirmMapping(event).catch((error) => importStatus(error.message));
+  });
+  $("mapping-cancel").addEventListener("click", hideMapping);
   $("back").addEventListener("click", () => show("cases"));
   start();
 });
