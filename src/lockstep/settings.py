@@ -73,6 +73,10 @@ class Settings(BaseSettings):
 
     # HTTP.
     hsts_seconds: int = Field(0, ge=0)
+    # Request bodies: the default limit, and the limit for requests without valid
+    # credentials (a login form fits; a 100 MB body is refused before it is read).
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    anonymous_max_body_bytes: int = Field(64 * 1024, ge=1)
     shutdown_timeout: float = Field(10.0, gt=0)
 
     # Jobs.
