@@ -2,14 +2,23 @@
 
 Tokens are signed with HS256. An access token carries the principal (user, organization,
 role), so authorizing a request needs no database round trip; a refresh token is exchanged
-for a new pair only after the user is re-read and found active.
+for a new pair only after the user is re-read and found active. A demoted or deactivated
+user therefore keeps the rights of an access token already issued until it expires
+(``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default), and no longer than that.
+
+Password checks cost ~20 ms of CPU each. :class:`Passwords` runs them in threads of their
+own (argon2 releases the GIL), at most ``workers`` at once, with at most ``queue`` waiting:
+the event loop keeps serving every other request while logins queue, and a login past the
+queue is refused at once with 503 + ``Retry-After`` instead of waiting without bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +27,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from casebook.models import Role, User
-from lockstep import AuthenticationError
+from lockstep import AuthenticationError, OverloadedError
 
 # OWASP's minimum argon2id profile (19 MiB, t=2): ~20 ms a hash on this machine class.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
@@ -38,6 +47,41 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+class Passwords:
+    """Password verification off the event loop, with bounded concurrency (see the module).
+
+    ``verify`` raises :class:`~lockstep.OverloadedError` when ``workers + queue`` checks are
+    already under way; it always spends one verification otherwise (the unknown e-mail
+    included), so a wrong password and an unknown e-mail take the same time.
+    """
+
+    def __init__(self, *, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="casebook-passwords")
+        self._capacity = workers + queue
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Checks running or waiting now."""
+        return self._in_flight
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        if self._in_flight >= self._capacity:
+            raise OverloadedError("too many sign-ins at once; try again shortly", retry_after=1)
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, verify_password, password_hash, password
+            )
+        finally:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        """Stop the threads once the checks under way are done."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from casebook.auth import TokenService
+from casebook.auth import Passwords, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
@@ -64,6 +64,8 @@ class Services:
     lockstep: Lockstep
     tokens: TokenService
     jobs: Jobs
+    passwords: Passwords
+    identify: Callable[[Scope], Hashable | None]
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -72,8 +74,10 @@ class Services:
             access_minutes=settings.access_token_minutes,
             refresh_days=settings.refresh_token_days,
         )
-        db, runtime, jobs = _runtime(settings, identify=_identify(tokens))
-        return cls(settings=settings, db=db, lockstep=runtime, tokens=tokens, jobs=jobs)
+        identify = _identify(tokens)
+        db, runtime, jobs = _runtime(settings, identify=identify)
+        passwords = Passwords(workers=settings.password_workers, queue=settings.password_queue)
+        return cls(settings, db, runtime, tokens, jobs, passwords, identify)
 
     def worker(self, **options: Any) -> Worker:
         """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""

@@ -20,6 +20,10 @@ class CasebookSettings(Settings):
     refresh_token_days: int = Field(7, ge=1, le=90)
     serve_ui: bool = True
     import_max_bytes: int = Field(100 * 1024 * 1024, ge=1)  # largest CSV upload accepted
+    # Password checks: threads running them at once, and how many more may wait for one
+    # (past that a sign-in is a 503 + Retry-After at once).
+    password_workers: int = Field(2, ge=1, le=64)
+    password_queue: int = Field(64, ge=0, le=10_000)
 
     def signing_key(self) -> str:
         """The JWT signing key.

@@ -39,6 +39,8 @@ from casebook.imports import (
     uploads_dir,
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
+from casebook.responses import ImportList, ImportOut
+from casebook.schemas import IdPath
 from casebook.services import Services
 from casebook.tasks import run_import
 from casebook.uploads import receive_file
@@ -51,6 +53,9 @@ from lockstep import (
     NotFoundError,
     ResultUnavailableError,
     ValidationFailedError,
+    error_responses,
+    file_response,
+    openapi_links,
 )
 
 router = APIRouter(tags=["imports"])
@@ -117,9 +122,35 @@ def wait_preference(request: Request) -> float:
     return wait
 
 
-@router.post("/cases/{case_id}/imports", status_code=202)
+# The upload is read as a stream (never parsed by FastAPI), so its body is declared here.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+}
+IMPORT_LINKS = openapi_links("import_id", "get_import", "download_rejects")
+
+
+@router.post(
+    "/cases/{case_id}/imports",
+    status_code=202,
+    response_model=ImportOut,
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={
+        201: {"description": "Imported (with Prefer: wait)", "model": ImportOut},
+        202: {"description": "Queued", "links": IMPORT_LINKS},
+        **error_responses(403, 409),
+    },
+)
 async def upload(
-    case_id: int,
+    case_id: IdPath,
     request: Request,
     principal: WriterDep,
     services: ServicesDep,
@@ -237,9 +268,9 @@ async def _load_with_job(
     return record, job
 
 
-@router.get("/cases/{case_id}/imports")
+@router.get("/cases/{case_id}/imports", response_model=ImportList)
 async def list_imports(
-    case_id: int, principal: PrincipalDep, services: ServicesDep
+    case_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """The case's imports, newest first (the last 100); ``GET /imports/{id}`` adds the job.
     A case of another organization is a 404, like one that does not exist."""
@@ -259,18 +290,22 @@ async def list_imports(
     return JSONBytesResponse({"items": [record_out(r) for r in records]})
 
 
-@router.get("/imports/{import_id}")
+@router.get("/imports/{import_id}", response_model=ImportOut)
 async def get_import(
-    import_id: int, principal: PrincipalDep, services: ServicesDep
+    import_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """The import and, while it is kept, its job (state, attempt, progress, last error)."""
     record, job = await _load_with_job(services, principal.organization_id, import_id)
     return JSONBytesResponse(record_out(record, job))
 
 
-@router.get("/imports/{import_id}/rejects")
+@router.get(
+    "/imports/{import_id}/rejects",
+    response_model=None,
+    responses=file_response("text/csv", "The rejects report: row, column, reason, value"),
+)
 async def download_rejects(
-    import_id: int, principal: PrincipalDep, services: ServicesDep
+    import_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> StreamingResponse:
     """The rejects report as CSV: row (line in the file), column, reason, value."""
     record = await _load(services, principal.organization_id, import_id)
