@@ -65,6 +65,13 @@ from lockstep.http import (
 )
 from lockstep.http.caching import cached
 from lockstep.http.preconditions import precondition
+from lockstep.http.ratelimit import (
+    ClientAddress,
+    RateLimit,
+    RateLimiter,
+    RateLimitMiddleware,
+    rate_limiter,
+)
 from lockstep.imports import (
     ImportField,
     ImportOutcome,
@@ -129,6 +136,7 @@ __all__ = [
     "Cache",
     "ChangeSet",
     "Changes",
+    "ClientAddress",
     "Columns",
     "ConfigurationError",
     "ConflictError",
@@ -169,7 +177,10 @@ __all__ = [
     "PreconditionFailedError",
     "QueueStats",
     "Rate",
+    "RateLimit",
+    "RateLimitMiddleware",
     "RateLimitedError",
+    "RateLimiter",
     "Rejection",
     "RequestLimitsMiddleware",
     "ResultUnavailableError",
@@ -217,6 +228,7 @@ __all__ = [
     "openapi_links",
     "parsers",
     "precondition",
+    "rate_limiter",
     "rollup_migration",
     "table_metadata",
     "table_revisions",

@@ -21,7 +21,9 @@ from casebook.api import jobs as jobs_api
 from casebook.services import Services
 from casebook.settings import CasebookSettings
 from lockstep import (
+    ClientAddress,
     JSONBytesResponse,
+    RateLimitMiddleware,
     RequestLimitsMiddleware,
     install_observability,
     install_openapi,
@@ -52,6 +54,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         async with services.lockstep.lifespan(app), services.embedded_worker():
             yield
         services.passwords.close()
+        await services.limiter.close()
         await services.db.dispose()
 
     app = FastAPI(
@@ -66,6 +69,15 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     app.state.services = services
     services.lockstep.install(app)
+    if settings.rate_limits_enabled:
+        # Outside the cache's answers before routing: a cached answer is a request too.
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=services.limiter,
+            limits=settings.rate_limits(),
+            identify=services.user,
+            client_address=ClientAddress(settings.trusted_proxy_list),
+        )
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -87,7 +99,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     for module in (reports, jobs_api, outbox):
         app.include_router(module.router, prefix="/api/v1")
-    install_openapi(app)
+    install_openapi(app, rate_limited=settings.rate_limits_enabled)
     _mount_docs(app)
     if settings.serve_ui:
         _mount_ui(app)

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from casebook.auth import Passwords, TokenService
+from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
@@ -22,10 +22,12 @@ from lockstep import (
     Database,
     Jobs,
     Lockstep,
+    RateLimiter,
     Tracking,
     Worker,
     head_revision,
     load_settings,
+    rate_limiter,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,21 +42,41 @@ def tracking() -> Tracking:
     )
 
 
-def _identify(tokens: TokenService) -> Callable[[Scope], Hashable | None]:
-    """The organization of a request's valid bearer token, from the raw ASGI scope: what
-    every cached casebook route varies by, so cached answers can be served before routing."""
+def _caller(tokens: TokenService) -> Callable[[Scope], Principal | None]:
+    """The principal of a request's valid bearer token, from the raw ASGI scope (before
+    routing: for cached answers, body limits and rate limits)."""
 
-    def identify(scope: Scope) -> Hashable | None:
+    def caller(scope: Scope) -> Principal | None:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     return None
-                principal = tokens.verify_fast(token.strip())
-                return principal.organization_id if principal else None
+                return tokens.verify_fast(token.strip())
         return None
 
+    return caller
+
+
+def _identify(caller: Callable[[Scope], Principal | None]) -> Callable[[Scope], Hashable | None]:
+    """The organization of the caller: what every cached casebook route varies by, so cached
+    answers can be served before routing."""
+
+    def identify(scope: Scope) -> Hashable | None:
+        principal = caller(scope)
+        return principal.organization_id if principal else None
+
     return identify
+
+
+def _user(caller: Callable[[Scope], Principal | None]) -> Callable[[Scope], Hashable | None]:
+    """The user id of the caller: what per-user rate limits count by."""
+
+    def user(scope: Scope) -> Hashable | None:
+        principal = caller(scope)
+        return principal.user_id if principal else None
+
+    return user
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +87,9 @@ class Services:
     tokens: TokenService
     jobs: Jobs
     passwords: Passwords
-    identify: Callable[[Scope], Hashable | None]
+    identify: Callable[[Scope], Hashable | None]  # the caller's organization (cache keys)
+    user: Callable[[Scope], Hashable | None]  # the caller's user id (rate limits)
+    limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -74,10 +98,12 @@ class Services:
             access_minutes=settings.access_token_minutes,
             refresh_days=settings.refresh_token_days,
         )
-        identify = _identify(tokens)
+        caller = _caller(tokens)
+        identify = _identify(caller)
         db, runtime, jobs = _runtime(settings, identify=identify)
         passwords = Passwords(workers=settings.password_workers, queue=settings.password_queue)
-        return cls(settings, db, runtime, tokens, jobs, passwords, identify)
+        limiter = rate_limiter(settings, registry=runtime.registry)
+        return cls(settings, db, runtime, tokens, jobs, passwords, identify, _user(caller), limiter)
 
     def worker(self, **options: Any) -> Worker:
         """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""

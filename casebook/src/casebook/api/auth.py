@@ -59,13 +59,19 @@ def _pair(pair: TokenPair) -> dict[str, Any]:
     }
 
 
-@router.post("/token", response_model=TokenOut, responses=error_responses(401))
+@router.post("/token", response_model=TokenOut, responses=error_responses(401, 429))
 async def login(
     services: ServicesDep,
     username: Annotated[str, Form(min_length=1, max_length=254, pattern=NO_NUL)],
     password: Annotated[str, Form(min_length=1, max_length=1024, pattern=NO_NUL)],
 ) -> JSONBytesResponse:
-    """Exchange e-mail + password (OAuth2 password form) for an access and a refresh token."""
+    """Exchange e-mail + password (OAuth2 password form) for an access and a refresh token.
+
+    Attempts are limited per client address (the middleware) and per account, known or not
+    (here: ``LOCKSTEP_RATE_LIMIT_LOGIN_ACCOUNT``); past either, 429 with ``Retry-After``."""
+    if services.settings.rate_limits_enabled:
+        account = username.strip().lower()
+        await services.limiter.check(services.settings.account_limit(), account)
     async with services.db.reader() as session:
         user = await session.scalar(
             select(User).where(func.lower(User.email) == username.strip().lower())
