@@ -87,12 +87,15 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         },
         identify=services.identify,
     )
-    readiness = {"redis": services.lockstep.ping_redis} if settings.redis_url else None
+    # Readiness means "can serve": without Redis, requests are served from the database,
+    # so Redis only fails readiness when the cache is configured to fail closed.
+    redis = {"redis": services.lockstep.ping_redis} if settings.redis_url else {}
     install_observability(
         app,
         settings,
         database=services.db,
-        readiness=readiness,
+        readiness=redis if settings.cache_fail_closed else None,
+        informational=None if settings.cache_fail_closed else redis,
         registry=services.lockstep.registry,
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports):
