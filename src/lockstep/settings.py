@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # credentials (a login form fits; a 100 MB body is refused before it is read).
     max_body_bytes: int = Field(1024 * 1024, ge=1)
     anonymous_max_body_bytes: int = Field(64 * 1024, ge=1)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)  # all request headers together
     # Rate limits (the app declares them; this switches them all off, e.g. for a fuzz run).
     rate_limits_enabled: bool = True
     # Peers whose X-Forwarded-For is believed: comma-separated addresses or networks.

@@ -49,7 +49,7 @@ async def test_every_error_is_the_envelope_and_every_success_is_declared(
     assert schemas["Error"]["required"] == ["error"]
     for method, path, operation in operations(document):
         responses = operation["responses"]
-        assert {"400", "503"} <= set(responses), (method, path)
+        assert {"400", "431", "503"} <= set(responses), (method, path)
         for status, response in responses.items():
             content = response.get("content", {})
             if int(status) >= 400:

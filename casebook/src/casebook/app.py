@@ -82,6 +82,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
         anonymous_max_body_bytes=settings.anonymous_max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
         route_limits={
             "POST /api/v1/cases/{case_id}/imports": settings.import_max_bytes + MULTIPART_OVERHEAD
         },

@@ -355,3 +355,10 @@ class ImportReject(Base):
     column: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(String(300))
     value: Mapped[str] = mapped_column(String(200), default="")
+
+
+# Ids are never reused, on SQLite either (AUTOINCREMENT; migration 0005_ids_never_reused):
+# a deleted row's id named by a link, a job or a cached answer never names another row.
+for _table in Base.metadata.tables.values():
+    if [column.name for column in _table.primary_key.columns] == ["id"]:
+        _table.dialect_kwargs["sqlite_autoincrement"] = True

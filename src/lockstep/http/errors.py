@@ -47,6 +47,7 @@ STATUS_CODES: Mapping[int, str] = {
     413: "payload_too_large",
     422: "validation_error",
     429: "rate_limited",
+    431: "headers_too_large",
     503: "service_unavailable",
 }
 

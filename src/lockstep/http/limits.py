@@ -11,6 +11,10 @@
   cannot make the server read and parse 100 MB before it is told 401.
 * A path or query string holding a NUL byte (``%00``) is refused with 400: no backend
   stores it the same way (PostgreSQL refuses it, SQLite keeps it).
+* Request headers larger than ``max_header_bytes`` in all (names and values) are refused
+  with 431 ``headers_too_large`` before the app sees them. uvicorn with httptools reads
+  headers of any size; this keeps them from reaching the app (a proxy in front bounds
+  what the server itself reads).
 
 Limits are checked before routing, so they cost one header scan per request and nothing
 per body chunk beyond a length sum.
@@ -30,6 +34,7 @@ from lockstep.http.errors import error_response
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_ANONYMOUS_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -58,8 +63,10 @@ class RequestLimitsMiddleware:
         anonymous_max_body_bytes: int = DEFAULT_ANONYMOUS_MAX_BODY_BYTES,
         route_limits: Mapping[str, int] | None = None,
         identify: Callable[[Scope], Hashable | None] | None = None,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.anonymous_max_body_bytes = anonymous_max_body_bytes
         self.identify = identify
@@ -87,10 +94,19 @@ class RequestLimitsMiddleware:
             )
             return
         declared = -1
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else -1
-                break
+        if header_bytes > self.max_header_bytes:
+            await error_response(
+                431,
+                "headers_too_large",
+                f"the request headers are larger than {self.max_header_bytes} bytes",
+                headers={"Connection": "close"},
+            )(scope, receive, send)
+            return
         if declared == 0 or (declared < 0 and scope["method"] in ("GET", "HEAD")):
             await self.app(scope, receive, send)  # nothing to count: the common case
             return

@@ -7,9 +7,9 @@ post-processes the app's document once, when it is first built:
 * one ``Error`` schema (the envelope) is the body of **every** 4xx/5xx response, whatever
   declared it; FastAPI's validation schemas are removed;
 * every operation documents what the stack can answer before or around it: 400 (a NUL
-  byte in the URL), 413 and 422 (with a body or parameters), 404 (with path parameters),
-  401 (with a security requirement), 429 (when rate limits are installed) and 503 with
-  ``Retry-After`` (database unavailable, a full queue);
+  byte in the URL), 431 (headers too large), 413 and 422 (with a body or parameters), 404
+  (with path parameters), 401 (with a security requirement), 429 (when rate limits are
+  installed) and 503 with ``Retry-After`` (database unavailable, a full queue);
 * routes add their own (403, 409, 412, …) with :func:`error_responses` in ``responses=``,
   files with :func:`file_response`, and OpenAPI links (what a create leads to, so
   schemathesis walks create → read → update → delete) with :func:`openapi_links`;
@@ -100,7 +100,7 @@ def _correct(document: dict[str, Any], *, rate_limited: bool) -> None:
     for path, _method, operation in _operations(document):
         responses = operation.setdefault("responses", {})
         parameters = operation.get("parameters", [])
-        wanted = {400, 503}
+        wanted = {400, 431, 503}
         if operation.get("requestBody"):
             wanted |= {413, 422}
         if parameters:

@@ -134,6 +134,13 @@ async def test_routes_have_their_own_limits_and_anonymous_requests_a_small_one(
     assert anonymous.status_code == 413
 
 
+async def test_headers_over_their_limit_are_431(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/1", headers={"X-Big": "x" * 40_000})
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+    assert (await client.get("/items/1", headers={"X-Fine": "x" * 20_000})).status_code == 200
+
+
 async def test_a_nul_byte_in_the_url_is_400(client: httpx.AsyncClient) -> None:
     for url in ("/items/1?q=%00", "/items/%00"):
         response = await client.get(url)
