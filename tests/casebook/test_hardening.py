@@ -8,6 +8,11 @@ import base64
 import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import update
+
+from casebook.imports import spool_path
+from casebook.models import Report
 
 from .conftest import Login
 
@@ -195,3 +200,41 @@ async def test_refresh_takes_a_form_or_json(anonymous: httpx.AsyncClient) -> Non
     assert_envelope(await anonymous.post("/api/v1/auth/refresh", content=b"{"), 400)
     bad = await anonymous.post("/api/v1/auth/refresh", json={"refresh_token": "x.y.z"})
     assert_envelope(bad, 401)
+
+
+async def test_deleting_a_case_removes_its_files(login: Login, casebook_app: FastAPI) -> None:
+    analyst = await login("analyst@acme.test")
+    admin = await login("admin@acme.test")
+    services = casebook_app.state.services
+    upload = await analyst.post(
+        "/api/v1/cases/2/imports",
+        files={"file": ("s.csv", b"date,amount,direction,category\n2026-01-05,1.00,debit,x\n")},
+    )
+    assert upload.status_code == 202, upload.text  # queued: no worker runs in this test
+    spooled = spool_path(services.settings.data_dir, upload.json()["id"])
+    assert spooled.exists()
+    report = (await analyst.post("/api/v1/cases/2/reports")).json()
+    pdf = services.settings.data_dir / "reports" / "case-2.pdf"
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    pdf.write_bytes(b"%PDF-1.4")
+    async with services.db.writer() as session:
+        await session.execute(
+            update(Report).where(Report.id == report["id"]).values(file_path=str(pdf))
+        )
+    assert (await admin.delete("/api/v1/cases/2")).status_code == 204
+    assert not spooled.exists()
+    assert not pdf.exists()
+
+
+async def test_who_may_delete_what(login: Login) -> None:
+    """Deletes of a case (and everything in it) are for admins; analysts correct a case's
+    subjects and ledger, deletes included; reviewers delete nothing."""
+    reviewer = await login("reviewer@acme.test")
+    analyst = await login("analyst@acme.test")
+    subject = (await analyst.get("/api/v1/cases/1/subjects")).json()["items"][0]["id"]
+    txn = (await analyst.get("/api/v1/cases/1/transactions?limit=1")).json()["items"][0]["id"]
+    for path in (f"/api/v1/subjects/{subject}", f"/api/v1/transactions/{txn}", "/api/v1/cases/1"):
+        assert_envelope(await reviewer.delete(path), 403)
+    assert_envelope(await analyst.delete("/api/v1/cases/1"), 403)
+    assert (await analyst.delete(f"/api/v1/transactions/{txn}")).status_code == 204
+    assert (await analyst.delete(f"/api/v1/subjects/{subject}")).status_code == 204

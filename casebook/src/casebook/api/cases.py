@@ -6,7 +6,9 @@ cannot be probed across tenants.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Response
@@ -24,7 +26,8 @@ from casebook.api.deps import (
     WriterDep,
 )
 from casebook.auth import Principal
-from casebook.models import Case, CaseStatus, User
+from casebook.imports import spool_path
+from casebook.models import Case, CaseStatus, ImportRecord, Report, User
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
 from casebook.responses import CaseFields, CaseListPage, CaseOut
 from casebook.schemas import (
@@ -225,7 +228,25 @@ async def update_case(
 @router.delete("/{case_id}", status_code=204, responses=error_responses(403, 412))
 @precondition(get_case)
 async def delete_case(case_id: IdPath, principal: AdminDep, services: ServicesDep) -> Response:
+    """Delete the case with its subjects, ledger, imports and reports — and their files
+    (report PDFs, uploads waiting for their import) once the delete has committed. A file
+    left by a crash in between is an upload the sweep removes, or a PDF nothing links to."""
     async with services.db.writer() as session:
         case = await load_case(session, principal, case_id)
+        files = await _files_of(session, services.settings.data_dir, case_id)
         await session.delete(case)
+    await asyncio.to_thread(_remove, files)
     return Response(status_code=204)
+
+
+async def _files_of(session: AsyncSession, data_dir: Path, case_id: int) -> list[Path]:
+    reports = await session.scalars(
+        select(Report.file_path).where(Report.case_id == case_id, Report.file_path != "")
+    )
+    imports = await session.scalars(select(ImportRecord.id).where(ImportRecord.case_id == case_id))
+    return [Path(p) for p in reports] + [spool_path(data_dir, i) for i in imports]
+
+
+def _remove(files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
