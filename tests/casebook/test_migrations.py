@@ -295,7 +295,7 @@ async def test_ids_are_never_reused(db: Database) -> None:
             await session.scalar(text(f"SELECT count(*) FROM {table}"))
             for table in ("cases", "subjects", "transactions", "import_rejects")
         ]
-    await upgrade(db, MIGRATIONS)
+    await upgrade(db, MIGRATIONS, "0005_ids_never_reused")
     async with db.reader() as session:
         assert counts == [
             await session.scalar(text(f"SELECT count(*) FROM {table}"))

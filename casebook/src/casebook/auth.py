@@ -2,7 +2,8 @@
 
 Tokens are signed with HS256. An access token carries the principal (user, organization,
 role), so authorizing a request needs no database round trip; a refresh token is exchanged
-for a new pair only after the user is re-read and found active. A demoted or deactivated
+for a new pair only after the user is re-read and found active, and only once
+(:mod:`casebook.refresh`). A demoted or deactivated
 user therefore keeps the rights of an access token already issued until it expires
 (``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default), and no longer than that.
 
@@ -114,7 +115,9 @@ class TokenService:
         self._refresh = dt.timedelta(days=refresh_days)
         self._memo: dict[str, tuple[Principal, float]] = {}
 
-    def issue(self, user: User) -> TokenPair:
+    def issue(self, user: User, *, family: str, jti: str) -> tuple[TokenPair, dt.datetime]:
+        """A pair whose refresh token is ``jti`` of sign-in ``family`` (recorded by the
+        caller: :mod:`casebook.refresh`), and when that refresh token expires."""
         now = dt.datetime.now(dt.UTC)
         claims = {
             "sub": str(user.id),
@@ -124,8 +127,18 @@ class TokenService:
             "iat": now,
         }
         access = self._encode({**claims, "typ": "access", "exp": now + self._access})
-        refresh = self._encode({**claims, "typ": "refresh", "exp": now + self._refresh})
-        return TokenPair(access, refresh, int(self._access.total_seconds()))
+        expires = now + self._refresh
+        refresh = self._encode({**claims, "typ": "refresh", "exp": expires, "fam": family}, jti=jti)
+        return TokenPair(access, refresh, int(self._access.total_seconds())), expires
+
+    def verify_refresh(self, token: str) -> tuple[Principal, str, str]:
+        """The principal, token id and sign-in family of a valid refresh token;
+        AuthenticationError otherwise."""
+        claims = self._decode(token)
+        if claims["typ"] != "refresh" or not isinstance(claims.get("fam"), str):
+            raise AuthenticationError("a refresh token is required")
+        principal, _ = self._principal(claims)
+        return principal, str(claims.get("jti", "")), claims["fam"]
 
     def verify(self, token: str, expected: TokenType = "access") -> Principal:
         """The principal in a valid token; AuthenticationError for anything else."""
@@ -150,8 +163,14 @@ class TokenService:
         return principal
 
     def _verify(self, token: str, expected: TokenType) -> tuple[Principal, float]:
+        claims = self._decode(token)
+        if claims["typ"] != expected:
+            raise AuthenticationError(f"a {expected} token is required")
+        return self._principal(claims)
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
                 algorithms=["HS256"],
@@ -161,8 +180,9 @@ class TokenService:
             raise AuthenticationError("token expired") from None
         except jwt.InvalidTokenError:
             raise AuthenticationError("invalid token") from None
-        if claims["typ"] != expected:
-            raise AuthenticationError(f"a {expected} token is required")
+        return claims
+
+    def _principal(self, claims: dict[str, Any]) -> tuple[Principal, float]:
         try:
             principal = Principal(
                 int(claims["sub"]),
@@ -174,5 +194,5 @@ class TokenService:
         except (TypeError, ValueError):
             raise AuthenticationError("invalid token") from None
 
-    def _encode(self, claims: dict[str, Any]) -> str:
-        return jwt.encode({**claims, "jti": uuid.uuid4().hex}, self._key, algorithm="HS256")
+    def _encode(self, claims: dict[str, Any], jti: str | None = None) -> str:
+        return jwt.encode({**claims, "jti": jti or uuid.uuid4().hex}, self._key, algorithm="HS256")

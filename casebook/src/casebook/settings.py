@@ -48,7 +48,11 @@ class CasebookSettings(Settings):
                 self.rate_limit_login_address,
                 algorithm="bucket",
                 by=("address",),
-                routes=("POST /api/v1/auth/token", "POST /api/v1/auth/refresh"),
+                routes=(
+                    "POST /api/v1/auth/token",
+                    "POST /api/v1/auth/refresh",
+                    "POST /api/v1/auth/logout",
+                ),
             ),
         ]
 

@@ -1,8 +1,10 @@
 """``/api/v1/auth``: OAuth2 password login, refresh, and who-am-I.
 
 A wrong password, an unknown e-mail and a deactivated account get the same answer in the
-same time (one password check each). ``/auth/refresh`` takes its token as a form field
-(like ``/auth/token``) or as JSON, whichever the client sends.
+same time (one password check each). ``/auth/refresh`` and ``/auth/logout`` take the
+refresh token as a form field (like ``/auth/token``) or as JSON, whichever the client
+sends. A refresh token is exchanged once; using it again ends the sign-in
+(:mod:`casebook.refresh`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import func, select
 
+from casebook import refresh as refresh_tokens
 from casebook.api.deps import PrincipalDep, ServicesDep
 from casebook.auth import TokenPair
 from casebook.models import User
@@ -80,7 +83,9 @@ async def login(
     # Always one check (a dummy hash when there is no user), so timing tells nothing.
     if not await services.passwords.verify(hashed, password) or user is None:
         raise AuthenticationError("incorrect e-mail or password")
-    return JSONBytesResponse(_pair(services.tokens.issue(user)), headers=NO_STORE)
+    async with services.db.writer() as session:
+        pair = await refresh_tokens.start(session, services.tokens, user)
+    return JSONBytesResponse(_pair(pair), headers=NO_STORE)
 
 
 @router.post(
@@ -90,15 +95,26 @@ async def login(
     responses=error_responses(401),
 )
 async def refresh(request: Request, services: ServicesDep) -> JSONBytesResponse:
-    """A new token pair for a valid refresh token whose user is still active. The token
+    """A new token pair for a valid refresh token whose user is still active, once: the
+    token is used up, and using it again ends the sign-in (every token of it). The token
     comes as a form field or a JSON body, ``refresh_token`` either way."""
     body = await _refresh_request(request)
-    principal = services.tokens.verify(body.refresh_token, "refresh")
-    async with services.db.reader() as session:
-        user = await session.get(User, principal.user_id)
-    if user is None or not user.is_active:
-        raise AuthenticationError("user is no longer active")
-    return JSONBytesResponse(_pair(services.tokens.issue(user)), headers=NO_STORE)
+    pair = await refresh_tokens.rotate(services.db, services.tokens, body.refresh_token)
+    return JSONBytesResponse(_pair(pair), headers=NO_STORE)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    openapi_extra={"requestBody": REFRESH_BODY},
+    responses=error_responses(401),
+)
+async def logout(request: Request, services: ServicesDep) -> Response:
+    """End the sign-in of this refresh token: it and every token refreshed from it stop
+    working (access tokens already issued expire on their own, within minutes)."""
+    body = await _refresh_request(request)
+    await refresh_tokens.revoke(services.db, services.tokens, body.refresh_token)
+    return Response(status_code=204, headers=NO_STORE)
 
 
 async def _refresh_request(request: Request) -> RefreshRequest:
