@@ -6,8 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
+from casebook.auth import Passwords, hash_password
 from casebook.seed import DEMO_PASSWORD
+from lockstep import OverloadedError
 
 Login = Callable[[str], Awaitable[httpx.AsyncClient]]
 
@@ -122,3 +126,40 @@ async def test_concurrent_exchanges_of_one_token_are_one_use_and_one_reuse(
     assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
     winner = next(a for a in answers if a.status_code == 200).json()["refresh_token"]
     assert (await exchange(anonymous, winner)).status_code == 401  # the family is revoked
+
+
+async def test_every_sign_in_costs_one_password_check(
+    anonymous: httpx.AsyncClient, casebook_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown e-mail spends the same check as a wrong password (against a dummy hash),
+    so timing tells nothing about which e-mails exist."""
+    checked: list[str | None] = []
+    passwords = casebook_app.state.services.passwords
+    verify = passwords.verify
+
+    async def counting(password_hash: str | None, password: str) -> bool:
+        checked.append(password_hash)
+        return bool(await verify(password_hash, password))
+
+    monkeypatch.setattr(passwords, "verify", counting)
+    for username in ("analyst@acme.test", "nobody@acme.test"):
+        await anonymous.post("/api/v1/auth/token", data={"username": username, "password": "x"})
+    assert len(checked) == 2
+    assert checked[0] is not None
+    assert checked[1] is None  # no user: the dummy hash is checked instead
+
+
+async def test_a_full_password_queue_is_503_with_retry_after() -> None:
+    passwords = Passwords(workers=1, queue=1)
+    hashed = hash_password("secret")
+    try:
+        results = await asyncio.gather(
+            *(passwords.verify(hashed, "secret") for _ in range(5)), return_exceptions=True
+        )
+    finally:
+        passwords.close()
+    refused = [r for r in results if isinstance(r, OverloadedError)]
+    assert [r for r in results if r is True] == [True, True]  # one running, one waiting
+    assert len(refused) == 3  # refused at once, not queued without bound
+    assert refused[0].status_code == 503
+    assert refused[0].retry_after == 1
