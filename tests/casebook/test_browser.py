@@ -79,3 +79,20 @@ def test_import_a_statement_from_the_case_page(
     expect(rejects.nth(0)).to_contain_text("row 2, amount: is zero")
     expect(rejects.nth(1)).to_contain_text("row 3, amount: is not an amount (x)")
     expect(page.locator("#dashboard-rows tr", has_text="browser-test")).to_have_count(2)
+
+
+def test_api_docs_render_offline_under_the_csp(served: Any, browser: Browser) -> None:
+    """Swagger UI comes from the installed package, boots from a script file, and the
+    page's CSP (no CDN, no inline script) refuses nothing it needs."""
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security" in m.text else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if "127.0.0.1" not in r.url else None)
+    page.goto(f"{served.base}/docs")
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert page.locator(".opblock").count() >= 30
+    assert problems == []
+    assert external == []
