@@ -82,7 +82,7 @@ async def test_bearer_auth_uploads_files_and_links_are_declared(document: dict[s
         for method, path, operation in operations(document)
     }
     for name, (_, _, operation) in ops.items():
-        public = name in {"login", "refresh"}
+        public = name in {"login", "refresh", "logout"}
         assert bool(operation.get("security")) is not public, name
         assert "401" in operation["responses"], name  # bad credentials, on login too
     upload = ops["upload"][2]["requestBody"]["content"]["multipart/form-data"]["schema"]
