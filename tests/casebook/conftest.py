@@ -52,7 +52,10 @@ async def casebook_app(casebook_settings: CasebookSettings) -> AsyncIterator[Fas
         await db.dispose()
     app = create_app(casebook_settings)
     yield app
-    await app.state.services.db.dispose()
+    services = app.state.services
+    services.passwords.close()  # what the lifespan would do, had the app been started
+    await services.limiter.close()
+    await services.db.dispose()
 
 
 @pytest.fixture

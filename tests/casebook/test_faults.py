@@ -94,6 +94,7 @@ async def app_on(own_postgres: PostgresServer, tmp_path: Path) -> AsyncIterator[
 
     yield build
     for app in apps:
+        app.state.services.passwords.close()
         await app.state.services.limiter.close()
         await app.state.services.db.dispose()
 

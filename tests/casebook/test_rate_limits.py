@@ -31,6 +31,7 @@ def app_with(casebook_app: FastAPI, casebook_settings: CasebookSettings) -> AppW
             async with httpx.AsyncClient(transport=transport, base_url="http://cb") as client:
                 yield client
         finally:
+            app.state.services.passwords.close()
             await app.state.services.limiter.close()
             await app.state.services.db.dispose()
 
