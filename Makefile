@@ -38,11 +38,15 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest
 
-# The differential cache harness, long: every cached route against its uncached answer.
+# Long runs: the differential cache harness (every cached route against its uncached
+# answer), then schemathesis over the OpenAPI document as every role, FUZZ_EXAMPLES cases
+# per operation and phase (docs/reliability.md has the figures).
 FUZZ_STEPS ?= 3000
 FUZZ_SEEDS ?= 1,2,3,4,5
+FUZZ_EXAMPLES ?= 1000
 fuzz: install
 	CASEBOOK_FUZZ_STEPS=$(FUZZ_STEPS) CASEBOOK_FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/pytest -p no:randomly tests/casebook/test_differential.py
+	CASEBOOK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:randomly -s tests/casebook/test_fuzz.py
 
 fmt: install
 	$(BIN)/ruff format src casebook/src tests bench examples

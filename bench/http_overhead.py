@@ -17,7 +17,14 @@ A third app (access log off) shows what the log line costs. With ``--server`` th
 processes' CPU time per request is reported as well (Linux /proc), which does not depend on
 how fast the Python load client is.
 
-    .venv/bin/python bench/http_overhead.py [--requests 20000] [--rounds 20] [--server]
+The rate limiter: a fourth app is the full stack plus ``RateLimitMiddleware`` counting every
+request per client address (sliding window, a limit never reached) in memory; its ratio to
+the full stack is the limiter's cost (target: at least 0.95x). ``--redis`` adds a fifth, the
+same limiter on a Redis of its own (started from the installed binary), and reports the
+EVALSHA calls Redis received per request (target: at most 1 round trip) from its command
+statistics.
+
+    .venv/bin/python bench/http_overhead.py [--requests 20000] [--rounds 20] [--server] [--redis]
 """
 
 from __future__ import annotations
@@ -38,16 +45,30 @@ from typing import Any, TextIO
 from fastapi import FastAPI
 
 from lockstep.http import install_observability
+from lockstep.http.ratelimit import (
+    MemoryRateLimitStore,
+    RateLimit,
+    RateLimiter,
+    RateLimitMiddleware,
+)
 from lockstep.settings import load_settings
 
 TARGET_RATIO = 0.80
+LIMITER_TARGET = 0.95
 FULL = "full"
-VARIANTS = ["bare", FULL, "full-no-access-log"]
+LIMITED = "full-rate-limited"
+LIMITED_REDIS = "full-rate-limited-redis"
+VARIANTS = ["bare", FULL, "full-no-access-log", LIMITED]
 LABELS = {
     "bare": "bare FastAPI route",
     FULL: "install_observability (default)",
     "full-no-access-log": "install_observability, access_log=False",
+    LIMITED: "default + rate limit, memory",
+    LIMITED_REDIS: "default + rate limit, Redis",
 }
+# Every request counted per address; never reached, so every request is served.
+BENCH_LIMIT = RateLimit("bench", 10**9, 60, "sliding", by=("address",))
+REDIS_URL = ""  # set by --redis
 TIME_LIMIT_SECONDS = 120.0
 SERVER_START_SECONDS = 30.0
 
@@ -84,10 +105,20 @@ def build_bare() -> FastAPI:
     return app
 
 
-def build_full(data_dir: str, log_stream: TextIO, access_log: bool = True) -> FastAPI:
+def build_full(
+    data_dir: str, log_stream: TextIO, access_log: bool = True, limiter: str = ""
+) -> FastAPI:
     app = FastAPI()
     _route(app)
     settings = load_settings(data_dir=data_dir, access_log=access_log)
+    if limiter:
+        if limiter == "redis":
+            from lockstep.http.ratelimit.redis import RedisRateLimitStore
+
+            store: Any = RedisRateLimitStore.from_url(REDIS_URL, timeout=1.0)
+        else:
+            store = MemoryRateLimitStore()
+        app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(store), limits=[BENCH_LIMIT])
     install_observability(app, settings, log_stream=log_stream)
     return app
 
@@ -128,7 +159,10 @@ async def drive(app: ASGIApp, count: int) -> float:
 def build(kind: str, data_dir: str, log_stream: TextIO) -> FastAPI:
     if kind == "bare":
         return build_bare()
-    return build_full(data_dir, log_stream, access_log=kind == FULL)
+    limiter = {LIMITED: "memory", LIMITED_REDIS: "redis"}.get(kind, "")
+    return build_full(
+        data_dir, log_stream, access_log=kind != "full-no-access-log", limiter=limiter
+    )
 
 
 def serve(kind: str, port: int) -> None:
@@ -161,7 +195,8 @@ def cpu_seconds(pid: int) -> float:
 def running_server(kind: str) -> Iterator[tuple[int, int]]:
     """A uvicorn child serving ``kind``; yields (port, pid)."""
     port = _free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)])
+    command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+    child = subprocess.Popen([*command, "--redis-url", REDIS_URL])
     try:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while True:
@@ -247,6 +282,60 @@ def report_rounds(title: str, times: Rounds, served: int) -> None:
     for name in VARIANTS[1:]:
         ratios = [b / v for b, v in zip(times["bare"], times[name], strict=True)]
         print(f"  {LABELS[name]:39} rounds: {min(ratios):4.2f}x to {max(ratios):4.2f}x")
+    for name in (LIMITED, LIMITED_REDIS):
+        if name not in times:
+            continue
+        ratio = statistics.median(times[FULL]) / statistics.median(times[name])
+        rounds = [f / v for f, v in zip(times[FULL], times[name], strict=True)]
+        verdict = "meets" if name == LIMITED_REDIS or ratio >= LIMITER_TARGET else "MISSES"
+        target = "" if name == LIMITED_REDIS else f" ({verdict} target {LIMITER_TARGET:.2f}x)"
+        print(
+            f"  {LABELS[name]} / default stack: {ratio:4.2f}x{target}, "
+            f"rounds {min(rounds):4.2f}x to {max(rounds):4.2f}x"
+        )
+
+
+async def limiter_alone(requests: int, rounds: int, full_seconds: float) -> None:
+    """The limiter layer by itself around an app that answers at once (best of ``rounds``:
+    on a shared machine the best round is the one nothing else interrupted), set against
+    the default stack's median time per request."""
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limited = RateLimitMiddleware(
+        answer, limiter=RateLimiter(MemoryRateLimitStore()), limits=[BENCH_LIMIT]
+    )
+    best = {"app": float("inf"), "limited": float("inf")}
+    for _ in range(rounds):
+        for name, app in (("app", answer), ("limited", limited)):
+            best[name] = min(best[name], await drive(app, requests) / requests)
+    cost = best["limited"] - best["app"]
+    ratio = full_seconds / (full_seconds + cost)
+    verdict = "meets" if ratio >= LIMITER_TARGET else "MISSES"
+    print(
+        f"  rate limiter layer alone (memory): +{cost * 1e6:.2f} us/request = "
+        f"{ratio:4.2f}x of the default stack ({verdict} target {LIMITER_TARGET:.2f}x)"
+    )
+
+
+async def redis_round_trips(requests: int) -> None:
+    """EVALSHA calls Redis received per request served by the Redis-limited app."""
+    from redis.asyncio import Redis
+
+    probe = Redis.from_url(REDIS_URL)
+    await probe.config_resetstat()
+    with tempfile.TemporaryDirectory() as data_dir, open(os.devnull, "w") as devnull:
+        await drive(build(LIMITED_REDIS, data_dir, devnull), requests)
+    stats = await probe.info("commandstats")
+    await probe.aclose()
+    calls = sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_config|resetstat")
+    evalsha = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    print(
+        f"  Redis limiter: {evalsha / requests:.2f} round trips (EVALSHA) per request "
+        f"(target at most 1), {calls / requests:.1f} commands run per request inside it"
+    )
 
 
 async def main(requests: int, rounds: int, server: bool) -> None:
@@ -260,7 +349,11 @@ async def main(requests: int, rounds: int, server: bool) -> None:
         async def direct(name: str, count: int) -> float:
             return await drive(apps[name], count)
 
-        report_rounds("direct ASGI", *await interleave(direct, requests, rounds))
+        times, served = await interleave(direct, requests, rounds)
+        report_rounds("direct ASGI", times, served)
+        await limiter_alone(max(requests // rounds, 1000), rounds, statistics.median(times[FULL]))
+        if REDIS_URL:
+            await redis_round_trips(min(requests, 2000))
 
     if not server:
         return
@@ -291,8 +384,18 @@ if __name__ == "__main__":
     parser.add_argument("--server", action="store_true", help="also measure under uvicorn")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--redis", action="store_true", help="also the limiter on Redis")
+    parser.add_argument("--redis-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
+        REDIS_URL = args.redis_url  # module global: the child builds its app with it
         serve(args.serve, args.port)
+    elif args.redis:
+        from lockstep.testing import RedisServer
+
+        with RedisServer() as redis_server:
+            REDIS_URL = redis_server.url()
+            VARIANTS.append(LIMITED_REDIS)
+            asyncio.run(main(args.requests, args.rounds, args.server))
     else:
         asyncio.run(main(args.requests, args.rounds, args.server))

@@ -14,11 +14,17 @@ class LockstepError(Exception):
 
     code: str = "internal_error"
     status_code: int = 500
+    # Seconds a client should wait before trying again: sent as ``Retry-After`` (rounded up).
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ConfigurationError(LockstepError):
@@ -28,10 +34,22 @@ class ConfigurationError(LockstepError):
 
 
 class DatabaseUnavailableError(LockstepError):
-    """The database could not be reached within the configured timeout."""
+    """The database could not be reached within the configured timeout (or it went away in
+    the middle of a request: restart, failover, an exhausted pool). Answered 503 with
+    ``Retry-After``."""
 
     code = "database_unavailable"
     status_code = 503
+    retry_after = 2.0
+
+
+class OverloadedError(LockstepError):
+    """A bounded queue is full (password hashing, a worker pool): try again shortly.
+    Answered 503 with ``Retry-After``, never by waiting without bound."""
+
+    code = "overloaded"
+    status_code = 503
+    retry_after = 1.0
 
 
 class BadRequestError(LockstepError):
@@ -95,9 +113,8 @@ class RateLimitedError(LockstepError):
     code = "rate_limited"
     status_code = 429
 
-    def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
-        super().__init__(message, details=details)
-        self.retry_after = retry_after
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details, retry_after=retry_after)
 
 
 class CursorExpiredError(LockstepError):

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
@@ -41,6 +42,9 @@ from lockstep.settings import Settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+
+log = structlog.get_logger("lockstep.runtime")
 
 
 class Lockstep:
@@ -133,11 +137,18 @@ class Lockstep:
 
     async def _follow_other_processes(self) -> None:
         """Embedded mode: writes by other processes reach this process's cache through the
-        change log, within one poll interval."""
-        self._cursor = await self.changes.feed.head()
+        change log, within one poll interval. A round that fails (the database restarting)
+        drops this process's cached values — it may have missed invalidations — and the
+        next round resumes from the same cursor: the follower outlives any outage."""
         while True:
             woken = self.changes.hub.next_publish()
-            await self.catch_up()
+            try:
+                if self._cursor is None:
+                    self._cursor = await self.changes.feed.head()
+                await self.catch_up()
+            except Exception as exc:  # the database is away: nothing cached may be trusted
+                self.cache.clear_local()
+                log.warning("feed_follow_failed", error=type(exc).__name__)
             await ChangeHub.wait(woken, within=self.settings.feed_poll_seconds)
 
     def install(self, app: FastAPI) -> None:

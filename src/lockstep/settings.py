@@ -6,6 +6,7 @@ message names the environment variable to fix, instead of a pydantic traceback.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
@@ -83,6 +84,31 @@ class Settings(BaseSettings):
 
     # HTTP.
     hsts_seconds: int = Field(0, ge=0)
+    # Request bodies: the default limit, and the limit for requests without valid
+    # credentials (a login form fits; a 100 MB body is refused before it is read).
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    anonymous_max_body_bytes: int = Field(64 * 1024, ge=1)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)  # all request headers together
+    # Rate limits (the app declares them; this switches them all off, e.g. for a fuzz run).
+    rate_limits_enabled: bool = True
+    # Peers whose X-Forwarded-For is believed: comma-separated addresses or networks.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an address or a network") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``LOCKSTEP_TRUSTED_PROXIES`` as a list."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
     shutdown_timeout: float = Field(10.0, gt=0)
 
     # Jobs.

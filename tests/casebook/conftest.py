@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,7 +52,10 @@ async def casebook_app(casebook_settings: CasebookSettings) -> AsyncIterator[Fas
         await db.dispose()
     app = create_app(casebook_settings)
     yield app
-    await app.state.services.db.dispose()
+    services = app.state.services
+    services.passwords.close()  # what the lifespan would do, had the app been started
+    await services.limiter.close()
+    await services.db.dispose()
 
 
 @pytest.fixture
@@ -96,35 +100,45 @@ class Served:
     """A ``casebook serve`` process: its base URL, and how to stop it."""
 
     base: str
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
+    log: Path  # its output (a file: a pipe nobody reads would fill and stall the server)
 
     def stop(self) -> tuple[int, str]:
         """SIGINT (a clean shutdown) if it still runs; its exit status and output."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-        output, _ = self.proc.communicate(timeout=60)
-        return self.proc.returncode, output
+        self.proc.wait(timeout=60)
+        return self.proc.returncode, self.log.read_text(errors="replace")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    """``casebook serve`` (embedded mode, SQLite, seeded) in a process of its own, ready."""
+@contextlib.contextmanager
+def start_server(
+    directory: Path, *, seed: int = 200, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """``casebook serve`` (embedded mode, SQLite, seeded) in a process of its own, ready;
+    stopped (SIGINT) on exit. ``env`` adds to the environment."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    command = [sys.executable, "-m", "casebook", "serve", "--port", str(port), "--seed", "200"]
-    proc = subprocess.Popen(
-        [*command, "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "LOCKSTEP_LOG_FORMAT": "json", "LOCKSTEP_JOBS_POLL_SECONDS": "0.1"},
-    )
-    server = Served(f"http://127.0.0.1:{port}", proc)
+    command = [sys.executable, "-m", "casebook", "serve", "--port", str(port), "--seed", str(seed)]
+    log = directory / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--data-dir", str(directory)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "LOCKSTEP_LOG_FORMAT": "json",
+                "LOCKSTEP_JOBS_POLL_SECONDS": "0.1",
+                **(env or {}),
+            },
+        )
+    server = Served(f"http://127.0.0.1:{port}", proc, log)
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text(errors="replace")
             try:
                 if httpx.get(f"{server.base}/ready", timeout=1).status_code == 200:
                     break
@@ -135,3 +149,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """``casebook serve`` (embedded mode, SQLite, seeded) in a process of its own, ready."""
+    with start_server(tmp_path) as server:
+        yield server

@@ -122,3 +122,20 @@ def test_an_unknown_banks_statement_is_mapped_once_and_its_next_file_asks_nothin
     expect(page.locator("#import-status")).to_have_text("imported 2 transactions")
     expect(page.get_by_role("form", name="Mapping")).to_be_hidden()
     expect(page.locator("#txn-rows tr", has_text="LYFT RIDE")).to_contain_text("debit")
+
+
+def test_api_docs_render_offline_under_the_csp(served: Any, browser: Browser) -> None:
+    """Swagger UI comes from the installed package, boots from a script file, and the
+    page's CSP (no CDN, no inline script) refuses nothing it needs."""
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security" in m.text else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if "127.0.0.1" not in r.url else None)
+    page.goto(f"{served.base}/docs")
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert page.locator(".opblock").count() >= 30
+    assert problems == []
+    assert external == []

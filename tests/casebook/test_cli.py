@@ -43,7 +43,7 @@ def test_help_everywhere() -> None:
 
 
 def test_upgrade_seed_and_refuse_to_seed_twice(tmp_path: Path) -> None:
-    assert head_revision(MIGRATIONS) in _run("db", "upgrade", data_dir=tmp_path).stdout
+    assert str(head_revision(MIGRATIONS)) in _run("db", "upgrade", data_dir=tmp_path).stdout
     seeded = _run("seed", "--transactions", "2000", data_dir=tmp_path)
     assert seeded.returncode == 0, seeded.stderr
     assert "2000 transactions" in seeded.stdout

@@ -2,14 +2,24 @@
 
 Tokens are signed with HS256. An access token carries the principal (user, organization,
 role), so authorizing a request needs no database round trip; a refresh token is exchanged
-for a new pair only after the user is re-read and found active.
+for a new pair only after the user is re-read and found active, and only once
+(:mod:`casebook.refresh`). A demoted or deactivated
+user therefore keeps the rights of an access token already issued until it expires
+(``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default), and no longer than that.
+
+Password checks cost ~20 ms of CPU each. :class:`Passwords` runs them in threads of their
+own (argon2 releases the GIL), at most ``workers`` at once, with at most ``queue`` waiting:
+the event loop keeps serving every other request while logins queue, and a login past the
+queue is refused at once with 503 + ``Retry-After`` instead of waiting without bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from casebook.models import Role, User
-from lockstep import AuthenticationError, TokenExpiredError
+from lockstep import AuthenticationError, OverloadedError, TokenExpiredError
 
 # OWASP's minimum argon2id profile (19 MiB, t=2): ~20 ms a hash on this machine class.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
@@ -38,6 +48,41 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+class Passwords:
+    """Password verification off the event loop, with bounded concurrency (see the module).
+
+    ``verify`` raises :class:`~lockstep.OverloadedError` when ``workers + queue`` checks are
+    already under way; it always spends one verification otherwise (the unknown e-mail
+    included), so a wrong password and an unknown e-mail take the same time.
+    """
+
+    def __init__(self, *, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="casebook-passwords")
+        self._capacity = workers + queue
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Checks running or waiting now."""
+        return self._in_flight
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        if self._in_flight >= self._capacity:
+            raise OverloadedError("too many sign-ins at once; try again shortly", retry_after=1)
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, verify_password, password_hash, password
+            )
+        finally:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        """Stop the threads once the checks under way are done."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +115,9 @@ class TokenService:
         self._refresh = dt.timedelta(days=refresh_days)
         self._memo: dict[str, tuple[Principal, float]] = {}
 
-    def issue(self, user: User) -> TokenPair:
+    def issue(self, user: User, *, family: str, jti: str) -> tuple[TokenPair, dt.datetime]:
+        """A pair whose refresh token is ``jti`` of sign-in ``family`` (recorded by the
+        caller: :mod:`casebook.refresh`), and when that refresh token expires."""
         now = dt.datetime.now(dt.UTC)
         claims = {
             "sub": str(user.id),
@@ -80,8 +127,18 @@ class TokenService:
             "iat": now,
         }
         access = self._encode({**claims, "typ": "access", "exp": now + self._access})
-        refresh = self._encode({**claims, "typ": "refresh", "exp": now + self._refresh})
-        return TokenPair(access, refresh, int(self._access.total_seconds()))
+        expires = now + self._refresh
+        refresh = self._encode({**claims, "typ": "refresh", "exp": expires, "fam": family}, jti=jti)
+        return TokenPair(access, refresh, int(self._access.total_seconds())), expires
+
+    def verify_refresh(self, token: str) -> tuple[Principal, str, str]:
+        """The principal, token id and sign-in family of a valid refresh token;
+        AuthenticationError otherwise."""
+        claims = self._decode(token)
+        if claims["typ"] != "refresh" or not isinstance(claims.get("fam"), str):
+            raise AuthenticationError("a refresh token is required")
+        principal, _ = self._principal(claims)
+        return principal, str(claims.get("jti", "")), claims["fam"]
 
     def verify(self, token: str, expected: TokenType = "access") -> Principal:
         """The principal in a valid token; AuthenticationError for anything else."""
@@ -111,8 +168,14 @@ class TokenService:
         return principal
 
     def _verify(self, token: str, expected: TokenType) -> tuple[Principal, float]:
+        claims = self._decode(token)
+        if claims["typ"] != expected:
+            raise AuthenticationError(f"a {expected} token is required")
+        return self._principal(claims)
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
                 algorithms=["HS256"],
@@ -122,8 +185,9 @@ class TokenService:
             raise TokenExpiredError("token expired") from None
         except jwt.InvalidTokenError:
             raise AuthenticationError("invalid token") from None
-        if claims["typ"] != expected:
-            raise AuthenticationError(f"a {expected} token is required")
+        return claims
+
+    def _principal(self, claims: dict[str, Any]) -> tuple[Principal, float]:
         try:
             principal = Principal(
                 int(claims["sub"]),
@@ -135,5 +199,5 @@ class TokenService:
         except (TypeError, ValueError):
             raise AuthenticationError("invalid token") from None
 
-    def _encode(self, claims: dict[str, Any]) -> str:
-        return jwt.encode({**claims, "jti": uuid.uuid4().hex}, self._key, algorithm="HS256")
+    def _encode(self, claims: dict[str, Any], jti: str | None = None) -> str:
+        return jwt.encode({**claims, "jti": jti or uuid.uuid4().hex}, self._key, algorithm="HS256")

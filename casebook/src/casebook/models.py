@@ -386,3 +386,28 @@ class ImportReject(Base):
     column: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(String(300))
     value: Mapped[str] = mapped_column(String(200), default="")
+
+
+class RefreshToken(Base):
+    """A refresh token issued (by its JWT id, ``jti``): exchanged once for the next of its
+    ``family`` (one sign-in); a second use revokes the whole family, and so does logging out
+    (0009_refresh_tokens)."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family", "family"),)
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Ids are never reused, on SQLite either (AUTOINCREMENT; migration 0008_ids_never_reused):
+# a deleted row's id named by a link, a job or a cached answer never names another row.
+for _table in Base.metadata.tables.values():
+    if [column.name for column in _table.primary_key.columns] == ["id"]:
+        _table.dialect_kwargs["sqlite_autoincrement"] = True

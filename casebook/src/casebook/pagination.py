@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from lockstep import BadRequestError
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+_ID_MAX = 2**31 - 1
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -26,16 +28,30 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, arity: int) -> list[Any]:
-    """The values stored by :func:`encode_cursor`; BadRequestError when tampered with."""
+def decode_cursor(token: str, *kinds: type[int] | type[dt.date]) -> list[Any]:
+    """The values stored by :func:`encode_cursor`, one per ``kinds`` entry and of that kind
+    (``int``: an id in the column's range; ``dt.date``: an ISO date); BadRequestError for
+    anything else, whatever the token decodes to."""
+    invalid = BadRequestError("invalid cursor", details={"cursor": token[:100]})
     try:
         padded = token + "=" * (-len(token) % 4)
         values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, orjson.JSONDecodeError, ValueError):
-        raise BadRequestError("invalid cursor", details={"cursor": token[:100]}) from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise BadRequestError("invalid cursor", details={"cursor": token[:100]})
-    return values
+        raise invalid from None
+    if not isinstance(values, list) or len(values) != len(kinds):
+        raise invalid
+    decoded: list[Any] = []
+    for kind, value in zip(kinds, values, strict=True):
+        if kind is int:
+            if type(value) is not int or not 0 <= value <= _ID_MAX:
+                raise invalid
+            decoded.append(value)
+        else:
+            try:
+                decoded.append(dt.date.fromisoformat(value))
+            except (TypeError, ValueError):
+                raise invalid from None
+    return decoded
 
 
 def parse_fields(fields: str | None, allowed: Iterable[str]) -> frozenset[str] | None:

@@ -1,82 +1,221 @@
-"""The API's request and response shapes.
+"""The API's request shapes, and the bounded types every parameter is built from.
 
 Inputs are strict (unknown fields rejected, bounded lengths); outputs are plain dicts built by
-``*_out`` functions so sparse fieldsets (``?fields=``) can drop what was not asked for.
+``*_out`` functions so sparse fieldsets (``?fields=``) can drop what was not asked for (their
+declared shapes are in :mod:`casebook.responses`).
+
+Every integer, amount, date and text the API accepts is one of the types below, each bounded
+by the column it ends up in, so no input can reach the database as a value its column cannot
+hold (an id past 2^31, a NUL byte, an amount past BIGINT): those are 422s, never 500s. A test
+walks the OpenAPI document and fails on any integer without both bounds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path, Query
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from casebook.models import Case, CaseStatus, Direction, Subject, SubjectKind, Transaction, User
 
+INT32_MAX = 2**31 - 1  # Integer columns (every primary key but the jobs')
+INT64_MAX = 2**63 - 1  # BigInteger columns (job ids)
+MAX_AMOUNT_CENTS = 10**15 - 1  # 13 digits and 2 decimals: far inside BIGINT
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema has it: ``5`` or ``5.0``, never ``"5"`` or ``true``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+# Ids: at least 1, at most what their column holds. Integers and booleans in bodies are
+# JSON's (``"5"`` is not an integer, ``1`` is not ``true``).
+Id = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(_json_integer)]
+Level = Annotated[int, Field(ge=1, le=5), BeforeValidator(_json_integer)]
+Flag = Annotated[bool, Strict()]
+IdPath = Annotated[int, Path(ge=1, le=INT32_MAX)]
+IdQuery = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
+JobIdPath = Annotated[int, Path(ge=1, le=INT64_MAX)]
+JobIdQuery = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
+
+# Text never holds NUL (PostgreSQL refuses it; SQLite would keep it: both refuse it here).
+# A required text must hold a visible character.
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^\s*[^\s\x00][^\x00]*$"
+
+
+def _text(max_length: int, *, required: bool = False) -> StringConstraints:
+    """At most ``max_length`` characters, no NUL (non-blank when ``required``). Stored as
+    sent: stripping would accept what the declared length refuses."""
+    return StringConstraints(
+        min_length=1 if required else 0,
+        max_length=max_length,
+        pattern=NOT_BLANK if required else NO_NUL,
+    )
+
+
+Reference = Annotated[str, _text(40, required=True)]
+Category = Annotated[str, _text(40, required=True)]
+Name = Annotated[str, _text(200, required=True)]
+Title = Annotated[str, _text(300, required=True)]
+Line = Annotated[str, _text(200)]
+Description = Annotated[str, _text(500)]
+Notes = Annotated[str, _text(10_000)]
+CategoryQuery = Annotated[str | None, Query(max_length=40, pattern=NO_NUL)]
+SearchQuery = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
+NameQuery = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
+
+
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^([A-Z]{2})?$")]
-Money = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=2)]
+# Amounts are decimal strings with at most two places, more than zero: "12.5", "0.01".
+Money = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:[1-9][0-9]{0,12}(?:\.[0-9]{1,2})?|0?\.(?:[1-9][0-9]?|0[1-9]))$"
+    ),
+]
+MoneyQuery = Annotated[str | None, Query(pattern=r"^[0-9]{1,13}(?:\.[0-9]{1,2})?$")]
+# Months the rollups know: YYYY-MM in years 1000..2999 (a month's next month always exists).
+MONTH = r"^[12][0-9]{3}-(0[1-9]|1[0-2])$"
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+def _iso_date(value: Any) -> Any:
+    """Only ``YYYY-MM-DD`` is a date (pydantic would also take ``0`` as 1970-01-01)."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("a date is written YYYY-MM-DD")
+    if not isinstance(value, str | dt.date):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
 
 
-class CaseCreate(Strict):
-    reference: str = Field(min_length=1, max_length=40)
-    title: str = Field(min_length=1, max_length=300)
-    description: str = Field("", max_length=10_000)
-    priority: int = Field(3, ge=1, le=5)
-    assignee_id: int | None = None
-    opened_on: dt.date | None = None
+Date = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
-class CaseUpdate(Strict):
-    title: str | None = Field(None, min_length=1, max_length=300)
-    description: str | None = Field(None, max_length=10_000)
-    status: CaseStatus | None = None
-    priority: int | None = Field(None, ge=1, le=5)
-    assignee_id: int | None = None
+def fields_param(allowed: frozenset[str]) -> Any:
+    """``?fields=a,b``: a comma-separated subset of ``allowed`` (the pattern says which);
+    use as ``fields: Annotated[str | None, fields_param(ALLOWED)] = None``."""
+    names = "|".join(sorted(allowed))
+    return Query(
+        pattern=rf"^({names})(,({names}))*$",
+        max_length=1000,
+        description="Comma-separated fields to return (the id is always included)",
+    )
 
 
-class SubjectCreate(Strict):
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=200,
+        description="The next_cursor of the previous page (opaque)",
+    ),
+]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields refused; its integers, booleans and dates are the
+    strict types above, so a value must have the type the schema declares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Patch(Body):
+    """A partial update: a field left out is unchanged. ``null`` is accepted only for the
+    fields in ``nullable`` (columns that may be empty); anywhere else it is a 422, not a
+    NOT NULL violation at commit."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required_columns(self) -> Patch:
+        nulled = sorted(
+            name for name in self.model_fields_set - self.nullable if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"may not be null: {', '.join(nulled)}")
+        return self
+
+
+class CaseCreate(Body):
+    reference: Reference
+    title: Title
+    description: Notes = ""
+    priority: Level = 3
+    assignee_id: Id | None = None
+    opened_on: Date | None = None
+
+
+class CaseUpdate(Patch):
+    nullable = frozenset({"assignee_id"})
+
+    title: Title | SkipJsonSchema[None] = None
+    description: Notes | SkipJsonSchema[None] = None
+    status: CaseStatus | SkipJsonSchema[None] = None
+    priority: Level | SkipJsonSchema[None] = None
+    assignee_id: Id | None = None
+
+
+class SubjectCreate(Body):
     kind: SubjectKind
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     country: Country = ""
-    risk_level: int = Field(1, ge=1, le=5)
-    notes: str = Field("", max_length=10_000)
+    risk_level: Level = 1
+    notes: Notes = ""
 
 
-class SubjectUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    country: Country | None = None
-    risk_level: int | None = Field(None, ge=1, le=5)
-    notes: str | None = Field(None, max_length=10_000)
+class SubjectUpdate(Patch):
+    name: Name | SkipJsonSchema[None] = None
+    country: Country | SkipJsonSchema[None] = None
+    risk_level: Level | SkipJsonSchema[None] = None
+    notes: Notes | SkipJsonSchema[None] = None
 
 
-class TransactionCreate(Strict):
-    posted_on: dt.date
+class TransactionCreate(Body):
+    posted_on: Date
     amount: Money
     currency: Currency = "EUR"
     direction: Direction
-    category: str = Field(min_length=1, max_length=40)
-    counterparty: str = Field("", max_length=200)
-    description: str = Field("", max_length=500)
-    subject_id: int | None = None
-    flagged: bool = False
+    category: Category
+    counterparty: Line = ""
+    description: Description = ""
+    subject_id: Id | None = None
+    flagged: Flag = False
 
 
-class TransactionUpdate(Strict):
-    category: str | None = Field(None, min_length=1, max_length=40)
-    counterparty: str | None = Field(None, max_length=200)
-    description: str | None = Field(None, max_length=500)
-    flagged: bool | None = None
-    subject_id: int | None = None
+class TransactionUpdate(Patch):
+    nullable = frozenset({"subject_id"})
+
+    category: Category | SkipJsonSchema[None] = None
+    counterparty: Line | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    flagged: Flag | SkipJsonSchema[None] = None
+    subject_id: Id | None = None
 
 
-def to_cents(amount: Decimal) -> int:
-    return int(amount * 100)
+def to_cents(amount: str | Decimal) -> int:
+    """Cents of a :data:`Money` (or :data:`MoneyQuery`) string: exact, never a float."""
+    return int(Decimal(amount) * 100)
 
 
 def format_cents(cents: int) -> str:

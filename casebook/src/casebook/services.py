@@ -13,7 +13,7 @@ from typing import Any
 from starlette.types import Scope
 
 from casebook import live
-from casebook.auth import TokenService
+from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
@@ -24,10 +24,12 @@ from lockstep import (
     Database,
     Jobs,
     Lockstep,
+    RateLimiter,
     Tracking,
     Worker,
     head_revision,
     load_settings,
+    rate_limiter,
 )
 from lockstep.offline import Offline
 from lockstep.realtime import Realtime
@@ -44,21 +46,41 @@ def tracking() -> Tracking:
     )
 
 
-def _identify(tokens: TokenService) -> Callable[[Scope], Hashable | None]:
-    """The organization of a request's valid bearer token, from the raw ASGI scope: what
-    every cached casebook route varies by, so cached answers can be served before routing."""
+def _caller(tokens: TokenService) -> Callable[[Scope], Principal | None]:
+    """The principal of a request's valid bearer token, from the raw ASGI scope (before
+    routing: for cached answers, body limits and rate limits)."""
 
-    def identify(scope: Scope) -> Hashable | None:
+    def caller(scope: Scope) -> Principal | None:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     return None
-                principal = tokens.verify_fast(token.strip())
-                return principal.organization_id if principal else None
+                return tokens.verify_fast(token.strip())
         return None
 
+    return caller
+
+
+def _identify(caller: Callable[[Scope], Principal | None]) -> Callable[[Scope], Hashable | None]:
+    """The organization of the caller: what every cached casebook route varies by, so cached
+    answers can be served before routing."""
+
+    def identify(scope: Scope) -> Hashable | None:
+        principal = caller(scope)
+        return principal.organization_id if principal else None
+
     return identify
+
+
+def _user(caller: Callable[[Scope], Principal | None]) -> Callable[[Scope], Hashable | None]:
+    """The user id of the caller: what per-user rate limits count by."""
+
+    def user(scope: Scope) -> Hashable | None:
+        principal = caller(scope)
+        return principal.user_id if principal else None
+
+    return user
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +92,10 @@ class Services:
     jobs: Jobs
     offline: Offline
     realtime: Realtime
+    passwords: Passwords
+    identify: Callable[[Scope], Hashable | None]  # the caller's organization (cache keys)
+    user: Callable[[Scope], Hashable | None]  # the caller's user id (rate limits)
+    limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: CasebookSettings) -> Services:
@@ -78,7 +104,9 @@ class Services:
             access_minutes=settings.access_token_minutes,
             refresh_days=settings.refresh_token_days,
         )
-        db, runtime, jobs, realtime = _runtime(settings, tokens, identify=_identify(tokens))
+        caller = _caller(tokens)
+        identify = _identify(caller)
+        db, runtime, jobs, realtime = _runtime(settings, tokens, identify=identify)
         # After the runtime: shape messages carry the change feed's transaction ids.
         offline = Offline(
             db,
@@ -88,13 +116,17 @@ class Services:
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(
+            settings=settings,
             db=db,
             lockstep=runtime,
             tokens=tokens,
             jobs=jobs,
             offline=offline,
             realtime=realtime,
-            settings=settings,
+            passwords=Passwords(workers=settings.password_workers, queue=settings.password_queue),
+            identify=identify,
+            user=_user(caller),
+            limiter=rate_limiter(settings, registry=runtime.registry),
         )
 
     def worker(self, **options: Any) -> Worker:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -21,7 +22,8 @@ async def receive_file(
 ) -> tuple[str, Spool]:
     """The uploaded file of form field ``field``: its name and its spool (caller discards).
 
-    Raises BadRequestError (not multipart, no such file field) or PayloadTooLargeError.
+    Raises BadRequestError (not multipart, a body that is not valid multipart, no such
+    file field) or PayloadTooLargeError.
     """
     content_type, options = parse_options_header(request.headers.get("content-type"))
     boundary = options.get(b"boundary")
@@ -76,9 +78,12 @@ async def receive_file(
         },
     )
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise BadRequestError(f"the body is not valid multipart/form-data: {exc}") from None
     except BaseException:
         writer = state["writer"]
         if isinstance(writer, SpoolWriter):

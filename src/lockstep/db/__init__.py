@@ -1,6 +1,7 @@
 """Database access: the only package that imports SQLAlchemy engine internals, and the one
 write path every consumer of writes observes (:mod:`lockstep.db.writes`)."""
 
+from lockstep.db.availability import OUTAGE_TYPES, database_outage
 from lockstep.db.bulk import bulk_insert
 from lockstep.db.columns import Columns, Memo
 from lockstep.db.database import Database, in_write_transaction
@@ -23,6 +24,7 @@ from lockstep.db.writes import (
 
 __all__ = [
     "MISSING",
+    "OUTAGE_TYPES",
     "WRITES_OPTION",
     "Columns",
     "Database",
@@ -43,6 +45,7 @@ __all__ = [
     "count_statements",
     "create_engines",
     "current_revision",
+    "database_outage",
     "head_revision",
     "in_write_transaction",
     "interception_of",

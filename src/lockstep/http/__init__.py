@@ -11,8 +11,16 @@ from lockstep.http.errors import (
     error_response,
     install_error_handlers,
 )
+from lockstep.http.limits import RequestLimitsMiddleware
 from lockstep.http.metrics import MetricsMiddleware
 from lockstep.http.observability import ObservabilityMiddleware
+from lockstep.http.openapi import (
+    error_responses,
+    file_response,
+    install_openapi,
+    openapi_links,
+    unbounded_integers,
+)
 from lockstep.http.probes import probe_routes
 from lockstep.http.request_id import RequestIdMiddleware, current_request_id
 from lockstep.http.responses import JSONBytesResponse
@@ -28,14 +36,20 @@ __all__ = [
     "Observability",
     "ObservabilityMiddleware",
     "RequestIdMiddleware",
+    "RequestLimitsMiddleware",
     "RouteTemplates",
     "SecurityHeadersMiddleware",
     "current_request_id",
     "error_body",
     "error_code_for_status",
     "error_response",
+    "error_responses",
+    "file_response",
     "install_error_handlers",
     "install_observability",
+    "install_openapi",
+    "openapi_links",
     "probe_routes",
     "security_headers",
+    "unbounded_integers",
 ]

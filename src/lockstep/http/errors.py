@@ -11,7 +11,9 @@ response ever contains a stack trace or the text of an unexpected exception.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import sys
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -22,9 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lockstep.exceptions import LockstepError, RateLimitedError
+from lockstep.db.availability import database_outage
+from lockstep.exceptions import LockstepError
 from lockstep.http.request_id import current_request_id
 from lockstep.http.responses import json_default
 
@@ -43,11 +47,15 @@ STATUS_CODES: Mapping[int, str] = {
     413: "payload_too_large",
     422: "validation_error",
     429: "rate_limited",
+    431: "headers_too_large",
     503: "service_unavailable",
 }
 
 INTERNAL_ERROR_CODE = "internal_error"
 INTERNAL_ERROR_MESSAGE = "Internal server error"
+# Field errors listed in a validation envelope: a body with 200,000 unknown keys must not
+# become an 18 MB answer. The message says how many there were.
+MAX_VALIDATION_ERRORS = 20
 
 
 def error_code_for_status(status: int) -> str:
@@ -100,9 +108,31 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         message, details = exc.detail, None
     else:
         message, details = _phrase(status), exc.detail
+    headers = exc.headers
+    if status == 405:
+        # Starlette names the methods of the first route whose path matched; a resource
+        # served by several routes (GET and PATCH /items/{id}) allows all of theirs.
+        allowed = allowed_methods(request.app.router.routes, request.scope)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     return error_response(
-        status, error_code_for_status(status), message, details, exc.headers, _request_id(request)
+        status, error_code_for_status(status), message, details, headers, _request_id(request)
     )
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every standard method some route in ``routes`` fully matches at the scope's path
+    (asked of each route, so included routers and mounts answer for their own routes)."""
+    routes = list(routes)
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _phrase(status: int) -> str:
@@ -112,31 +142,42 @@ def _phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
-def validation_details(errors: Any) -> list[dict[str, Any]]:
-    """Field errors as ``{loc, msg, type}``: the submitted ``input`` and the ``ctx``/``url``
-    extras are dropped so a rejected password or token is never echoed back."""
+def validation_details(errors: Any, limit: int = MAX_VALIDATION_ERRORS) -> list[dict[str, Any]]:
+    """The first ``limit`` field errors as ``{loc, msg, type}``: the submitted ``input`` and
+    the ``ctx``/``url`` extras are dropped so a rejected password or token is never echoed
+    back."""
     return [
         {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
-        for error in errors
+        for error in list(errors)[:limit]
     ]
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    message = "Request validation failed"
+    if len(errors) > MAX_VALIDATION_ERRORS:
+        message += f" ({MAX_VALIDATION_ERRORS} of {len(errors)} errors shown)"
     return error_response(
         422,
         "validation_error",
-        "Request validation failed",
-        validation_details(exc.errors()),
+        message,
+        validation_details(errors),
         request_id=_request_id(request),
     )
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up: a client that waits exactly that long
+    is not turned away again for want of a fraction of a second."""
+    return {"Retry-After": str(max(math.ceil(seconds), 0))}
 
 
 async def _lockstep_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LockstepError)
     headers = None
-    if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(max(int(exc.retry_after), 0))}
+    if exc.retry_after is not None:
+        headers = retry_after_header(exc.retry_after)
     if exc.status_code >= 500:
         # Deliberate, but still a server-side failure someone has to look at.
         log.error("lockstep_error", code=exc.code, status=exc.status_code, exc_info=exc)
@@ -163,23 +204,45 @@ async def answer_unhandled_exception(
 
     Logs the exception being handled as ``unhandled_error`` (traceback, method, path,
     ``response_started``) and, unless the response has started, sends the 500
-    ``internal_error`` envelope with the request's id through ``send``.
+    ``internal_error`` envelope with the request's id through ``send``. An exception that
+    says the database is unreachable, restarting or out of connections
+    (:func:`~lockstep.db.database_outage`) is the database's state, not a bug: it is logged
+    as ``database_unavailable`` (its type, no traceback) and answered with the 503
+    ``database_unavailable`` envelope and ``Retry-After``.
     """
-    log.exception(
-        "unhandled_error",
-        method=scope.get("method"),
-        path=scope.get("path"),
-        response_started=response_started,
-    )
+    exc = sys.exc_info()[1]
+    outage = database_outage(exc) if exc is not None else None
+    if outage is not None:
+        log.warning(
+            "database_unavailable",
+            error=type(exc).__name__,
+            method=scope.get("method"),
+            path=scope.get("path"),
+            response_started=response_started,
+        )
+    else:
+        log.exception(
+            "unhandled_error",
+            method=scope.get("method"),
+            path=scope.get("path"),
+            response_started=response_started,
+        )
     if response_started:
         return
     state = scope.get("state") or {}
-    response = error_response(
-        500,
-        INTERNAL_ERROR_CODE,
-        INTERNAL_ERROR_MESSAGE,
-        request_id=state.get("request_id") or current_request_id(),
-    )
+    request_id = state.get("request_id") or current_request_id()
+    if outage is not None:
+        response = error_response(
+            outage.status_code,
+            outage.code,
+            outage.message,
+            headers=retry_after_header(outage.retry_after or 1),
+            request_id=request_id,
+        )
+    else:
+        response = error_response(
+            500, INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, request_id=request_id
+        )
     await response(scope, receive, send)
 
 

@@ -2,10 +2,13 @@
 
 * ``GET /health`` — liveness: ``200 {"status":"ok"}`` whenever the process can answer. It
   checks nothing else, so a database outage never gets a healthy process restarted.
-* ``GET /ready`` — readiness: runs every check concurrently (each bounded by a timeout).
-  ``200 {"status":"ok","checks":{...}}`` when all pass; otherwise ``503`` with the error
-  envelope, code ``not_ready``, ``details`` = every check's result (``"ok"`` or
-  ``"fail: <ExceptionType>"``) and the failing names in the message.
+* ``GET /ready`` — readiness, meaning "can serve": runs every check concurrently (each
+  bounded by a timeout). ``200 {"status":"ok","checks":{...}}`` when all pass; ``200`` with
+  ``"status":"degraded"`` when only *informational* checks fail (a dependency the app
+  serves without, such as a Redis cache that falls back to the database: a load balancer
+  pulling every process off it would defeat the fallback); otherwise ``503`` with the
+  error envelope, code ``not_ready``, ``details`` = every check's result (``"ok"`` or
+  ``"fail: <ExceptionType>"``) and the failing required names in the message.
 * ``GET /metrics`` — the Prometheus text exposition.
 
 All three send ``Cache-Control: no-store``: a cached probe answer would report a state the
@@ -42,19 +45,24 @@ def probe_routes(
     exposition: MetricsExposition,
     checks: Mapping[str, Check],
     timeout: float = DEFAULT_TIMEOUT,
+    informational: Mapping[str, Check] | None = None,
 ) -> list[Route]:
-    """The three probe routes, bound to ``exposition`` and the readiness ``checks``."""
-    frozen_checks = dict(checks)
+    """The three probe routes, bound to ``exposition``, the readiness ``checks`` and the
+    ``informational`` ones (reported, never failing readiness)."""
+    frozen_checks = {**(informational or {}), **checks}
+    optional = frozenset(informational or {}) - frozenset(checks)
 
     async def ready(_request: Request) -> Response:
         readiness = await run_checks(frozen_checks, timeout)
-        if readiness.ok:
-            body = orjson.dumps({"status": "ok", "checks": dict(readiness.results)})
+        required = [name for name in readiness.failing if name not in optional]
+        if not required:
+            status = "ok" if readiness.ok else "degraded"
+            body = orjson.dumps({"status": status, "checks": dict(readiness.results)})
             return Response(body, headers=NO_STORE, media_type="application/json")
         return error_response(
             503,
             "not_ready",
-            "not ready: " + ", ".join(readiness.failing),
+            "not ready: " + ", ".join(required),
             details=dict(readiness.results),
             headers=NO_STORE,
         )

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 # Keys like ints or UUIDs are written as strings, as jsonable_encoder does.
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -46,12 +46,14 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, default=json_default, option=JSON_OPTIONS)
 
 
-class JSONBytesResponse(Response):
+class JSONBytesResponse(JSONResponse):
     """``application/json`` response rendered with orjson.
 
     Accepts dicts, lists, pydantic models, dataclasses, datetimes, UUIDs, Decimals and
     enums, nested freely. ``bytes`` content is taken as already-serialized JSON and sent
-    as is (the cheapest path for cached bodies).
+    as is (the cheapest path for cached bodies). A subclass of Starlette's
+    ``JSONResponse`` only so that FastAPI documents a route's ``response_model`` as its
+    body when this is the route's response class; rendering is entirely ours.
     """
 
     media_type = "application/json"

@@ -48,6 +48,7 @@ def install_observability(
     *,
     database: Database | None = None,
     readiness: Mapping[str, Check] | None = None,
+    informational: Mapping[str, Check] | None = None,
     registry: CollectorRegistry | None = None,
     log_stream: TextIO | None = None,
 ) -> Observability:
@@ -56,7 +57,9 @@ def install_observability(
     Call it after adding the app's own middleware (those end up inside the stack) and
     before the app serves its first request. ``registry`` defaults to a new registry (never
     the process-global one). With ``database``, ``/ready`` pings it (check ``database``) and
-    ``db_pool_connections`` is exported. ``readiness`` adds named checks. Log lines go to
+    ``db_pool_connections`` is exported. ``readiness`` adds named checks; ``informational``
+    ones are reported by ``/ready`` but never make it fail (``"status": "degraded"``):
+    dependencies the app serves without. Log lines go to
     ``log_stream`` (default: standard error).
 
     Raises :class:`~lockstep.exceptions.ConfigurationError` for an unusable multi-process
@@ -86,7 +89,9 @@ def install_observability(
     install_error_handlers(app)
     # Appended: requests try routes in order and the app's routes declared so far are the
     # hot ones. (A catch-all route declared before this call would shadow the probes.)
-    app.router.routes.extend(probe_routes(exposition, checks, settings.readiness_timeout))
+    app.router.routes.extend(
+        probe_routes(exposition, checks, settings.readiness_timeout, informational)
+    )
 
     # add_middleware inserts at the front: this ends up outside the app's own middleware.
     app.add_middleware(

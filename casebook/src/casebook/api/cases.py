@@ -6,10 +6,12 @@ cannot be probed across tenants.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,9 +26,21 @@ from casebook.api.deps import (
     WriterDep,
 )
 from casebook.auth import Principal
-from casebook.models import Case, CaseStatus, User
+from casebook.imports import spool_path
+from casebook.models import Case, CaseStatus, ImportRecord, Report, User
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
-from casebook.schemas import CASE_FIELDS, CaseCreate, CaseUpdate, case_out
+from casebook.responses import CaseFields, CaseListPage, CaseOut
+from casebook.schemas import (
+    CASE_FIELDS,
+    CaseCreate,
+    CaseUpdate,
+    CursorQuery,
+    IdPath,
+    IdQuery,
+    SearchQuery,
+    case_out,
+    fields_param,
+)
 from lockstep import (
     ConflictError,
     Dependency,
@@ -37,6 +51,8 @@ from lockstep import (
     Table,
     ValidationFailedError,
     cached,
+    error_responses,
+    openapi_links,
     precondition,
 )
 
@@ -67,7 +83,11 @@ async def _check_assignee(session: AsyncSession, principal: Principal, user_id: 
         raise ValidationFailedError(
             "assignee must be a user of your organization",
             details=[
-                {"loc": ["body", "assignee_id"], "msg": "unknown user", "type": "value_error"}
+                {
+                    "loc": ["body", "assignee_id"],
+                    "msg": "not a user of your organization",
+                    "type": "unknown_reference",
+                }
             ],
         )
 
@@ -76,7 +96,19 @@ def _org(principal: Principal) -> int:
     return principal.organization_id
 
 
-@router.get("")
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE ... ESCAPE '\\'``: the text's own ``%`` and ``_`` match only
+    themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+CASE_LINKS = openapi_links("case_id", "get_case", "update_case", "delete_case") | openapi_links(
+    "case_id", "list_case_subjects", "create_subject", "list_transactions", "create_transaction"
+)
+
+
+@router.get("", response_model=CaseListPage)
 @cached(
     name="cases",
     depends=lambda principal: [
@@ -89,11 +121,11 @@ async def list_cases(
     principal: PrincipalDep,
     services: ServicesDep,
     status: CaseStatus | None = None,
-    assignee_id: int | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: str | None = None,
+    assignee_id: IdQuery = None,
+    q: SearchQuery = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-    fields: str | None = None,
+    fields: Annotated[str | None, fields_param(CASE_FIELDS - {"subjects"})] = None,
 ) -> JSONBytesResponse:
     """Cases newest first, ``limit`` at a time; pass ``next_cursor`` back as ``cursor``."""
     wanted = parse_fields(fields, CASE_FIELDS - {"subjects"})
@@ -103,10 +135,10 @@ async def list_cases(
     if assignee_id is not None:
         stmt = stmt.where(Case.assignee_id == assignee_id)
     if q:
-        stmt = stmt.where(Case.title.ilike(f"%{q}%"))
+        stmt = stmt.where(Case.title.ilike(like_pattern(q), escape="\\"))
     if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(Case.id < int(last_id))
+        (last_id,) = decode_cursor(cursor, int)
+        stmt = stmt.where(Case.id < last_id)
     with_assignee = wanted is None or "assignee" in wanted
     if with_assignee:
         stmt = stmt.options(selectinload(Case.assignee))
@@ -119,7 +151,12 @@ async def list_cases(
     return JSONBytesResponse(page(items, encode_cursor([cases[-1].id]) if more else None))
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CaseOut,
+    responses={201: {"description": "Created", "links": CASE_LINKS}, **error_responses(403, 409)},
+)
 async def create_case(
     body: CaseCreate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -154,10 +191,13 @@ def case_dependencies(case_id: int) -> list[Dependency]:
     return [Row("cases", case_id), Scope("subjects", case_id=case_id), Table("users")]
 
 
-@router.get("/{case_id}")
+@router.get("/{case_id}", response_model=CaseFields)
 @cached(name="case", depends=case_dependencies, vary=_org)
 async def get_case(
-    case_id: int, principal: PrincipalDep, services: ServicesDep, fields: str | None = None
+    case_id: IdPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    fields: Annotated[str | None, fields_param(CASE_FIELDS)] = None,
 ) -> JSONBytesResponse:
     wanted = parse_fields(fields, CASE_FIELDS)
     async with services.db.reader() as session:
@@ -165,10 +205,10 @@ async def get_case(
     return JSONBytesResponse(project(case_out(case, with_subjects=True), wanted))
 
 
-@router.patch("/{case_id}")
+@router.patch("/{case_id}", response_model=CaseOut, responses=error_responses(403, 412))
 @precondition(get_case)
 async def update_case(
-    case_id: int, body: CaseUpdate, principal: WriterDep, services: ServicesDep
+    case_id: IdPath, body: CaseUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     changes = body.model_dump(exclude_unset=True)
     async with services.db.writer() as session:
@@ -185,10 +225,28 @@ async def update_case(
     return JSONBytesResponse(case_out(case, with_subjects=True))
 
 
-@router.delete("/{case_id}", status_code=204)
+@router.delete("/{case_id}", status_code=204, responses=error_responses(403, 412))
 @precondition(get_case)
-async def delete_case(case_id: int, principal: AdminDep, services: ServicesDep) -> Response:
+async def delete_case(case_id: IdPath, principal: AdminDep, services: ServicesDep) -> Response:
+    """Delete the case with its subjects, ledger, imports and reports — and their files
+    (report PDFs, uploads waiting for their import) once the delete has committed. A file
+    left by a crash in between is an upload the sweep removes, or a PDF nothing links to."""
     async with services.db.writer() as session:
         case = await load_case(session, principal, case_id)
+        files = await _files_of(session, services.settings.data_dir, case_id)
         await session.delete(case)
+    await asyncio.to_thread(_remove, files)
     return Response(status_code=204)
+
+
+async def _files_of(session: AsyncSession, data_dir: Path, case_id: int) -> list[Path]:
+    reports = await session.scalars(
+        select(Report.file_path).where(Report.case_id == case_id, Report.file_path != "")
+    )
+    imports = await session.scalars(select(ImportRecord.id).where(ImportRecord.case_id == case_id))
+    return [Path(p) for p in reports] + [spool_path(data_dir, i) for i in imports]
+
+
+def _remove(files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)

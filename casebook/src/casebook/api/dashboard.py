@@ -19,13 +19,22 @@ from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDe
 from casebook.api.transactions import ledger_page
 from casebook.models import Direction, Transaction
 from casebook.pagination import encode_cursor, page, parse_fields, project
+from casebook.responses import CaseDashboardOut, CategoriesOut, SummaryOut, TransactionPage
 from casebook.rollups import CASES, FLAGGED, MONTHLY
-from casebook.schemas import TRANSACTION_FIELDS, transaction_out
+from casebook.schemas import (
+    MONTH,
+    NO_NUL,
+    TRANSACTION_FIELDS,
+    CursorQuery,
+    IdPath,
+    IdQuery,
+    fields_param,
+    transaction_out,
+)
 from lockstep import BadRequestError, JSONBytesResponse, Row, Scope, cached
 
 router = APIRouter(tags=["dashboard"])
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 MonthQuery = Annotated[str | None, Query(pattern=MONTH, description="YYYY-MM")]
 
 
@@ -51,7 +60,7 @@ def _money(count: Any, amount: Any, largest: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/dashboard/summary")
+@router.get("/dashboard/summary", response_model=SummaryOut, response_model_exclude_none=True)
 @cached(name="dashboard_summary", depends=_organization_rollups, vary=_org)
 async def summary(
     principal: PrincipalDep, services: ServicesDep, month: MonthQuery = None
@@ -101,7 +110,7 @@ async def summary(
     return JSONBytesResponse(body)
 
 
-@router.get("/dashboard/categories")
+@router.get("/dashboard/categories", response_model=CategoriesOut)
 @cached(name="dashboard_categories", depends=_organization_rollups, vary=_org)
 async def categories(
     principal: PrincipalDep,
@@ -140,7 +149,7 @@ async def categories(
     )
 
 
-@router.get("/dashboard/categories/{category}/transactions")
+@router.get("/dashboard/categories/{category}/transactions", response_model=TransactionPage)
 @cached(
     name="dashboard_drilldown",
     depends=lambda principal: [Scope("transactions", organization_id=principal.organization_id)],
@@ -149,14 +158,14 @@ async def categories(
 async def category_transactions(
     principal: PrincipalDep,
     services: ServicesDep,
-    category: Annotated[str, Path(max_length=40)],
+    category: Annotated[str, Path(max_length=40, pattern=NO_NUL)],
     month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM")],
     direction: Direction | None = None,
     flagged: bool = False,
-    case_id: int | None = None,
-    cursor: str | None = None,
+    case_id: IdQuery = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-    fields: str | None = None,
+    fields: Annotated[str | None, fields_param(TRANSACTION_FIELDS)] = None,
 ) -> JSONBytesResponse:
     """The transactions behind one category and month of the dashboard (cleared ones unless
     ``flagged=true``), newest first, ``limit`` at a time; pass ``next_cursor`` back."""
@@ -186,14 +195,14 @@ async def category_transactions(
     return JSONBytesResponse(page([project(transaction_out(r), wanted) for r in rows], next_cursor))
 
 
-@router.get("/cases/{case_id}/dashboard")
+@router.get("/cases/{case_id}/dashboard", response_model=CaseDashboardOut)
 @cached(
     name="case_dashboard",
     depends=lambda case_id: [Row("cases", case_id), Scope(CASES.name, case_id=case_id)],
     vary=_org,
 )
 async def case_dashboard(
-    case_id: int, principal: PrincipalDep, services: ServicesDep
+    case_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """One case's activity (flagged included): per category and direction, with the first and
     last posting dates and the largest amount."""

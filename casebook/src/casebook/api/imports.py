@@ -46,6 +46,8 @@ from casebook.imports import (
     uploads_dir,
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
+from casebook.responses import ImportList, ImportOut
+from casebook.schemas import IdPath
 from casebook.services import Services
 from casebook.statements import parse_answers, plan
 from casebook.tasks import run_import
@@ -59,6 +61,9 @@ from lockstep import (
     NotFoundError,
     ResultUnavailableError,
     ValidationFailedError,
+    error_responses,
+    file_response,
+    openapi_links,
 )
 
 router = APIRouter(tags=["imports"])
@@ -139,9 +144,35 @@ MapQuery = Annotated[
 ]
 
 
-@router.post("/cases/{case_id}/imports/preview")
+# The upload is read as a stream (never parsed by FastAPI), so its body is declared here.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+}
+IMPORT_LINKS = openapi_links("import_id", "get_import", "download_rejects")
+
+
+@router.post(
+    "/cases/{case_id}/imports/preview",
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={
+        200: {
+            "description": "What importing the file would do (nothing is stored)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **error_responses(403),
+    },
+)
 async def preview(
-    case_id: int,
+    case_id: IdPath,
     request: Request,
     principal: WriterDep,
     services: ServicesDep,
@@ -172,9 +203,19 @@ async def preview(
     return JSONBytesResponse({"filename": filename, **found.as_dict()})
 
 
-@router.post("/cases/{case_id}/imports", status_code=202)
+@router.post(
+    "/cases/{case_id}/imports",
+    status_code=202,
+    response_model=ImportOut,
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses={
+        201: {"description": "Imported (with Prefer: wait)", "model": ImportOut},
+        202: {"description": "Queued", "links": IMPORT_LINKS},
+        **error_responses(403, 409),
+    },
+)
 async def upload(
-    case_id: int,
+    case_id: IdPath,
     request: Request,
     principal: WriterDep,
     services: ServicesDep,
@@ -301,9 +342,9 @@ async def _load_with_job(
     return record, job
 
 
-@router.get("/cases/{case_id}/imports")
+@router.get("/cases/{case_id}/imports", response_model=ImportList)
 async def list_imports(
-    case_id: int, principal: PrincipalDep, services: ServicesDep
+    case_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """The case's imports, newest first (the last 100); ``GET /imports/{id}`` adds the job.
     A case of another organization is a 404, like one that does not exist."""
@@ -323,18 +364,22 @@ async def list_imports(
     return JSONBytesResponse({"items": [record_out(r) for r in records]})
 
 
-@router.get("/imports/{import_id}")
+@router.get("/imports/{import_id}", response_model=ImportOut)
 async def get_import(
-    import_id: int, principal: PrincipalDep, services: ServicesDep
+    import_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """The import and, while it is kept, its job (state, attempt, progress, last error)."""
     record, job = await _load_with_job(services, principal.organization_id, import_id)
     return JSONBytesResponse(record_out(record, job))
 
 
-@router.get("/imports/{import_id}/rejects")
+@router.get(
+    "/imports/{import_id}/rejects",
+    response_model=None,
+    responses=file_response("text/csv", "The rejects report: row, column, reason, value"),
+)
 async def download_rejects(
-    import_id: int, principal: PrincipalDep, services: ServicesDep
+    import_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> StreamingResponse:
     """The rejects report as CSV: row (line in the file), column, reason, value."""
     record = await _load(services, principal.organization_id, import_id)

@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep
 from casebook.models import OutboxMessage
+from casebook.responses import OutboxPage
+from casebook.schemas import IdQuery
 from lockstep import JSONBytesResponse
 
 router = APIRouter(tags=["outbox"])
@@ -26,11 +28,11 @@ def message_out(message: OutboxMessage) -> dict[str, Any]:
     }
 
 
-@router.get("/outbox")
+@router.get("/outbox", response_model=OutboxPage)
 async def list_outbox(
     principal: PrincipalDep,
     services: ServicesDep,
-    before: int | None = None,
+    before: IdQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
 ) -> JSONBytesResponse:
     """Messages of the caller's organization; pass the last ``id`` as ``before`` to page."""

@@ -14,9 +14,20 @@ from casebook.api.cases import load_case
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
 from casebook.auth import Principal
 from casebook.models import Report, ReportStatus
+from casebook.responses import ReportOut
+from casebook.schemas import IdPath
 from casebook.services import Services
 from casebook.tasks import generate_report
-from lockstep import ConflictError, JobInfo, JobNotFoundError, JSONBytesResponse, NotFoundError
+from lockstep import (
+    ConflictError,
+    JobInfo,
+    JobNotFoundError,
+    JSONBytesResponse,
+    NotFoundError,
+    error_responses,
+    file_response,
+    openapi_links,
+)
 
 router = APIRouter(tags=["reports"])
 
@@ -53,9 +64,17 @@ async def _load(services: Services, principal: Principal, report_id: int) -> Rep
     return report
 
 
-@router.post("/cases/{case_id}/reports", status_code=202)
+@router.post(
+    "/cases/{case_id}/reports",
+    status_code=202,
+    response_model=ReportOut,
+    responses={
+        202: {"description": "Accepted", "links": openapi_links("report_id", "get_report")},
+        **error_responses(403),
+    },
+)
 async def request_report(
-    case_id: int, principal: WriterDep, services: ServicesDep
+    case_id: IdPath, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """Start rendering a case report; poll ``GET /reports/{id}`` until it is ``ready``."""
     async with services.db.writer() as session:
@@ -80,9 +99,9 @@ async def request_report(
     )
 
 
-@router.get("/reports/{report_id}")
+@router.get("/reports/{report_id}", response_model=ReportOut)
 async def get_report(
-    report_id: int, principal: PrincipalDep, services: ServicesDep
+    report_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
     """The report and, while it is kept, its job (state, attempt, progress, last error)."""
     report = await _load(services, principal, report_id)
@@ -95,9 +114,13 @@ async def get_report(
     return JSONBytesResponse(report_out(report, job))
 
 
-@router.get("/reports/{report_id}/file", response_model=None)
+@router.get(
+    "/reports/{report_id}/file",
+    response_model=None,
+    responses={**file_response("application/pdf", "The report"), **error_responses(409)},
+)
 async def report_file(
-    report_id: int, principal: PrincipalDep, services: ServicesDep
+    report_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> FileResponse:
     """The PDF once the report is ready; 409 while it is pending, 404 for a failed one."""
     report = await _load(services, principal, report_id)

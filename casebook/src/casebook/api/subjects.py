@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +13,30 @@ from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDe
 from casebook.auth import Principal
 from casebook.models import Subject
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
-from casebook.schemas import SUBJECT_FIELDS, SubjectCreate, SubjectUpdate, subject_out
-from lockstep import JSONBytesResponse, NotFoundError, Row, Scope, cached, precondition
+from casebook.responses import SubjectFields, SubjectOut, SubjectPage
+from casebook.schemas import (
+    SUBJECT_FIELDS,
+    CursorQuery,
+    IdPath,
+    IdQuery,
+    SubjectCreate,
+    SubjectUpdate,
+    fields_param,
+    subject_out,
+)
+from lockstep import (
+    JSONBytesResponse,
+    NotFoundError,
+    Row,
+    Scope,
+    cached,
+    error_responses,
+    openapi_links,
+    precondition,
+)
+
+FieldsQuery = Annotated[str | None, fields_param(SUBJECT_FIELDS)]
+SUBJECT_LINKS = openapi_links("subject_id", "get_subject", "update_subject", "delete_subject")
 
 router = APIRouter(tags=["subjects"])
 
@@ -28,7 +52,7 @@ async def load_subject(session: AsyncSession, principal: Principal, subject_id: 
     return subject
 
 
-@router.get("/subjects")
+@router.get("/subjects", response_model=SubjectPage)
 @cached(
     name="subjects",
     depends=lambda principal: [Scope("subjects", organization_id=principal.organization_id)],
@@ -37,10 +61,10 @@ async def load_subject(session: AsyncSession, principal: Principal, subject_id: 
 async def list_subjects(
     principal: PrincipalDep,
     services: ServicesDep,
-    case_id: int | None = None,
-    cursor: str | None = None,
+    case_id: IdQuery = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-    fields: str | None = None,
+    fields: FieldsQuery = None,
 ) -> JSONBytesResponse:
     """Subjects of the organization (optionally of one case), oldest first."""
     return await _subject_page(principal, services, case_id, cursor, limit, fields)
@@ -59,8 +83,8 @@ async def _subject_page(
     if case_id is not None:
         stmt = stmt.where(Subject.case_id == case_id)
     if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(Subject.id > int(last_id))
+        (last_id,) = decode_cursor(cursor, int)
+        stmt = stmt.where(Subject.id > last_id)
     stmt = stmt.order_by(Subject.id).limit(limit + 1)
     async with services.db.reader() as session:
         subjects = list((await session.scalars(stmt)).all())
@@ -70,28 +94,33 @@ async def _subject_page(
     return JSONBytesResponse(page(items, encode_cursor([subjects[-1].id]) if more else None))
 
 
-@router.get("/cases/{case_id}/subjects")
+@router.get("/cases/{case_id}/subjects", response_model=SubjectPage)
 @cached(
     name="case_subjects",
     depends=lambda case_id: [Row("cases", case_id), Scope("subjects", case_id=case_id)],
     vary=lambda principal: principal.organization_id,
 )
 async def list_case_subjects(
-    case_id: int,
+    case_id: IdPath,
     principal: PrincipalDep,
     services: ServicesDep,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-    fields: str | None = None,
+    fields: FieldsQuery = None,
 ) -> JSONBytesResponse:
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
     return await _subject_page(principal, services, case_id, cursor, limit, fields)
 
 
-@router.post("/cases/{case_id}/subjects", status_code=201)
+@router.post(
+    "/cases/{case_id}/subjects",
+    status_code=201,
+    response_model=SubjectOut,
+    responses={201: {"description": "Created", "links": SUBJECT_LINKS}, **error_responses(403)},
+)
 async def create_subject(
-    case_id: int, body: SubjectCreate, principal: WriterDep, services: ServicesDep
+    case_id: IdPath, body: SubjectCreate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     async with services.db.writer() as session:
         await load_case(session, principal, case_id)
@@ -111,10 +140,10 @@ def _org(principal: PrincipalDep) -> int:
     return principal.organization_id
 
 
-@router.get("/subjects/{subject_id}")
+@router.get("/subjects/{subject_id}", response_model=SubjectFields)
 @cached(name="subject", depends=lambda subject_id: [Row("subjects", subject_id)], vary=_org)
 async def get_subject(
-    subject_id: int, principal: PrincipalDep, services: ServicesDep, fields: str | None = None
+    subject_id: IdPath, principal: PrincipalDep, services: ServicesDep, fields: FieldsQuery = None
 ) -> JSONBytesResponse:
     wanted = parse_fields(fields, SUBJECT_FIELDS)
     async with services.db.reader() as session:
@@ -122,10 +151,12 @@ async def get_subject(
     return JSONBytesResponse(project(subject_out(subject), wanted))
 
 
-@router.patch("/subjects/{subject_id}")
+@router.patch(
+    "/subjects/{subject_id}", response_model=SubjectOut, responses=error_responses(403, 412)
+)
 @precondition(get_subject)
 async def update_subject(
-    subject_id: int, body: SubjectUpdate, principal: WriterDep, services: ServicesDep
+    subject_id: IdPath, body: SubjectUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     async with services.db.writer() as session:
         subject = await load_subject(session, principal, subject_id)
@@ -135,9 +166,11 @@ async def update_subject(
     return JSONBytesResponse(subject_out(subject))
 
 
-@router.delete("/subjects/{subject_id}", status_code=204)
+@router.delete("/subjects/{subject_id}", status_code=204, responses=error_responses(403, 412))
 @precondition(get_subject)
-async def delete_subject(subject_id: int, principal: WriterDep, services: ServicesDep) -> Response:
+async def delete_subject(
+    subject_id: IdPath, principal: WriterDep, services: ServicesDep
+) -> Response:
     async with services.db.writer() as session:
         subject = await load_subject(session, principal, subject_id)
         await session.delete(subject)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Response
@@ -12,14 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
 from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
-from casebook.api.subjects import load_subject
 from casebook.auth import Principal
-from casebook.models import Direction, Transaction
+from casebook.models import Direction, Subject, Transaction
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
+from casebook.responses import TransactionFields, TransactionOut, TransactionPage
 from casebook.schemas import (
     TRANSACTION_FIELDS,
+    CategoryQuery,
+    CursorQuery,
+    Date,
+    IdPath,
+    IdQuery,
+    MoneyQuery,
     TransactionCreate,
     TransactionUpdate,
+    fields_param,
     to_cents,
     transaction_out,
 )
@@ -29,8 +35,16 @@ from lockstep import (
     NotFoundError,
     Row,
     Scope,
+    ValidationFailedError,
     cached,
+    error_responses,
+    openapi_links,
     precondition,
+)
+
+FieldsQuery = Annotated[str | None, fields_param(TRANSACTION_FIELDS)]
+TRANSACTION_LINKS = openapi_links(
+    "txn_id", "get_transaction", "update_transaction", "delete_transaction"
 )
 
 T = TypeVar("T")
@@ -43,12 +57,8 @@ def ledger_page(stmt: Select[T], cursor: str | None, limit: int) -> Select[T]:
     (the extra row tells whether there is a next page). BadRequestError for a bad cursor."""
     t = Transaction
     if cursor:
-        last_posted, last_id = decode_cursor(cursor, 2)
-        try:
-            posted = dt.date.fromisoformat(str(last_posted))
-        except ValueError:
-            raise BadRequestError("invalid cursor") from None
-        stmt = stmt.where(tuple_(t.posted_on, t.id) < tuple_(posted, int(last_id)))
+        posted, last_id = decode_cursor(cursor, dt.date, int)
+        stmt = stmt.where(tuple_(t.posted_on, t.id) < tuple_(posted, last_id))
     return stmt.order_by(t.posted_on.desc(), t.id.desc()).limit(limit + 1)
 
 
@@ -63,27 +73,52 @@ async def load_transaction(session: AsyncSession, principal: Principal, txn_id: 
     return txn
 
 
-@router.get("/cases/{case_id}/transactions")
+async def check_subject(
+    session: AsyncSession, principal: Principal, case_id: int, subject_id: int
+) -> None:
+    """ValidationFailedError unless the subject is one of the case's. A missing subject,
+    another case's and another organization's all get this one answer: nothing to probe."""
+    subject = await session.scalar(
+        select(Subject.id).where(
+            Subject.id == subject_id,
+            Subject.case_id == case_id,
+            Subject.organization_id == principal.organization_id,
+        )
+    )
+    if subject is None:
+        raise ValidationFailedError(
+            "subject_id must be a subject of this case",
+            details=[
+                {
+                    "loc": ["body", "subject_id"],
+                    "msg": "not a subject of this case",
+                    "type": "unknown_reference",
+                }
+            ],
+        )
+
+
+@router.get("/cases/{case_id}/transactions", response_model=TransactionPage)
 @cached(
     name="case_transactions",
     depends=lambda case_id: [Row("cases", case_id), Scope("transactions", case_id=case_id)],
     vary=lambda principal: principal.organization_id,
 )
 async def list_transactions(
-    case_id: int,
+    case_id: IdPath,
     principal: PrincipalDep,
     services: ServicesDep,
-    date_from: Annotated[dt.date | None, Query(alias="from")] = None,
-    date_to: Annotated[dt.date | None, Query(alias="to")] = None,
-    category: Annotated[str | None, Query(max_length=40)] = None,
+    date_from: Annotated[Date | None, Query(alias="from")] = None,
+    date_to: Annotated[Date | None, Query(alias="to")] = None,
+    category: CategoryQuery = None,
     direction: Direction | None = None,
     flagged: bool | None = None,
-    subject_id: int | None = None,
-    min_amount: Annotated[Decimal | None, Query(ge=0)] = None,
-    max_amount: Annotated[Decimal | None, Query(ge=0)] = None,
-    cursor: str | None = None,
+    subject_id: IdQuery = None,
+    min_amount: MoneyQuery = None,
+    max_amount: MoneyQuery = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
-    fields: str | None = None,
+    fields: FieldsQuery = None,
 ) -> JSONBytesResponse:
     """Transactions of one case, newest posting first (ties by id), ``limit`` at a time."""
     wanted = parse_fields(fields, TRANSACTION_FIELDS)
@@ -117,16 +152,22 @@ async def list_transactions(
     return JSONBytesResponse(page([project(transaction_out(r), wanted) for r in rows], next_cursor))
 
 
-@router.post("/cases/{case_id}/transactions", status_code=201)
+@router.post(
+    "/cases/{case_id}/transactions",
+    status_code=201,
+    response_model=TransactionOut,
+    responses={
+        201: {"description": "Created", "links": TRANSACTION_LINKS},
+        **error_responses(403),
+    },
+)
 async def create_transaction(
-    case_id: int, body: TransactionCreate, principal: WriterDep, services: ServicesDep
+    case_id: IdPath, body: TransactionCreate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     async with services.db.writer() as session:
         await load_case(session, principal, case_id)
         if body.subject_id is not None:
-            subject = await load_subject(session, principal, body.subject_id)
-            if subject.case_id != case_id:
-                raise BadRequestError("subject_id belongs to another case")
+            await check_subject(session, principal, case_id, body.subject_id)
         data = body.model_dump(exclude={"amount"})
         txn = Transaction(
             organization_id=principal.organization_id,
@@ -143,14 +184,14 @@ async def create_transaction(
     )
 
 
-@router.get("/transactions/{txn_id}")
+@router.get("/transactions/{txn_id}", response_model=TransactionFields)
 @cached(
     name="transaction",
     depends=lambda txn_id: [Row("transactions", txn_id)],
     vary=lambda principal: principal.organization_id,
 )
 async def get_transaction(
-    txn_id: int, principal: PrincipalDep, services: ServicesDep, fields: str | None = None
+    txn_id: IdPath, principal: PrincipalDep, services: ServicesDep, fields: FieldsQuery = None
 ) -> JSONBytesResponse:
     wanted = parse_fields(fields, TRANSACTION_FIELDS)
     async with services.db.reader() as session:
@@ -158,27 +199,29 @@ async def get_transaction(
     return JSONBytesResponse(project(transaction_out(txn), wanted))
 
 
-@router.patch("/transactions/{txn_id}")
+@router.patch(
+    "/transactions/{txn_id}", response_model=TransactionOut, responses=error_responses(403, 412)
+)
 @precondition(get_transaction)
 async def update_transaction(
-    txn_id: int, body: TransactionUpdate, principal: WriterDep, services: ServicesDep
+    txn_id: IdPath, body: TransactionUpdate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     changes = body.model_dump(exclude_unset=True)
     async with services.db.writer() as session:
         txn = await load_transaction(session, principal, txn_id)
         if changes.get("subject_id") is not None:
-            subject = await load_subject(session, principal, changes["subject_id"])
-            if subject.case_id != txn.case_id:
-                raise BadRequestError("subject_id belongs to another case")
+            await check_subject(session, principal, txn.case_id, changes["subject_id"])
         for name, value in changes.items():
             setattr(txn, name, value)
         txn.version += 1
     return JSONBytesResponse(transaction_out(txn))
 
 
-@router.delete("/transactions/{txn_id}", status_code=204)
+@router.delete("/transactions/{txn_id}", status_code=204, responses=error_responses(403, 412))
 @precondition(get_transaction)
-async def delete_transaction(txn_id: int, principal: WriterDep, services: ServicesDep) -> Response:
+async def delete_transaction(
+    txn_id: IdPath, principal: WriterDep, services: ServicesDep
+) -> Response:
     async with services.db.writer() as session:
         txn = await load_transaction(session, principal, txn_id)
         await session.delete(txn)

@@ -1,0 +1,324 @@
+"""The API's response shapes, as the OpenAPI document declares them.
+
+Handlers still return pre-serialized ``JSONBytesResponse`` bodies (FastAPI neither validates
+nor re-encodes a returned Response), so these models cost nothing per request: they exist to
+tell clients — and schemathesis, which checks every response against them — the truth.
+
+Resources that take ``?fields=`` are declared in their sparse form (``*Fields``): any field
+but ``id`` may be left out when the client asked for fewer. The full form is what a write
+returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from casebook.models import CaseStatus, Direction, ReportStatus, Role, SubjectKind
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def sparse(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` with every field but ``id`` optional: the shape of a ``?fields=`` answer."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, ... if name == "id" else None)
+        for name, info in model.model_fields.items()
+    }
+    return create_model(f"{model.__name__}Fields", __base__=Out, __doc__=model.__doc__, **fields)
+
+
+def page_of(model: type[BaseModel]) -> type[BaseModel]:
+    """One page of ``model``; pass ``next_cursor`` back as ``cursor`` for the next (null:
+    this is the last)."""
+    return create_model(
+        f"{model.__name__}Page",
+        __base__=Out,
+        __doc__=page_of.__doc__,
+        items=(list[model], ...),  # type: ignore[valid-type]
+        next_cursor=(str | None, ...),
+    )
+
+
+class TokenOut(Out):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class MeOut(Out):
+    id: int
+    email: str
+    full_name: str
+    role: Role
+    organization_id: int
+
+
+class UserSummary(Out):
+    id: int
+    full_name: str
+    email: str
+
+
+class SubjectOut(Out):
+    """A person or company under investigation in a case."""
+
+    id: int
+    case_id: int
+    kind: SubjectKind
+    name: str
+    country: str
+    risk_level: int
+    notes: str
+    version: int
+
+
+class CaseOut(Out):
+    """A case; ``subjects`` only on the detail view, ``assignee`` unless left out."""
+
+    id: int
+    reference: str
+    title: str
+    description: str
+    status: CaseStatus
+    priority: int
+    assignee_id: int | None
+    opened_on: dt.date
+    closed_on: dt.date | None
+    version: int
+    updated_at: dt.datetime
+    assignee: UserSummary | None
+    subjects: list[SubjectOut]
+
+
+class CaseListItem(Out):
+    """A case in a list (no subjects)."""
+
+    id: int
+    reference: str
+    title: str
+    description: str
+    status: CaseStatus
+    priority: int
+    assignee_id: int | None
+    opened_on: dt.date
+    closed_on: dt.date | None
+    version: int
+    updated_at: dt.datetime
+    assignee: UserSummary | None
+
+
+class TransactionOut(Out):
+    """A ledger entry; ``amount`` is the exact decimal string of ``amount_cents``."""
+
+    id: int
+    case_id: int
+    subject_id: int | None
+    posted_on: dt.date
+    amount: str
+    amount_cents: int
+    currency: str
+    direction: Direction
+    category: str
+    counterparty: str
+    description: str
+    flagged: bool
+    version: int
+
+
+CaseFields = sparse(CaseOut)
+CaseListFields = sparse(CaseListItem)
+SubjectFields = sparse(SubjectOut)
+TransactionFields = sparse(TransactionOut)
+CaseListPage = page_of(CaseListFields)
+SubjectPage = page_of(SubjectFields)
+TransactionPage = page_of(TransactionFields)
+
+
+class Figures(Out):
+    count: int
+    amount_cents: int
+    average_cents: int | None
+    largest_cents: int | None
+
+
+class ClearedRow(Figures):
+    currency: str
+    direction: Direction
+
+
+class FlaggedRow(Figures):
+    currency: str
+
+
+class MonthRow(Out):
+    month: str
+    currency: str
+    direction: Direction
+    count: int
+    amount_cents: int
+
+
+class SummaryOut(Out):
+    """``months`` (the trend) only in the all-time view (no ``month``)."""
+
+    month: str | None
+    cleared: list[ClearedRow]
+    flagged: list[FlaggedRow]
+    months: list[MonthRow] | None = None
+
+
+class CategoryRow(ClearedRow):
+    category: str
+
+
+class CategoriesOut(Out):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    from_: str | None = Field(alias="from")
+    to: str | None
+    items: list[CategoryRow]
+
+
+class CaseTotalRow(ClearedRow):
+    first_posted_on: dt.date | None
+    last_posted_on: dt.date | None
+
+
+class CaseCategoryRow(CaseTotalRow):
+    category: str
+
+
+class CaseDashboardOut(Out):
+    case_id: int
+    totals: list[CaseTotalRow]
+    categories: list[CaseCategoryRow]
+
+
+class JobSummary(Out):
+    state: str
+    attempt: int
+    max_attempts: int
+    progress: dict[str, Any] | None
+    error: str | None
+
+
+class ImportOut(Out):
+    """A statement import; ``job`` only on the single view, while the job is kept."""
+
+    id: int
+    case_id: int
+    filename: str
+    sha256: str
+    status: str
+    policy: str
+    size_bytes: int
+    encoding: str
+    delimiter: str
+    rows_read: int
+    rows_imported: int
+    rows_rejected: int
+    message: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    job_id: int | None
+    rejects_url: str | None
+    format: str  # csv, ofx, camt053, mt940, qif
+    account: str | None  # the statement's own account (IBAN or number), when it names one
+    mapping: dict[str, Any] | None  # the columns' roles and the file's decisions
+    findings: dict[str, Any] | None  # running-balance breaks, overlaps, trailer totals
+    job: JobSummary | None = None
+
+
+class ImportList(Out):
+    items: list[ImportOut]
+
+
+class ReportOut(Out):
+    """A case report; ``file_url`` once it is ``ready``, ``job`` on the single view."""
+
+    id: int
+    case_id: int
+    kind: str
+    status: ReportStatus
+    job_id: int | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    file_url: str | None
+    job: JobSummary | None = None
+
+
+class JobOut(Out):
+    """A job as admins see it in lists."""
+
+    id: int
+    task: str
+    queue: str
+    state: str
+    priority: int
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    run_at: dt.datetime
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    worker_id: str | None
+    unique_key: str | None
+    schedule_key: str | None
+    tenant: str | None
+    reason: str | None
+    error: str | None
+    errors: list[dict[str, Any]]
+    progress: dict[str, Any] | None
+    has_result: bool
+    result_expires_at: dt.datetime | None
+    abort_requested: bool
+    reclaims: int
+    snoozes: int
+
+
+class JobDetail(JobOut):
+    """One job with its last traceback."""
+
+    traceback: str | None
+
+
+class JobPage(Out):
+    """Pass the last ``id`` as ``before`` for the next page (``next_before``)."""
+
+    items: list[JobOut]
+    next_before: int | None
+
+
+class QueueStatsOut(Out):
+    queue: str
+    scheduled: int
+    queued: int
+    running: int
+    oldest_queued_seconds: float
+    paused: bool
+
+
+class QueueStatsList(Out):
+    items: list[QueueStatsOut]
+
+
+class OutboxMessageOut(Out):
+    id: int
+    channel: str
+    recipient: str
+    subject: str
+    body: str
+    job_id: int | None
+    created_at: dt.datetime
+
+
+class OutboxPage(Out):
+    items: list[OutboxMessageOut]
+    next_before: int | None

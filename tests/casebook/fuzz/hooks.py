@@ -1,0 +1,31 @@
+"""schemathesis hooks for casebook's fuzz runs (loaded with ``SCHEMATHESIS_HOOKS=hooks``).
+
+``refusals_name_a_rule``: a schema-valid request refused with 400 or 422 must be refused for
+a reason no schema can express (see schemathesis.toml); any other refusal of valid data
+means the OpenAPI document promises more than the server accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+# 400s a schema-valid request may get: an opaque token or a relation between parameters.
+BUSINESS_400 = frozenset({"invalid cursor", "'from' must not be after 'to'"})
+
+
+@schemathesis.check
+def refusals_name_a_rule(ctx: Any, response: Any, case: Any) -> None:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    if response.status_code not in (400, 422):
+        return
+    error = response.json()["error"]
+    if response.status_code == 400 and error["message"] not in BUSINESS_400:
+        raise AssertionError(f"schema-valid request refused with 400: {error['message']}")
+    if response.status_code == 422:
+        kinds = {detail.get("type") for detail in error.get("details") or [{}]}
+        if kinds != {"unknown_reference"}:
+            raise AssertionError(f"schema-valid request refused with 422: {error['details']}")
