@@ -235,6 +235,33 @@ class ImportOut(Out):
     job: JobSummary | None = None
 
 
+class ImportProfileSettings(Out):
+    """The file-wide decisions a profile answers (``None``: decided from each file)."""
+
+    decimal: str | None
+    date_order: str | None
+    sign: str | None
+    currency: str | None
+    account: str | None
+
+
+class ImportProfileOut(Out):
+    """How an organization reads one bank's statements (matched by the header fingerprint)."""
+
+    id: int
+    name: str
+    fingerprint: str
+    header: list[str]
+    columns: dict[str, Any]
+    settings: ImportProfileSettings
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ImportProfileList(Out):
+    items: list[ImportProfileOut]
+
+
 class ImportList(Out):
     items: list[ImportOut]
 
@@ -322,3 +349,15 @@ class OutboxMessageOut(Out):
 class OutboxPage(Out):
     items: list[OutboxMessageOut]
     next_before: int | None
+
+
+class ChannelCounts(Out):
+    clients: int  # subscriptions to the channel on this process
+    users: int  # distinct users among them
+
+
+class RealtimeStats(Out):
+    """This process's realtime connections and, per channel, who follows it."""
+
+    connections: int
+    channels: dict[str, ChannelCounts]
