@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from casebook.api import (
+    adjudication,
     auth,
     cases,
     dashboard,
@@ -117,7 +118,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox):
+    for module in (reports, jobs_api, outbox, adjudication):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
     app.include_router(live_api.router, prefix="/api/v1")
