@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -42,7 +42,7 @@ from casebook.models import (
     Role,
     Transaction,
 )
-from casebook.schemas import NOT_BLANK, format_cents
+from casebook.schemas import NOT_BLANK, Level, format_cents
 from lockstep import ConflictError, NotFoundError, PermissionDeniedError
 
 DEFAULT_LEASE_MINUTES = 15
@@ -56,7 +56,7 @@ class FlagIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reason: FlagReason
-    priority: Annotated[int, Field(ge=1, le=5, strict=True)] = 3
+    priority: Level = 3
 
 
 class DecisionIn(BaseModel):

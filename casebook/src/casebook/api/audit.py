@@ -32,7 +32,7 @@ from casebook.responses import AuditPage
 from casebook.schemas import CursorQuery, IdPath
 from casebook.services import Services
 from casebook.spreadsheet import inert
-from lockstep import JSONBytesResponse, NotFoundError, file_response
+from lockstep import JSONBytesResponse, NotFoundError, error_responses, file_response
 from lockstep.audit import audit_table
 
 router = APIRouter(tags=["audit"])
@@ -67,7 +67,7 @@ async def case_audit(
     return await _page(services, stmt, cursor, limit)
 
 
-@router.get("/users/{user_id}/audit", response_model=AuditPage)
+@router.get("/users/{user_id}/audit", response_model=AuditPage, responses=error_responses(403))
 async def user_audit(
     user_id: IdPath,
     principal: AdminDep,

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
 from sqlalchemy import select
 
 from casebook.api.cases import load_case
@@ -47,7 +48,7 @@ from casebook.imports import (
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.responses import ImportList, ImportOut
-from casebook.schemas import IdPath
+from casebook.schemas import NO_NUL, IdPath
 from casebook.services import Services
 from casebook.spreadsheet import inert
 from casebook.statements import parse_answers, plan
@@ -135,8 +136,11 @@ def wait_preference(request: Request) -> float:
     return wait
 
 
+# Text in a URL never holds NUL (the request limits refuse it before routing): declared.
+MapItem = Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)]
+ProfileQuery = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
 MapQuery = Annotated[
-    list[str],
+    list[MapItem],
     Query(
         alias="map",
         description="role=column or setting=value (date_order, decimal, sign, currency, "
@@ -178,7 +182,7 @@ async def preview(
     principal: WriterDep,
     services: ServicesDep,
     answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
-    profile: str | None = None,
+    profile: ProfileQuery = None,
 ) -> JSONBytesResponse:
     """What importing the uploaded file would do, without importing it: its format, the
     detected mapping (and the profile that answered it), the questions left, warnings,
@@ -222,8 +226,8 @@ async def upload(
     services: ServicesDep,
     policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
     answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
-    profile: str | None = None,
-    save_profile: str | None = None,
+    profile: ProfileQuery = None,
+    save_profile: ProfileQuery = None,
 ) -> JSONBytesResponse:
     """Upload a bank statement (CSV, OFX/QFX, camt.053, MT940, QIF) to import into the case
     (see the module docs)."""
