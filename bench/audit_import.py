@@ -26,13 +26,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from casebook.audit import audit_trail
 from casebook.imports import ImportRequest, import_transactions
-from casebook.models import ImportStatus
+from casebook.models import Case, ImportStatus
 from casebook.rollups import AGGREGATES
 from casebook.seed import CATEGORIES, seed
 from casebook.services import MIGRATIONS, tracking
 from lockstep import Changes, Database, Spool, load_settings, upgrade
+from lockstep.audit import audit_table
 from lockstep.testing import PostgresServer
 
 
@@ -70,6 +73,8 @@ async def bench(url: str, data_dir: Path, rows: int, rounds: int) -> dict[str, l
     try:
         await upgrade(prep, MIGRATIONS)
         await seed(prep, transactions=1_000, today=dt.date(2026, 11, 1))
+        async with prep.reader() as session:
+            cases = list(await session.scalars(select(Case.id).where(Case.organization_id == 1)))
     finally:
         await prep.dispose()
     dbs = {
@@ -83,7 +88,8 @@ async def bench(url: str, data_dir: Path, rows: int, rounds: int) -> dict[str, l
             order = list(dbs) if round_ % 2 else list(reversed(dbs))
             for name in order:
                 path = statement(data_dir / f"s-{round_}-{name[:4]}.csv", rows, rng)
-                request = ImportRequest(1, 1 + round_ % 5, Spool.of_path(path), path.name)
+                case = cases[round_ % len(cases)]
+                request = ImportRequest(1, case, Spool.of_path(path), path.name)
                 began = time.perf_counter()
                 summary = await import_transactions(dbs[name], request)
                 elapsed = time.perf_counter() - began
@@ -91,6 +97,9 @@ async def bench(url: str, data_dir: Path, rows: int, rounds: int) -> dict[str, l
                     raise SystemExit(f"import failed: {summary.message}")
                 if round_:
                     times[name].append(elapsed)
+        async with dbs["with audit"].reader() as session:
+            entries = await session.scalar(select(func.count()).select_from(audit_table))
+        print(f"audit entries per audited import: {(entries or 0) / (rounds + 1):.1f}")
     finally:
         for db in dbs.values():
             await db.dispose()
