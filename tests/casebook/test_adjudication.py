@@ -369,3 +369,43 @@ async def test_a_claim_is_published_on_the_queue_channel(
     assert {"table": "adjudication_items", "op": "update", "key": [str(item["id"])]} in [
         {k: p.get(k) for k in ("table", "op", "key")} for p in new
     ], new
+
+
+async def test_an_offline_decision_follows_the_same_rules(login: Login) -> None:
+    """``adjudication.decide`` pushed through ``/sync/push``: refused without the pusher's
+    lease and under four-eyes, applied with it; ``base_version`` is the item's version."""
+    analyst = await login("analyst@acme.test")
+    reviewer = await login("reviewer@acme.test")
+    item = await _item(analyst)
+    url = f"/api/v1/adjudication/{item['id']}"
+
+    def decide(mutation_id: int, base: int | None) -> dict[str, Any]:
+        return {
+            "mutation_id": mutation_id,
+            "name": "adjudication.decide",
+            "args": {"item_id": item["id"], "outcome": "escalate", "reason": "offline"},
+            "base_version": base,
+        }
+
+    async def push(client: httpx.AsyncClient, *mutations: Any) -> list[dict[str, Any]]:
+        response = await client.post(
+            "/sync/push", json={"client_id": "queue-tab", "mutations": list(mutations)}
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["results"])
+
+    unclaimed = await push(reviewer, decide(1, item["version"]))
+    assert unclaimed[0]["status"] == "rejected"
+    assert unclaimed[0]["error"]["code"] == "conflict"
+    assert (await analyst.post(f"{url}/claim")).status_code == 403  # analysts never claim
+    claimed = (await reviewer.post(f"{url}/claim")).json()
+    stale = await push(reviewer, decide(2, item["version"]))
+    assert stale[0]["status"] == "conflict"
+    applied = await push(reviewer, decide(3, claimed["version"]))
+    assert applied[0]["status"] == "applied", applied
+    after = (await reviewer.get(url)).json()
+    assert (after["status"], after["outcome"], after["decision_reason"]) == (
+        "decided",
+        "escalate",
+        "offline",
+    )

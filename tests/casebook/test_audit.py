@@ -253,3 +253,27 @@ def test_audit_verify_on_the_command_line(tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output
         assert "BROKEN at 1" in result.output
+
+
+async def test_an_import_through_the_api_is_audited_as_its_job(login: Login, worker: None) -> None:
+    """The upload is the user's write; the rows are the job's: one summary entry."""
+    analyst = await login("analyst@acme.test")
+    case = (await analyst.get("/api/v1/cases?limit=1")).json()["items"][0]["id"]
+    statement = (
+        b"date,amount,direction,category\n"
+        + b"".join(f"2026-01-{day:02d},{day}.50,debit,fees\n".encode() for day in range(1, 29)) * 5
+    )
+    created = await analyst.post(
+        f"/api/v1/cases/{case}/imports",
+        files={"file": ("s.csv", statement, "text/csv")},
+        headers={"Prefer": "wait=60"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["rows_imported"] == 140
+    entries = await _entries(analyst, f"/api/v1/cases/{case}/audit")
+    record = [e for e in entries if e["table"] == "imports"]
+    assert record[-1]["op"] == "insert"
+    assert record[-1]["actor"] == f"user:{await _me(analyst)}"
+    rows = [e for e in entries if e["table"] == "transactions" and e["op"] == "insert"]
+    assert rows[0]["changes"] == {"rows": 140}
+    assert rows[0]["actor"] == "job:casebook.imports.run"

@@ -12,7 +12,8 @@ without an actor are writes made by none of these (a sign-in's refresh token is 
 the seed writes through a database of its own, before any trail).
 
 Reads: :func:`case_entries` (every entry touching a case: the case row, rows now in it,
-rows once inserted into or deleted from it, statements naming it) and :func:`user_entries`
+rows once inserted into or deleted from it, statements naming it, and the summaries of a
+transaction that wrote any of these — an import's rows) and :func:`user_entries`
 (what one user wrote), both within the caller's organization's chain.
 """
 
@@ -77,45 +78,60 @@ def _keys_of(model: Any, case_id: int) -> Select[Any]:
     return select(cast(model.id, String)).where(model.case_id == case_id)
 
 
-def _recorded_in_case(case_id: int) -> ColumnElement[bool]:
-    """Entries whose recorded values place them in the case: an insert's or a delete's
-    ``case_id``, a statement whose WHERE named it (orjson's compact, sorted form)."""
+def _recorded_in_case(c: Any, case_id: int) -> ColumnElement[bool]:
+    """Entries (columns ``c``) whose recorded values place them in the case: an insert's or
+    a delete's ``case_id``, a statement whose WHERE named it (orjson's compact, sorted
+    form)."""
     return or_(
-        a.changes.contains(f'"case_id":[null,{case_id}]'),
-        a.changes.contains(f'"case_id":[{case_id},null]'),
-        a.changes.contains(f'"case_id":[{case_id}]'),
+        c.changes.contains(f'"case_id":[null,{case_id}]'),
+        c.changes.contains(f'"case_id":[{case_id},null]'),
+        c.changes.contains(f'"case_id":[{case_id}]'),
     )
 
 
-def case_entries(organization_id: int, case_id: int) -> Select[Any]:
-    """Entries touching the case, newest first (see the module doc)."""
-    chain = a.chain == str(organization_id)
-    once_in_case = select(a.table_name, a.row_key).where(
-        chain, _recorded_in_case(case_id), a.row_key.is_not(None)
+def _of_case(c: Any, organization_id: int, case_id: int) -> ColumnElement[bool]:
+    """Entries (columns ``c``) of a row of the case, or that recorded it."""
+    chain = c.chain == str(organization_id)
+    once = audit_table.alias("once")
+    once_in_case = select(once.c.table_name, once.c.row_key).where(
+        once.c.chain == str(organization_id),
+        _recorded_in_case(once.c, case_id),
+        once.c.row_key.is_not(None),
     )
     accounts = (
         select(cast(Account.id, String))
         .join(Subject, Subject.id == Account.subject_id)
         .where(Subject.case_id == case_id)
     )
-    now_in_case = [
-        and_(a.table_name == "cases", a.row_key == str(case_id)),
-        and_(a.table_name == "accounts", a.row_key.in_(accounts)),
-        *(
-            and_(a.table_name == model.__tablename__, a.row_key.in_(_keys_of(model, case_id)))
-            for model in (Subject, Transaction, AdjudicationItem, ImportRecord, Report)
+    return and_(
+        chain,
+        or_(
+            and_(c.table_name == "cases", c.row_key == str(case_id)),
+            and_(c.table_name == "accounts", c.row_key.in_(accounts)),
+            *(
+                and_(c.table_name == model.__tablename__, c.row_key.in_(_keys_of(model, case_id)))
+                for model in (Subject, Transaction, AdjudicationItem, ImportRecord, Report)
+            ),
+            _recorded_in_case(c, case_id),
+            tuple_(c.table_name, c.row_key).in_(once_in_case),
         ),
-    ]
+    )
+
+
+def case_entries(organization_id: int, case_id: int) -> Select[Any]:
+    """Entries touching the case, newest first (see the module doc), and the summaries
+    (statements, bulk inserts: no row key) written in the same transaction as one of them —
+    an import's ``{"rows": N}`` beside its record's update. An entry's ``at`` is its
+    transaction's commit time, shared by all its entries."""
+    same = audit_table.alias("same")
+    summaries = and_(
+        a.chain == str(organization_id),
+        a.row_key.is_(None),
+        a.at.in_(select(same.c.at).where(_of_case(same.c, organization_id, case_id))),
+    )
     return (
         select(audit_table)
-        .where(
-            chain,
-            or_(
-                *now_in_case,
-                _recorded_in_case(case_id),
-                tuple_(a.table_name, a.row_key).in_(once_in_case),
-            ),
-        )
+        .where(or_(_of_case(a, organization_id, case_id), summaries))
         .order_by(a.id.desc())
     )
 
