@@ -17,6 +17,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from casebook.api import (
+    adjudication,
+    audit,
     auth,
     cases,
     dashboard,
@@ -29,6 +31,7 @@ from casebook.api import (
 )
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
+from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings
 from lockstep import (
@@ -94,6 +97,8 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
             identify=services.user,
             client_address=ClientAddress(settings.trusted_proxy_list),
         )
+    # Writes are audited as the caller's (any request that may write, cached answers aside).
+    app.add_middleware(ActingUser, user=services.user)
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -117,7 +122,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox):
+    for module in (reports, jobs_api, outbox, adjudication, audit):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
     app.include_router(live_api.router, prefix="/api/v1")

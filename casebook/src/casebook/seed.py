@@ -142,16 +142,7 @@ async def seed(
             size = min(BATCH, transactions - written)
             rows = _transactions(rng, case_rows, subjects_by_case, written + 1, size, today)
             await session.execute(insert(Transaction), rows)
-            adjudications.extend(
-                {
-                    "organization_id": r["organization_id"],
-                    "case_id": r["case_id"],
-                    "transaction_id": r["id"],
-                    "reason": "flagged by rule " + r["category"],
-                }
-                for r in rows
-                if r["flagged"]
-            )
+            adjudications.extend(_adjudications(rows))
             written += size
             if progress is not None:
                 progress(written)
@@ -169,6 +160,32 @@ async def seed(
                     )
                 )
     return SeedResult(2, len(DEMO_USERS), len(case_rows), len(subject_rows), written)
+
+
+def _adjudications(transactions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The review items of the flagged ``transactions``: rule hits (no user flagged them, so
+    anyone may review them), pending, larger sums first."""
+    return [
+        {
+            "organization_id": r["organization_id"],
+            "case_id": r["case_id"],
+            "transaction_id": r["id"],
+            "reason": "flagged by rule " + r["category"],
+            "flagged_by_id": None,
+            "priority": _priority(r["amount_cents"]),
+            "status": "pending",
+        }
+        for r in transactions
+        if r["flagged"]
+    ]
+
+
+def _priority(amount_cents: int) -> int:
+    """How urgent a rule hit is: 1 (most) for 10,000.00 and more, down to 4 under 100.00."""
+    for priority, floor in ((1, 1_000_000), (2, 100_000), (3, 10_000)):
+        if amount_cents >= floor:
+            return priority
+    return 4
 
 
 def _cases(rng: random.Random, n_cases: int, today: dt.date) -> tuple[list[dict[str, Any]], ...]:

@@ -50,6 +50,7 @@ from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.responses import ImportList, ImportOut
 from casebook.schemas import IdPath, NameQuery
 from casebook.services import Services
+from casebook.spreadsheet import inert
 from casebook.statements import parse_answers, plan
 from casebook.tasks import run_import
 from casebook.uploads import receive_file
@@ -402,9 +403,7 @@ async def download_rejects(
                     )
                 ).all()
             for reject in batch:
-                out.writerow(
-                    [reject.row_number, reject.column, reject.reason, _inert(reject.value)]
-                )
+                out.writerow([reject.row_number, reject.column, reject.reason, inert(reject.value)])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -418,22 +417,3 @@ async def download_rejects(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(value: str) -> str:
-    """A cell a spreadsheet will not evaluate: the rejected values are whatever the uploaded
-    file held, and ``=HYPERLINK(...)`` must come back as text (CSV injection)."""
-    if value.startswith(_FORMULA) and not _is_number(value):
-        return "'" + value
-    return value
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value.replace(",", "."))
-    except ValueError:
-        return False
-    return True
