@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from casebook.cli import app as casebook_cli
+from casebook.imports import fail_import
 from casebook.models import Case
 from casebook.seed import seed
 from casebook.services import MIGRATIONS, lockstep_app
@@ -277,3 +278,22 @@ async def test_an_import_through_the_api_is_audited_as_its_job(login: Login, wor
     rows = [e for e in entries if e["table"] == "transactions" and e["op"] == "insert"]
     assert rows[0]["changes"] == {"rows": 140}
     assert rows[0]["actor"] == "job:casebook.imports.run"
+
+
+async def test_an_import_marked_failed_is_in_its_organizations_chain(
+    casebook_app: FastAPI, login: Login
+) -> None:
+    """fail_import writes the record (not an UPDATE ... WHERE), so the entry carries its
+    organization and shows in the case's audit with the status change."""
+    analyst = await login("analyst@acme.test")
+    case = (await analyst.get("/api/v1/cases?limit=1")).json()["items"][0]["id"]
+    queued = await analyst.post(
+        f"/api/v1/cases/{case}/imports",
+        files={"file": ("q.csv", b"date,amount,direction,category\n2026-01-02,1.00,debit,x\n")},
+    )
+    assert queued.status_code == 202, queued.text  # no worker here: it stays queued
+    await fail_import(casebook_app.state.services.db, queued.json()["id"], "its job was lost")
+    entries = await _entries(analyst, f"/api/v1/cases/{case}/audit")
+    failed = [e for e in entries if e["table"] == "imports" and e["op"] == "update"]
+    assert failed, entries
+    assert failed[0]["changes"]["status"] == ["queued", "failed"]
