@@ -56,6 +56,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "upload": {"files": {"file": ("s.csv", b"date,amount,direction,category\n")}},
     "flag_transaction": {"json": {"reason": "planted"}},
     "decide_adjudication_item": {"json": {"outcome": "cleared", "reason": "taken over"}},
+    "update_user": {"json": {"full_name": "taken over"}},
 }
 QUERIES = {"category_transactions": {"month": "2026-01"}}
 

@@ -28,6 +28,7 @@ from casebook.api import (
     reports,
     subjects,
     transactions,
+    users,
 )
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
@@ -122,7 +123,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox, adjudication, audit):
+    for module in (reports, jobs_api, outbox, adjudication, audit, users):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
     app.include_router(live_api.router, prefix="/api/v1")

@@ -67,6 +67,21 @@ class MeOut(Out):
     organization_id: int
 
 
+class UserOut(Out):
+    """A user of the organization, as admins manage them."""
+
+    id: int
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    created_at: dt.datetime
+
+
+class UserList(Out):
+    items: list[UserOut]
+
+
 class UserSummary(Out):
     id: int
     full_name: str
