@@ -1,0 +1,73 @@
+// Formatting in one place (amounts with thousands separators and their ISO currency code,
+// dates in one format) and a small DOM builder: text always goes in as text, never HTML.
+
+const numbers = new Map();
+const DATE = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" });
+const DATETIME = new Intl.DateTimeFormat("en-GB", {
+  day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit",
+});
+const MONTH = new Intl.DateTimeFormat("en-GB", { month: "short", year: "numeric", timeZone: "UTC" });
+
+/** 123456 cents, "EUR" → "EUR 1,234.56" (the code, not a symbol: $ is many currencies). */
+export function money(cents, currency) {
+  if (cents == null) return "";
+  const code = currency || "EUR";
+  if (!numbers.has(code)) {
+    numbers.set(code, new Intl.NumberFormat("en-US", {
+      style: "currency", currency: code, currencyDisplay: "code",
+    }));
+  }
+  return numbers.get(code).format(cents / 100);
+}
+
+export const count = (n) => (n == null ? "" : new Intl.NumberFormat("en-US").format(n));
+export const percent = (x) => (x == null || Number.isNaN(x) ? "–" : `${(100 * x).toFixed(1)} %`);
+
+/** "2026-03-01" or an ISO timestamp → "1 Mar 2026" (timestamps with their local time). */
+export function date(value) {
+  if (!value) return "";
+  if (value.length === 10) return DATE.format(new Date(`${value}T00:00:00Z`));
+  return DATETIME.format(new Date(value));
+}
+
+/** "2026-03" → "Mar 2026". */
+export const month = (value) => (value ? MONTH.format(new Date(`${value}-01T00:00:00Z`)) : "");
+
+export const label = (name) => String(name).replaceAll("_", " ");
+
+/** el("a", {href: "/x", class: "btn", onclick: f}, "text", child…) */
+export function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value == null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children) {
+    if (child == null || child === false) continue;
+    if (Array.isArray(child)) append(node, child);
+    else node.append(child instanceof Node ? child : String(child));
+  }
+}
+
+/** A table: columns [{label, value(row), num?}], rows; an empty state when there are none. */
+export function table(columns, rows, { empty = "Nothing here yet.", id, caption } = {}) {
+  const body = el("tbody", { id });
+  for (const row of rows) body.append(tableRow(columns, row));
+  const wrapper = el("div", { class: "table-wrap" }, el("table", {},
+    caption ? el("caption", { class: "sr-only" }, caption) : null,
+    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { class: c.num ? "num" : null, scope: "col" }, c.label)))),
+    body));
+  if (!rows.length) wrapper.append(el("p", { class: "empty" }, empty));
+  return wrapper;
+}
+
+export function tableRow(columns, row) {
+  return el("tr", {}, columns.map((c) => el("td", { class: c.num ? "num" : null, "data-label": c.label }, c.value(row))));
+}

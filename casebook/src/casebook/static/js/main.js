@@ -1,0 +1,159 @@
+// casebook's web UI: an app shell with real URLs under /app/ (History API: deep links,
+// reload, Back and Forward land on the page they name), a navigation bar by role, and one
+// module per page, loaded when first visited. No build step: plain ES modules, served under
+// a content-hashed URL by casebook/ui.py.
+//
+// Adding a page is one row in ROUTES and one module exporting render(ctx) (a case tab is one
+// row in TABS of pages/case.js). ctx = {params, query, me, root, navigate, signal,
+// can(role…)}: draw into root; stop work when signal aborts (the page was left).
+import { call, errorBox, login, session } from "./api.js";
+import { el } from "./format.js";
+import * as live from "./live.js";
+
+const ANY = ["analyst", "reviewer", "admin"];
+export const ROUTES = [
+  { path: /^\/app\/cases\/?$/, load: () => import("./pages/cases.js"), nav: "Cases", href: "/app/cases", roles: ANY },
+  { path: /^\/app\/cases\/(?<id>\d+)(?:\/(?<tab>[a-z]+))?\/?$/, load: () => import("./pages/case.js"), roles: ANY, under: "/app/cases" },
+  { path: /^\/app\/dashboard\/?$/, load: () => import("./pages/dashboard.js"), nav: "Dashboard", href: "/app/dashboard", roles: ANY },
+  // Review queue: { path: /^\/app\/review\/?$/, load: () => import("./pages/review.js"), nav: "Review queue", href: "/app/review", roles: ["reviewer", "admin"] },
+  { path: /^\/app\/operator\/?$/, load: () => import("./pages/operator.js"), nav: "Operator", href: "/app/operator", roles: ["admin"] },
+];
+const HOME = "/app/cases";
+
+let me = null;
+let leaving = null; // aborts the page being left
+
+export function navigate(href, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", href);
+  else history.pushState(null, "", href);
+  return route();
+}
+
+async function route() {
+  if (leaving) leaving.abort();
+  leaving = new AbortController();
+  const signal = leaving.signal;
+  const main = document.getElementById("main");
+  if (!session.token) { showLogin(main); return; }
+  if (location.pathname === "/" || location.pathname === "/app" || location.pathname === "/app/") {
+    history.replaceState(null, "", HOME);
+  }
+  try {
+    me ||= await call("/auth/me");
+  } catch (error) {
+    if (!session.token) { showLogin(main); return; }
+    main.replaceChildren(errorBox(error, "Could not load your account"));
+    return;
+  }
+  startSession();
+  const found = ROUTES.map((r) => ({ r, m: r.path.exec(location.pathname) })).find((x) => x.m);
+  drawNav(found && found.r);
+  const root = el("div", { class: "page" });
+  main.replaceChildren(root);
+  if (!found || !found.r.roles.includes(me.role)) {
+    document.title = "Not found · casebook";
+    root.append(el("h1", { tabindex: -1 }, "Page not found"),
+      el("p", {}, found ? "Your role does not open this page. " : "No page has this address. ",
+        el("a", { href: HOME }, "Back to the cases")));
+    return;
+  }
+  const ctx = {
+    params: found.m.groups || {}, query: new URLSearchParams(location.search), me, root, navigate, signal,
+    can: (...roles) => roles.includes(me.role),
+  };
+  try {
+    const page = await found.r.load();
+    if (signal.aborted) return;
+    await page.render(ctx);
+  } catch (error) {
+    if (signal.aborted) return;
+    root.append(errorBox(error));
+  }
+  if (!signal.aborted && document.activeElement === document.body) focusHeading(root);
+}
+
+function focusHeading(root) {
+  const heading = root.querySelector("h1");
+  if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+}
+
+function drawNav(current) {
+  const active = current && (current.href || current.under);
+  document.getElementById("nav").replaceChildren(...ROUTES
+    .filter((r) => r.nav && r.roles.includes(me.role))
+    .map((r) => el("a", { href: r.href, "aria-current": r.href === active ? "page" : null }, r.nav)));
+  document.getElementById("who").textContent = `${me.full_name} · ${me.role}`;
+  document.getElementById("logout").hidden = false;
+}
+
+let started = false;
+function startSession() {
+  if (started) return;
+  started = true;
+  live.connect((caseId) => notice(`A case assigned to you (${caseId}) was updated.`, `/app/cases/${caseId}`));
+}
+
+function notice(text, href) {
+  const box = document.getElementById("notice");
+  box.replaceChildren(text, " ", href ? el("a", { href }, "Open") : "",
+    el("button", { type: "button", class: "quiet", "aria-label": "Dismiss", onclick: () => { box.hidden = true; } }, "×"));
+  box.hidden = false;
+}
+
+function logout() {
+  const refresh = session.refreshToken;
+  if (refresh) {
+    fetch("/api/v1/auth/logout", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refresh }) }).catch(() => {});
+  }
+  session.clear();
+  me = null;
+  started = false;
+  live.disconnect();
+  document.getElementById("nav").replaceChildren();
+  document.getElementById("who").textContent = "";
+  document.getElementById("logout").hidden = true;
+  document.getElementById("notice").hidden = true;
+  route();
+}
+
+function showLogin(main) {
+  document.title = "Log in · casebook";
+  document.getElementById("nav").replaceChildren();
+  document.getElementById("logout").hidden = true;
+  const error = el("div", { id: "login-error" });
+  const form = el("form", { id: "login", class: "card narrow", "aria-labelledby": "login-title" },
+    el("h1", { id: "login-title" }, "Log in"),
+    el("label", {}, "E-mail", el("input", { name: "username", type: "email", value: "analyst@acme.test", required: true, autocomplete: "username" })),
+    el("label", {}, "Password", el("input", { name: "password", type: "password", value: "demo", required: true, autocomplete: "current-password" })),
+    el("button", { type: "submit" }, "Log in"),
+    el("p", { class: "hint" }, "Demo users: analyst@acme.test, reviewer@acme.test, admin@acme.test, analyst@globex.test — password ", el("code", {}, "demo"), "."),
+    error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.replaceChildren();
+    try {
+      await login(new FormData(form));
+    } catch (failure) {
+      error.replaceChildren(errorBox(failure, "Could not log in"));
+      return;
+    }
+    route(); // the page the address names: a deep link survives the login
+  });
+  main.replaceChildren(form);
+}
+
+// Links inside the app are followed by the router (a plain click; a modified click opens a
+// tab as usual).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[href]");
+  if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const url = new URL(link.getAttribute("href"), location.href); // SVG links too
+  if (url.origin !== location.origin || !url.pathname.startsWith("/app/") || link.hasAttribute("download")) return;
+  event.preventDefault();
+  if (url.href !== location.href) navigate(url.pathname + url.search);
+});
+window.addEventListener("popstate", route);
+document.getElementById("logout").addEventListener("click", logout);
+session.onExpired = () => { session.clear(); me = null; route(); };
+route();

@@ -1,0 +1,205 @@
+// A case's imports: the history (status, rows, rejects download) for everyone, and for
+// analysts and admins the import form: a file a saved profile reads without questions
+// imports at once; any other opens the mapping page (what each column holds, the decisions
+// it will not guess), where it can be corrected and saved as a profile.
+import { call, download, errorBox, send } from "../api.js";
+import { count, date, el, label, table } from "../format.js";
+import * as live from "../live.js";
+
+const ROLES = ["booking_date", "value_date", "amount", "debit", "credit", "direction", "currency",
+  "counterparty", "counterparty_account", "description", "reference", "balance", "category", "kind"];
+
+function history(records) {
+  return table([
+    { label: "File", value: (r) => r.filename },
+    { label: "Format", value: (r) => r.format },
+    { label: "Status", value: (r) => el("span", { class: `badge ${r.status}` }, label(r.status)) },
+    { label: "Imported", num: true, value: (r) => count(r.rows_imported) },
+    { label: "Rejected", num: true, value: (r) => count(r.rows_rejected) },
+    { label: "Uploaded", value: (r) => date(r.created_at) },
+    { label: "Rejects", value: (r) => (r.rejects_url
+      ? el("button", { type: "button", class: "link", onclick: () => download(r.rejects_url, `import-${r.id}-rejects.csv`) }, "Download rejects")
+      : "") },
+    { label: "Note", value: (r) => r.message || "" },
+  ], records, { id: "import-history", caption: "Imports", empty: "No statement imported into this case yet." });
+}
+
+export async function render({ root, can, signal, onLive }, kase) {
+  root.append(el("h2", { id: "tab-title" }, "Imports"));
+  if (can("analyst", "admin")) root.append(importer(kase));
+  const list = el("div", {});
+  root.append(el("h3", {}, "History"), list);
+  const draw = async () => {
+    try {
+      list.replaceChildren(history((await call(`/cases/${kase.id}/imports`, { signal })).items));
+    } catch (error) {
+      if (!signal.aborted) list.replaceChildren(errorBox(error, "Could not load the imports"));
+    }
+  };
+  const again = live.debounce(draw);
+  onLive((data) => { if (!data || data.table === "imports") again(); });
+  await draw();
+}
+
+function importer(kase) {
+  const status = el("p", { id: "import-status", role: "status" });
+  const rejects = el("ul", { id: "import-rejects", class: "error" });
+  const form = el("form", { id: "import", class: "card", "aria-labelledby": "import-title" },
+    el("h3", { id: "import-title" }, "Import a bank statement"),
+    el("p", { class: "hint" }, "CSV in any bank's layout, OFX/QFX, camt.053, MT940 or QIF, as downloaded."),
+    el("label", {}, "Statement file", el("input", { name: "file", type: "file", accept: ".csv,.txt,.ofx,.qfx,.xml,.sta,.940,.mta,.qif", required: true })),
+    el("label", { class: "check" }, el("input", { name: "skip_invalid", type: "checkbox" }), " keep the good rows if some are rejected"),
+    el("button", { type: "submit" }, "Import statement"));
+  const mapping = mappingForm();
+  const say = (text) => { status.textContent = text; };
+  let pending = null; // the file and preview waiting on the mapping page
+
+  const failed = (error) => {
+    say(error.message);
+    const found = (error.details && error.details.rejects) || [];
+    rejects.replaceChildren(...found.map((r) => el("li", {},
+      `row ${r.row}${r.column ? `, ${r.column}` : ""}: ${r.reason}${r.value ? ` (${r.value})` : ""}`)));
+  };
+  const hideMapping = () => { pending = null; mapping.hidden = true; form.hidden = false; };
+
+  // Upload, then wait for the import job's outcome: the server holds the request up to 30 s
+  // (Prefer: wait); a longer import is followed on GET /imports/{id} until it settles.
+  async function upload(file, answers, extra) {
+    const body = new FormData();
+    body.append("file", file);
+    const params = new URLSearchParams(extra);
+    if (form.skip_invalid.checked) params.set("policy", "skip_invalid");
+    for (const [key, value] of Object.entries(answers)) params.append("map", `${key}=${value}`);
+    say(`uploading ${file.name}…`);
+    let record;
+    try {
+      const response = await send(`/cases/${kase.id}/imports${params.toString() ? `?${params}` : ""}`, {
+        method: "POST", body, headers: { Prefer: "wait=30" },
+      });
+      record = await response.json();
+    } catch (error) { failed(error); return; }
+    const stop = record.job_id ? live.follow(`job:${record.job_id}`, (p) => {
+      if (p.total) say(`importing… ${Math.round((100 * p.current) / p.total)}%`);
+    }) : () => {};
+    try {
+      while (record.status === "queued" || record.status === "running") {
+        say(`import ${record.status}…`);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        record = await call(`/imports/${record.id}`);
+      }
+    } finally { stop(); }
+    if (record.status === "imported") {
+      const rejected = record.rows_rejected ? `, ${record.rows_rejected} rejected` : "";
+      say(`imported ${record.rows_imported} transactions${rejected}`);
+      form.reset();
+    } else {
+      say(`import ${record.status}: ${record.message || ""}`);
+    }
+  }
+
+  // Preview first: a file its organization's profile reads without questions imports at
+  // once; any other goes to the mapping page.
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = form.file.files[0];
+    rejects.replaceChildren();
+    say(`reading ${file.name}…`);
+    const body = new FormData();
+    body.append("file", file);
+    let preview;
+    try {
+      preview = await (await send(`/cases/${kase.id}/imports/preview`, { method: "POST", body })).json();
+    } catch (error) { failed(error); return; }
+    if (preview.ready && preview.profile) { await upload(file, {}, {}); return; }
+    pending = { file, preview };
+    fillMapping(mapping, file, preview);
+    form.hidden = true;
+    mapping.hidden = false;
+    mapping.querySelector("select").focus();
+  });
+  mapping.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const extra = mapping.profile.value.trim() ? { save_profile: mapping.profile.value.trim() } : {};
+    const { file, preview } = pending;
+    const answers = answersOf(mapping, preview.mapping);
+    hideMapping();
+    await upload(file, answers, extra).catch((error) => say(error.message));
+  });
+  mapping.querySelector("#mapping-cancel").addEventListener("click", hideMapping);
+  return el("div", {}, form, mapping, status, rejects);
+}
+
+function select(id, name, text, choices) {
+  return [el("label", { for: id }, text), " ",
+    el("select", { id, name }, choices.map(([v, t]) => el("option", { value: v }, t)))];
+}
+
+function mappingForm() {
+  return el("form", { id: "mapping", class: "card wide", "aria-label": "Mapping", hidden: true },
+    el("h3", {}, "How to read ", el("span", { id: "mapping-file" })),
+    el("p", { id: "mapping-source", class: "hint" }),
+    el("ul", { id: "mapping-questions", class: "error", role: "alert" }),
+    el("ul", { id: "mapping-warnings", class: "hint" }),
+    el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Role"), el("th", {}, "Column"))), el("tbody", { id: "mapping-roles" }))),
+    el("div", { class: "choices" },
+      el("span", {}, select("mapping-date-order", "date_order", "Day and month", [["", "(not needed)"], ["dmy", "day first"], ["mdy", "month first"]])),
+      el("span", {}, select("mapping-decimal", "decimal", "Decimal mark", [["", "(not needed)"], [".", "dot"], [",", "comma"]])),
+      el("span", {}, select("mapping-sign", "sign", "Sign", [["as_written", "as written (negative is money out)"], ["inverted", "inverted (card: positive is money out)"]])),
+      el("span", {}, el("label", { for: "mapping-currency" }, "Currency"), " ", el("input", { id: "mapping-currency", name: "currency", maxlength: 3, size: 4 }))),
+    el("h4", {}, "First rows"),
+    el("div", { class: "table-wrap" }, el("table", {}, el("thead", { id: "mapping-head" }), el("tbody", { id: "mapping-rows" }))),
+    el("label", { for: "mapping-profile" }, "Save as profile"), " ",
+    el("input", { id: "mapping-profile", name: "profile", placeholder: "e.g. DKB Girokonto", maxlength: 100 }),
+    el("p", { class: "actions" }, el("button", { type: "submit" }, "Import"), " ",
+      el("button", { type: "button", id: "mapping-cancel", class: "secondary" }, "Cancel")));
+}
+
+function fillMapping(form, file, preview) {
+  const mapping = preview.mapping;
+  const columns = mapping.header.map((text, i) => text.trim() || `column ${i + 1}`);
+  const $ = (id) => form.querySelector(`#${id}`);
+  $("mapping-file").textContent = file.name;
+  $("mapping-source").textContent = `${preview.format}, ${preview.encoding}` +
+    (preview.profile ? `, profile ${preview.profile.name}` : ", no saved profile matches");
+  $("mapping-questions").replaceChildren(...preview.questions.map((q) => el("li", {}, q.text)));
+  const notes = [
+    ...preview.warnings,
+    ...preview.preamble.map((line) => `before the table (not imported): ${line}`),
+    ...preview.trailer.map((t) => `after the table, line ${t.line} (not imported): ${t.text}`),
+  ];
+  $("mapping-warnings").replaceChildren(...notes.map((w) => el("li", {}, w)));
+  $("mapping-roles").replaceChildren(...ROLES.map((role) => el("tr", {},
+    el("td", {}, label(role)),
+    el("td", {}, el("select", { name: `role:${role}`, "aria-label": `${label(role)} column` },
+      el("option", { value: "", selected: !(role in mapping.columns) }, "(none)"),
+      columns.map((c) => el("option", { value: c, selected: mapping.columns[role] === c }, c)))))));
+  form.date_order.value = mapping.date_order || "";
+  form.decimal.value = mapping.decimal || "";
+  form.sign.value = mapping.sign;
+  form.currency.value = mapping.currency || "";
+  const shown = ["booking_date", "amount", "currency", "counterparty", "description"];
+  $("mapping-head").replaceChildren(el("tr", {}, ["line", ...shown].map((n) => el("th", {}, label(n)))));
+  $("mapping-rows").replaceChildren(...preview.rows.map((row) => el("tr", {},
+    el("td", {}, row.line),
+    row.errors
+      ? el("td", { class: "error", colspan: shown.length }, row.errors.map((e) => `${e.column}: ${e.reason}`).join("; "))
+      : shown.map((n) => el("td", { class: n === "amount" ? "num" : null },
+        n === "amount" && row.values[n] != null ? (row.values[n] / 100).toFixed(2) : row.values[n] ?? "")))));
+}
+
+// What the person changed or answered, as map=key=value pairs.
+function answersOf(form, mapping) {
+  const answers = {};
+  for (const role of ROLES) {
+    const chosen = form[`role:${role}`].value;
+    if (chosen !== (mapping.columns[role] || "")) answers[role] = chosen;
+  }
+  for (const key of ["date_order", "decimal", "sign"]) {
+    if (form[key].value && form[key].value !== mapping[key]) answers[key] = form[key].value;
+  }
+  if (form.currency.value && form.currency.value.toUpperCase() !== mapping.currency) {
+    answers.currency = form.currency.value.toUpperCase();
+  }
+  return answers;
+}
+

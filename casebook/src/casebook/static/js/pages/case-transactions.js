@@ -1,0 +1,116 @@
+// A case's ledger, newest first, with filters kept in the URL. A category and a month
+// together are the dashboard's drill-down (GET /dashboard/categories/{c}/transactions:
+// the transactions behind one bar); anything else reads the ledger route with its filters.
+import { call, errorBox } from "../api.js";
+import { date, el, money, month as monthName, table, tableRow } from "../format.js";
+import { debounce } from "../live.js";
+
+const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
+
+export function transactionColumns(subjects, { withCase = false } = {}) {
+  const names = new Map((subjects || []).map((s) => [s.id, s.name]));
+  return [
+    { label: "Posted", value: (t) => date(t.posted_on) },
+    { label: "Amount", num: true, value: (t) => el("span", { class: t.direction }, money(t.amount_cents, t.currency)) },
+    { label: "Direction", value: (t) => t.direction },
+    { label: "Category", value: (t) => t.category },
+    { label: "Counterparty", value: (t) => t.counterparty },
+    withCase
+      ? { label: "Case", value: (t) => el("a", { href: `/app/cases/${t.case_id}/transactions` }, `case ${t.case_id}`) }
+      : { label: "Subject", value: (t) => names.get(t.subject_id) || "" },
+    { label: "Flagged", value: (t) => (t.flagged ? el("span", { class: "badge flagged" }, "flagged") : "") },
+  ];
+}
+
+function field(name, text, input) {
+  input.name = name;
+  input.id = `filter-${name}`;
+  return el("span", { class: "field" }, el("label", { for: input.id }, text), input);
+}
+
+function options(pairs, value) {
+  return pairs.map(([v, t]) => el("option", { value: v, selected: v === value }, t));
+}
+
+/** The request for these filters: the drill-down route or the ledger. */
+export function source(kaseId, query) {
+  const q = (k) => query.get(k) || "";
+  if (q("month") && q("category")) {
+    const params = new URLSearchParams({ month: q("month"), limit: "50" });
+    if (kaseId) params.set("case_id", kaseId);
+    if (q("direction")) params.set("direction", q("direction"));
+    params.set("flagged", q("flagged") === "true" ? "true" : "false");
+    return { path: `/dashboard/categories/${encodeURIComponent(q("category"))}/transactions?${params}`, drill: true };
+  }
+  const params = new URLSearchParams({ limit: "50" });
+  for (const key of ["from", "to", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"]) {
+    if (q(key)) params.set(key, q(key));
+  }
+  if (q("month") && !q("from") && !q("to")) {
+    const [y, m] = q("month").split("-").map(Number);
+    params.set("from", `${q("month")}-01`);
+    params.set("to", new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10));
+  }
+  return { path: `/cases/${kaseId}/transactions?${params}`, drill: false };
+}
+
+export async function render({ root, query, navigate, signal, onLive }, kase) {
+  const q = (k) => query.get(k) || "";
+  const form = el("form", { class: "filters", "aria-label": "Filter transactions" },
+    field("from", "From", el("input", { type: "date", value: q("from") })),
+    field("to", "To", el("input", { type: "date", value: q("to") })),
+    field("month", "Month", el("input", { type: "month", value: q("month"), placeholder: "YYYY-MM" })),
+    field("category", "Category", el("input", { type: "text", value: q("category"), maxlength: 40 })),
+    field("direction", "Direction", el("select", {}, options([["", "both"], ["credit", "credits (in)"], ["debit", "debits (out)"]], q("direction")))),
+    field("flagged", "Flagged", el("select", {}, options([["", "any"], ["true", "flagged"], ["false", "not flagged"]], q("flagged")))),
+    field("subject_id", "Subject", el("select", {}, options([["", "any"], ...kase.subjects.map((s) => [String(s.id), s.name])], q("subject_id")))),
+    field("min_amount", "Min amount", el("input", { type: "text", inputmode: "decimal", value: q("min_amount"), size: 8, pattern: "\\d{1,13}(\\.\\d{1,2})?" })),
+    field("max_amount", "Max amount", el("input", { type: "text", inputmode: "decimal", value: q("max_amount"), size: 8, pattern: "\\d{1,13}(\\.\\d{1,2})?" })),
+    el("span", { class: "actions" }, el("button", { type: "submit" }, "Apply"),
+      el("a", { href: `/app/cases/${kase.id}/transactions`, class: "button secondary" }, "Clear")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const [key, value] of new FormData(form)) if (String(value).trim()) params.set(key, String(value).trim());
+    navigate(`/app/cases/${kase.id}/transactions${params.toString() ? `?${params}` : ""}`);
+  });
+  const results = el("div", { "aria-live": "polite" });
+  root.append(el("h2", { id: "tab-title" }, "Transactions"), form, results);
+
+  const { path, drill } = source(kase.id, query);
+  const columns = transactionColumns(kase.subjects);
+  const filtered = FILTERS.some((k) => q(k));
+  const draw = async () => {
+    let page;
+    try {
+      page = await call(path, { signal });
+    } catch (error) {
+      if (!signal.aborted) results.replaceChildren(errorBox(error, "Could not load the transactions"));
+      return;
+    }
+    const list = table(columns, page.items, {
+      id: "txn-rows", caption: "Transactions",
+      empty: filtered ? "No transaction matches these filters." : "No transactions in this case yet.",
+    });
+    let cursor = page.next_cursor;
+    const more = el("button", { type: "button", class: "secondary", id: "more-txns", hidden: !cursor }, "More transactions");
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        const next = await call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal });
+        const body = list.querySelector("tbody");
+        for (const t of next.items) body.append(tableRow(columns, t));
+        cursor = next.next_cursor;
+        more.hidden = !cursor;
+      } catch (error) {
+        more.after(errorBox(error, "Could not load more"));
+      } finally { more.disabled = false; }
+    });
+    results.replaceChildren(
+      drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
+      list, more);
+  };
+  const again = debounce(draw);
+  onLive((data) => { if (!data || data.table === "transactions") again(); });
+  await draw();
+}
