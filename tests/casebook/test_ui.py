@@ -48,6 +48,10 @@ async def test_assets_are_fingerprinted_and_immutable(anonymous: httpx.AsyncClie
         response = await anonymous.get(asset)
         assert response.status_code == 200, asset
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    script = [a for a in assets if a.endswith("main.js")][0]
+    zipped = await anonymous.get(script, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["cache-control"] == "public, max-age=31536000, immutable"
     version = assets[0].split("/")[2]
     # Modules import each other relatively, under the same versioned prefix.
     assert (await anonymous.get(f"/static/{version}/js/pages/case.js")).status_code == 200

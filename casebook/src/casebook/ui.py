@@ -8,7 +8,8 @@ under a content-hashed URL.
   page needs no change here.
 * Assets are served under ``/static/{version}/``, ``version`` being a hash of every file's
   path and content: one changed byte anywhere gives every asset a new URL, so they are
-  cached for a year (``immutable``) and a deployment is never mixed with the previous one.
+  cached for a year (``immutable``) and a deployment is never mixed with the previous one;
+  gzipped when the browser accepts it.
   One hash for the whole folder, not one per file, because the ES modules import each
   other by relative URL: they need no rewriting and no build step.
 * The shell itself is ``no-cache`` with a strong ETag: always revalidated (a 304 when
@@ -24,6 +25,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import Scope
 
 STATIC = Path(__file__).parent / "static"
@@ -75,5 +77,8 @@ def mount_ui(app: FastAPI, root: Path = STATIC) -> str:
 
     for path in ("/", "/app", "/app/{path:path}"):
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
-    app.mount(assets, ImmutableFiles(directory=root), name="static")
+    # Compressed for browsers that ask (all do): the JS travels at about a quarter its size.
+    app.mount(
+        assets, GZipMiddleware(ImmutableFiles(directory=root), minimum_size=1024), name="static"
+    )
     return version

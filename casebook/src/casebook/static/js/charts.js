@@ -23,6 +23,17 @@ export function mainCurrency(rows) {
   return [...volume.entries()].sort((a, b) => b[1] - a[1]).map(([c]) => c)[0] || "EUR";
 }
 
+/** Category rows of one currency → [{category, credit, debit}], largest first. */
+export function byCategory(items, currency) {
+  const rows = new Map();
+  for (const item of items.filter((i) => i.currency === currency)) {
+    const row = rows.get(item.category) || { category: item.category, credit: 0, debit: 0 };
+    row[item.direction] += item.amount_cents;
+    rows.set(item.category, row);
+  }
+  return [...rows.values()].sort((a, b) => (b.credit + b.debit) - (a.credit + a.debit));
+}
+
 /** months: [{month, credit, debit}] in cents, oldest first; href(month) makes each month a link. */
 export function monthlyChart(months, currency, { href, selected, label } = {}) {
   const W = 720, H = 220, left = 56, bottom = 28, top = 10;

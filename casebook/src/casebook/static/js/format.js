@@ -71,3 +71,27 @@ export function table(columns, rows, { empty = "Nothing here yet.", id, caption 
 export function tableRow(columns, row) {
   return el("tr", {}, columns.map((c) => el("td", { class: c.num ? "num" : null, "data-label": c.label }, c.value(row))));
 }
+
+export const statusBadge = (status) => el("span", { class: `badge ${status}` }, label(status));
+export const priorityBadge = (p) => el("span", { class: `prio p${p}`, title: `priority ${p} (1 highest)` }, `P${p}`);
+
+/** A figure on a card: what it is, the value, a note. */
+export const card = (title, value, note) => el("div", { class: "card stat" },
+  el("span", { class: "stat-label" }, title), el("strong", {}, value), el("small", {}, note));
+
+/** "More …" under a table: fetch(cursor) → {items, next_cursor}; appends rows until done. */
+export function more(text, list, columns, cursor, fetch) {
+  const button = el("button", { type: "button", class: "secondary", hidden: !cursor }, text);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const next = await fetch(cursor);
+      for (const row of next.items) list.querySelector("tbody").append(tableRow(columns, row));
+      cursor = next.next_cursor;
+      button.hidden = !cursor;
+    } catch (error) {
+      button.after(el("p", { class: "error", role: "alert" }, error.message));
+    } finally { button.disabled = false; }
+  });
+  return button;
+}

@@ -69,7 +69,9 @@ async function route() {
     if (signal.aborted) return;
     root.append(errorBox(error));
   }
-  if (!signal.aborted && document.activeElement === document.body) focusHeading(root);
+  if (signal.aborted) return;
+  performance.mark("casebook:rendered"); // the page is drawn with its data (measured by tests)
+  if (document.activeElement === document.body || !document.activeElement.isConnected) focusHeading(root);
 }
 
 function focusHeading(root) {

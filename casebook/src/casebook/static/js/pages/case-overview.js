@@ -3,8 +3,8 @@
 // A category links to the transactions tab filtered to it. Redrawn live when the case's
 // ledger or imports change.
 import { call, errorBox } from "../api.js";
-import { categoryChart, legend, mainCurrency } from "../charts.js";
-import { count, date, el, money, table } from "../format.js";
+import { byCategory, categoryChart, legend, mainCurrency } from "../charts.js";
+import { card, count, date, el, money, table } from "../format.js";
 import { debounce } from "../live.js";
 
 export function totalsCards(totals) {
@@ -12,23 +12,12 @@ export function totalsCards(totals) {
   return el("div", { class: "cards" }, currencies.flatMap((currency) => {
     const of = (direction) => totals.find((t) => t.currency === currency && t.direction === direction) || { count: 0, amount_cents: 0 };
     const credit = of("credit"), debit = of("debit");
-    const card = (title, value, note) => el("div", { class: "card stat" }, el("span", { class: "stat-label" }, title), el("strong", {}, value), el("small", {}, note));
     return [
       card("Money in (credits)", money(credit.amount_cents, currency), `${count(credit.count)} transactions`),
       card("Money out (debits)", money(debit.amount_cents, currency), `${count(debit.count)} transactions`),
       card("Net", money(credit.amount_cents - debit.amount_cents, currency), "credits − debits"),
     ];
   }));
-}
-
-export function byCategory(items, currency) {
-  const rows = new Map();
-  for (const item of items.filter((i) => i.currency === currency)) {
-    const row = rows.get(item.category) || { category: item.category, credit: 0, debit: 0 };
-    row[item.direction] += item.amount_cents;
-    rows.set(item.category, row);
-  }
-  return [...rows.values()].sort((a, b) => (b.credit + b.debit) - (a.credit + a.debit));
 }
 
 export async function render({ root, signal, onLive }, kase) {

@@ -2,7 +2,7 @@
 // together are the dashboard's drill-down (GET /dashboard/categories/{c}/transactions:
 // the transactions behind one bar); anything else reads the ledger route with its filters.
 import { call, errorBox } from "../api.js";
-import { date, el, money, month as monthName, table, tableRow } from "../format.js";
+import { date, el, money, month as monthName, more, table } from "../format.js";
 import { debounce } from "../live.js";
 
 const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
@@ -92,23 +92,10 @@ export async function render({ root, query, navigate, signal, onLive }, kase) {
       id: "txn-rows", caption: "Transactions",
       empty: filtered ? "No transaction matches these filters." : "No transactions in this case yet.",
     });
-    let cursor = page.next_cursor;
-    const more = el("button", { type: "button", class: "secondary", id: "more-txns", hidden: !cursor }, "More transactions");
-    more.addEventListener("click", async () => {
-      more.disabled = true;
-      try {
-        const next = await call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal });
-        const body = list.querySelector("tbody");
-        for (const t of next.items) body.append(tableRow(columns, t));
-        cursor = next.next_cursor;
-        more.hidden = !cursor;
-      } catch (error) {
-        more.after(errorBox(error, "Could not load more"));
-      } finally { more.disabled = false; }
-    });
     results.replaceChildren(
       drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
-      list, more);
+      list, more("More transactions", list, columns, page.next_cursor,
+        (cursor) => call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal })));
   };
   const again = debounce(draw);
   onLive((data) => { if (!data || data.table === "transactions") again(); });

@@ -7,9 +7,8 @@
 // as they commit) while the tab is shown, and with no data when missed publications could
 // not be recovered (reload what is shown).
 import { call, errorBox } from "../api.js";
-import { date, el } from "../format.js";
+import { date, el, priorityBadge, statusBadge } from "../format.js";
 import * as live from "../live.js";
-import { priorityBadge, statusBadge } from "./cases.js";
 
 export const TABS = [
   { id: "overview", label: "Overview", load: () => import("./case-overview.js") },

@@ -1,12 +1,10 @@
 // The case list: search, filters (status, priority, assignee) kept in the URL (so Back and
 // a shared link restore them), newest first, cursor pagination ("More cases").
 import { call, errorBox } from "../api.js";
-import { date, el, label, table, tableRow } from "../format.js";
+import { date, el, label, more, priorityBadge, statusBadge, table } from "../format.js";
 
 const STATUSES = ["open", "under_review", "closed"];
 
-export const statusBadge = (status) => el("span", { class: `badge ${status}` }, label(status));
-export const priorityBadge = (p) => el("span", { class: `prio p${p}`, title: `priority ${p} (1 highest)` }, `P${p}`);
 
 const COLUMNS = [
   { label: "Reference", value: (c) => el("a", { href: `/app/cases/${c.id}` }, c.reference) },
@@ -57,19 +55,6 @@ export async function render({ root, query, me, navigate, signal }) {
     id: "case-rows", caption: "Cases",
     empty: filtered ? "No case matches these filters." : "No cases yet.",
   });
-  const more = el("button", { type: "button", class: "secondary", hidden: !first.next_cursor }, "More cases");
-  let cursor = first.next_cursor;
-  more.addEventListener("click", async () => {
-    more.disabled = true;
-    try {
-      const next = await call(`/cases?${params}&cursor=${encodeURIComponent(cursor)}`, { signal });
-      const body = list.querySelector("tbody");
-      for (const c of next.items) body.append(tableRow(COLUMNS, c));
-      cursor = next.next_cursor;
-      more.hidden = !cursor;
-    } catch (error) {
-      more.after(errorBox(error, "Could not load more cases"));
-    } finally { more.disabled = false; }
-  });
-  results.append(list, more);
+  results.append(list, more("More cases", list, COLUMNS, first.next_cursor,
+    (cursor) => call(`/cases?${params}&cursor=${encodeURIComponent(cursor)}`, { signal })));
 }

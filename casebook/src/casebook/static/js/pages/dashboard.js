@@ -3,13 +3,11 @@
 // Drill-down: a month → its categories → the transactions behind one category and month.
 // Each step is a URL (?month=…&category=…), so Back steps out again.
 import { call, errorBox } from "../api.js";
-import { categoryChart, legend, mainCurrency, monthlyChart } from "../charts.js";
-import { count, el, money, month as monthName, table, tableRow } from "../format.js";
-import { byCategory } from "./case-overview.js";
+import { byCategory, categoryChart, legend, mainCurrency, monthlyChart } from "../charts.js";
+import { card, count, el, money, month as monthName, more, table } from "../format.js";
 import { source, transactionColumns } from "./case-transactions.js";
 
 function cards(summary) {
-  const card = (title, value, note) => el("div", { class: "card stat" }, el("span", { class: "stat-label" }, title), el("strong", {}, value), el("small", {}, note));
   return el("div", { class: "cards" },
     summary.cleared.map((c) => card(c.direction === "credit" ? "Money in (cleared credits)" : "Money out (cleared debits)",
       money(c.amount_cents, c.currency), `${count(c.count)} transactions · largest ${money(c.largest_cents, c.currency)}`)),
@@ -72,16 +70,8 @@ export async function render({ root, query, signal }) {
     try {
       const page = await call(path, { signal });
       const list = table(columns, page.items, { id: "drill-rows", caption: "Transactions", empty: "No cleared transaction in this category and month." });
-      const more = el("button", { type: "button", class: "secondary", hidden: !page.next_cursor }, "More transactions");
-      let cursor = page.next_cursor;
-      more.addEventListener("click", async () => {
-        const next = await call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal }).catch((error) => { more.after(errorBox(error)); return null; });
-        if (!next) return;
-        for (const t of next.items) list.querySelector("tbody").append(tableRow(columns, t));
-        cursor = next.next_cursor;
-        more.hidden = !cursor;
-      });
-      root.append(list, more);
+      root.append(list, more("More transactions", list, columns, page.next_cursor,
+        (cursor) => call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal })));
     } catch (error) {
       root.append(errorBox(error, "Could not load the transactions"));
     }

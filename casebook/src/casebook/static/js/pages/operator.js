@@ -2,7 +2,7 @@
 // (Prometheus text: cache lookups, request latency histograms per route), the job queues
 // (GET /jobs/queues) and the realtime connections (GET /realtime).
 import { call, errorBox, send } from "../api.js";
-import { count, el, percent, table } from "../format.js";
+import { card, count, el, percent, table } from "../format.js";
 
 /** Prometheus text → [{name, labels, value}] (no HELP/TYPE lines). */
 export function parseMetrics(text) {
@@ -74,7 +74,6 @@ export async function render({ root, signal, navigate }) {
     const lookups = metrics.value.filter((s) => s.name === "lockstep_cache_lookups_total");
     const of = (result) => lookups.filter((s) => s.labels.result === result).reduce((a, s) => a + s.value, 0);
     const hits = of("hit_l1") + of("hit_l2"), misses = of("miss");
-    const card = (title, value, note) => el("div", { class: "card stat" }, el("span", { class: "stat-label" }, title), el("strong", {}, value), el("small", {}, note));
     root.append(el("div", { class: "cards", id: "cache-stats" },
       card("Hit rate", percent(hits + misses ? hits / (hits + misses) : NaN), `${count(hits)} hits of ${count(hits + misses)} lookups`),
       card("Memory hits (L1)", count(of("hit_l1")), `shared-store hits (L2): ${count(of("hit_l2"))}`),
