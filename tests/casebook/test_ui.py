@@ -48,7 +48,7 @@ async def test_assets_are_fingerprinted_and_immutable(anonymous: httpx.AsyncClie
         response = await anonymous.get(asset)
         assert response.status_code == 200, asset
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
-    script = [a for a in assets if a.endswith("main.js")][0]
+    script = next(a for a in assets if a.endswith("main.js"))
     zipped = await anonymous.get(script, headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["content-encoding"] == "gzip"
     assert zipped.headers["cache-control"] == "public, max-age=31536000, immutable"
