@@ -101,7 +101,7 @@ export async function render({ root, signal, navigate }) {
   root.append(el("h2", {}, "Realtime connections"));
   if (realtime.status === "fulfilled") {
     const channels = Object.entries(realtime.value.channels).map(([name, c]) => ({ name, ...c }));
-    root.append(el("p", { id: "operator-counts" }, `${count(realtime.value.connections)} connections open`),
+    root.append(el("p", { id: "operator-counts" }, `connections open: ${count(realtime.value.connections)}`),
       table([
         { label: "Channel", value: (c) => el("code", {}, c.name) },
         { label: "Clients", num: true, value: (c) => count(c.clients) },
