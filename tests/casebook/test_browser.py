@@ -252,6 +252,12 @@ def test_a_reviewer_is_not_offered_what_a_reviewer_may_not_do(
     expect(nav.get_by_role("link")).to_have_text(["Cases", "Dashboard"])
     page.goto(f"{served.base}/app/operator")  # the address exists; the role does not open it
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    # Logging out ends the session: Back shows the login, not the pages seen before.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.go_back()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.locator("#import-history")).to_have_count(0)
     assert problems == []
 
 
@@ -335,5 +341,9 @@ def test_every_page_renders_without_errors_and_is_screenshotted(
     log_in(page, served.base)
     page.goto(f"{served.base}/app/cases/{case_id}")
     expect(page.locator("#dashboard-rows tr").first).to_be_visible()
-    rendered = page.evaluate("performance.now()")
-    print(f"\nfirst render of the case page: {rendered:.0f} ms after navigation start")
+    # The app marks the moment a page is drawn with its data.
+    rendered = page.evaluate(
+        "() => performance.getEntriesByName('casebook:rendered').map((m) => m.startTime)"
+    )
+    assert len(rendered) == 1
+    print(f"\nfirst render of the case page: {rendered[0]:.0f} ms after navigation start")

@@ -35,6 +35,22 @@ export const month = (value) => (value ? MONTH.format(new Date(`${value}-01T00:0
 
 export const label = (name) => String(name).replaceAll("_", " ");
 
+/** A copy of the shell's <template id="…">'s element. */
+export const use = (id) => document.getElementById(id).content.firstElementChild.cloneNode(true);
+
+/** A filter form: its fields set from the address's query; submitting navigates to
+ * path?(the non-empty fields). */
+export function filters(form, query, path, navigate) {
+  for (const [key, value] of query) if (form.elements[key]) form.elements[key].value = value;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const [key, value] of new FormData(form)) if (String(value).trim()) params.set(key, String(value).trim());
+    navigate(path + (params.toString() ? `?${params}` : ""));
+  });
+  return form;
+}
+
 /** el("a", {href: "/x", class: "btn", onclick: f}, "text", child…) */
 export function el(tag, attrs, ...children) {
   const node = document.createElement(tag);

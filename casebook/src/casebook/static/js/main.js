@@ -3,21 +3,24 @@
 // module per page, loaded when first visited. No build step: plain ES modules, served under
 // a content-hashed URL by casebook/ui.py.
 //
-// Adding a page is one row in ROUTES and one module exporting render(ctx) (a case tab is one
-// row in TABS of pages/case.js). ctx = {params, query, me, root, navigate, signal,
-// can(role…)}: draw into root; stop work when signal aborts (the page was left).
-import { call, errorBox, login, session } from "./api.js";
-import { el } from "./format.js";
+// Adding a page is one row in ROUTES and a module pages/{page}.js exporting render(ctx) (a
+// case tab is one row in TABS of pages/case.js). ctx = {params, query, me, root, navigate,
+// signal, can(role…)}: draw into root; stop work when signal aborts (the page was left).
+import { ApiError, call, errorBox, login, session } from "./api.js";
+import { el, use } from "./format.js";
 import * as live from "./live.js";
 
-const ANY = ["analyst", "reviewer", "admin"];
+// Address under /app/ (":id" a number, "?" optional), module, nav label, roles (default all).
 export const ROUTES = [
-  { path: /^\/app\/cases\/?$/, load: () => import("./pages/cases.js"), nav: "Cases", href: "/app/cases", roles: ANY },
-  { path: /^\/app\/cases\/(?<id>\d+)(?:\/(?<tab>[a-z]+))?\/?$/, load: () => import("./pages/case.js"), roles: ANY, under: "/app/cases" },
-  { path: /^\/app\/dashboard\/?$/, load: () => import("./pages/dashboard.js"), nav: "Dashboard", href: "/app/dashboard", roles: ANY },
-  // Review queue: { path: /^\/app\/review\/?$/, load: () => import("./pages/review.js"), nav: "Review queue", href: "/app/review", roles: ["reviewer", "admin"] },
-  { path: /^\/app\/operator\/?$/, load: () => import("./pages/operator.js"), nav: "Operator", href: "/app/operator", roles: ["admin"] },
-];
+  { path: "cases", page: "cases", nav: "Cases" },
+  { path: "cases/:id/:tab?", page: "case", under: "cases" },
+  { path: "dashboard", page: "dashboard", nav: "Dashboard" },
+  // { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
+  { path: "operator", page: "operator", nav: "Operator", roles: ["admin"] },
+].map((r) => ({
+  roles: ["analyst", "reviewer", "admin"], ...r, href: `/app/${r.under || r.path}`,
+  pattern: new RegExp(`^/app/${r.path.replace(/\/:(\w+)\?/g, "(?:/(?<$1>[a-z]+))?").replace(/:(\w+)/g, "(?<$1>\\d+)")}/?$`),
+}));
 const HOME = "/app/cases";
 
 let me = null;
@@ -46,7 +49,7 @@ async function route() {
     return;
   }
   startSession();
-  const found = ROUTES.map((r) => ({ r, m: r.path.exec(location.pathname) })).find((x) => x.m);
+  const found = ROUTES.map((r) => ({ r, m: r.pattern.exec(location.pathname) })).find((x) => x.m);
   drawNav(found && found.r);
   const root = el("div", { class: "page" });
   main.replaceChildren(root);
@@ -62,11 +65,12 @@ async function route() {
     can: (...roles) => roles.includes(me.role),
   };
   try {
-    const page = await found.r.load();
+    const page = await import(`./pages/${found.r.page}.js`);
     if (signal.aborted) return;
     await page.render(ctx);
   } catch (error) {
     if (signal.aborted) return;
+    if (!(error instanceof ApiError)) console.error(error); // a bug, not an answer: say so
     root.append(errorBox(error));
   }
   if (signal.aborted) return;
@@ -80,10 +84,9 @@ function focusHeading(root) {
 }
 
 function drawNav(current) {
-  const active = current && (current.href || current.under);
   document.getElementById("nav").replaceChildren(...ROUTES
     .filter((r) => r.nav && r.roles.includes(me.role))
-    .map((r) => el("a", { href: r.href, "aria-current": r.href === active ? "page" : null }, r.nav)));
+    .map((r) => el("a", { href: r.href, "aria-current": current && r.href === current.href ? "page" : null }, r.nav)));
   document.getElementById("who").textContent = `${me.full_name} · ${me.role}`;
   document.getElementById("logout").hidden = false;
 }
@@ -123,14 +126,8 @@ function showLogin(main) {
   document.title = "Log in · casebook";
   document.getElementById("nav").replaceChildren();
   document.getElementById("logout").hidden = true;
-  const error = el("div", { id: "login-error" });
-  const form = el("form", { id: "login", class: "card narrow", "aria-labelledby": "login-title" },
-    el("h1", { id: "login-title" }, "Log in"),
-    el("label", {}, "E-mail", el("input", { name: "username", type: "email", value: "analyst@acme.test", required: true, autocomplete: "username" })),
-    el("label", {}, "Password", el("input", { name: "password", type: "password", value: "demo", required: true, autocomplete: "current-password" })),
-    el("button", { type: "submit" }, "Log in"),
-    el("p", { class: "hint" }, "Demo users: analyst@acme.test, reviewer@acme.test, admin@acme.test, analyst@globex.test — password ", el("code", {}, "demo"), "."),
-    error);
+  const form = use("t-login");
+  const error = form.querySelector("#login-error");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.replaceChildren();

@@ -3,7 +3,7 @@
 // imports at once; any other opens the mapping page (what each column holds, the decisions
 // it will not guess), where it can be corrected and saved as a profile.
 import { call, download, errorBox, send } from "../api.js";
-import { count, date, el, label, table } from "../format.js";
+import { count, date, el, label, table, use } from "../format.js";
 import * as live from "../live.js";
 
 const ROLES = ["booking_date", "value_date", "amount", "debit", "credit", "direction", "currency",
@@ -42,15 +42,8 @@ export async function render({ root, can, signal, onLive }, kase) {
 }
 
 function importer(kase) {
-  const status = el("p", { id: "import-status", role: "status" });
-  const rejects = el("ul", { id: "import-rejects", class: "error" });
-  const form = el("form", { id: "import", class: "card", "aria-labelledby": "import-title" },
-    el("h3", { id: "import-title" }, "Import a bank statement"),
-    el("p", { class: "hint" }, "CSV in any bank's layout, OFX/QFX, camt.053, MT940 or QIF, as downloaded."),
-    el("label", {}, "Statement file", el("input", { name: "file", type: "file", accept: ".csv,.txt,.ofx,.qfx,.xml,.sta,.940,.mta,.qif", required: true })),
-    el("label", { class: "check" }, el("input", { name: "skip_invalid", type: "checkbox" }), " keep the good rows if some are rejected"),
-    el("button", { type: "submit" }, "Import statement"));
-  const mapping = mappingForm();
+  const box = use("t-import");
+  const [form, mapping, status, rejects] = box.children;
   const say = (text) => { status.textContent = text; };
   let pending = null; // the file and preview waiting on the mapping page
 
@@ -126,32 +119,7 @@ function importer(kase) {
     await upload(file, answers, extra).catch((error) => say(error.message));
   });
   mapping.querySelector("#mapping-cancel").addEventListener("click", hideMapping);
-  return el("div", {}, form, mapping, status, rejects);
-}
-
-function select(id, name, text, choices) {
-  return [el("label", { for: id }, text), " ",
-    el("select", { id, name }, choices.map(([v, t]) => el("option", { value: v }, t)))];
-}
-
-function mappingForm() {
-  return el("form", { id: "mapping", class: "card wide", "aria-label": "Mapping", hidden: true },
-    el("h3", {}, "How to read ", el("span", { id: "mapping-file" })),
-    el("p", { id: "mapping-source", class: "hint" }),
-    el("ul", { id: "mapping-questions", class: "error", role: "alert" }),
-    el("ul", { id: "mapping-warnings", class: "hint" }),
-    el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Role"), el("th", {}, "Column"))), el("tbody", { id: "mapping-roles" }))),
-    el("div", { class: "choices" },
-      el("span", {}, select("mapping-date-order", "date_order", "Day and month", [["", "(not needed)"], ["dmy", "day first"], ["mdy", "month first"]])),
-      el("span", {}, select("mapping-decimal", "decimal", "Decimal mark", [["", "(not needed)"], [".", "dot"], [",", "comma"]])),
-      el("span", {}, select("mapping-sign", "sign", "Sign", [["as_written", "as written (negative is money out)"], ["inverted", "inverted (card: positive is money out)"]])),
-      el("span", {}, el("label", { for: "mapping-currency" }, "Currency"), " ", el("input", { id: "mapping-currency", name: "currency", maxlength: 3, size: 4 }))),
-    el("h4", {}, "First rows"),
-    el("div", { class: "table-wrap" }, el("table", {}, el("thead", { id: "mapping-head" }), el("tbody", { id: "mapping-rows" }))),
-    el("label", { for: "mapping-profile" }, "Save as profile"), " ",
-    el("input", { id: "mapping-profile", name: "profile", placeholder: "e.g. DKB Girokonto", maxlength: 100 }),
-    el("p", { class: "actions" }, el("button", { type: "submit" }, "Import"), " ",
-      el("button", { type: "button", id: "mapping-cancel", class: "secondary" }, "Cancel")));
+  return box;
 }
 
 function fillMapping(form, file, preview) {

@@ -2,7 +2,7 @@
 // together are the dashboard's drill-down (GET /dashboard/categories/{c}/transactions:
 // the transactions behind one bar); anything else reads the ledger route with its filters.
 import { call, errorBox } from "../api.js";
-import { date, el, money, month as monthName, more, table } from "../format.js";
+import { date, el, filters, money, month as monthName, more, table, use } from "../format.js";
 import { debounce } from "../live.js";
 
 const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
@@ -20,16 +20,6 @@ export function transactionColumns(subjects, { withCase = false } = {}) {
       : { label: "Subject", value: (t) => names.get(t.subject_id) || "" },
     { label: "Flagged", value: (t) => (t.flagged ? el("span", { class: "badge flagged" }, "flagged") : "") },
   ];
-}
-
-function field(name, text, input) {
-  input.name = name;
-  input.id = `filter-${name}`;
-  return el("span", { class: "field" }, el("label", { for: input.id }, text), input);
-}
-
-function options(pairs, value) {
-  return pairs.map(([v, t]) => el("option", { value: v, selected: v === value }, t));
 }
 
 /** The request for these filters: the drill-down route or the ledger. */
@@ -56,24 +46,10 @@ export function source(kaseId, query) {
 
 export async function render({ root, query, navigate, signal, onLive }, kase) {
   const q = (k) => query.get(k) || "";
-  const form = el("form", { class: "filters", "aria-label": "Filter transactions" },
-    field("from", "From", el("input", { type: "date", value: q("from") })),
-    field("to", "To", el("input", { type: "date", value: q("to") })),
-    field("month", "Month", el("input", { type: "month", value: q("month"), placeholder: "YYYY-MM" })),
-    field("category", "Category", el("input", { type: "text", value: q("category"), maxlength: 40 })),
-    field("direction", "Direction", el("select", {}, options([["", "both"], ["credit", "credits (in)"], ["debit", "debits (out)"]], q("direction")))),
-    field("flagged", "Flagged", el("select", {}, options([["", "any"], ["true", "flagged"], ["false", "not flagged"]], q("flagged")))),
-    field("subject_id", "Subject", el("select", {}, options([["", "any"], ...kase.subjects.map((s) => [String(s.id), s.name])], q("subject_id")))),
-    field("min_amount", "Min amount", el("input", { type: "text", inputmode: "decimal", value: q("min_amount"), size: 8, pattern: "\\d{1,13}(\\.\\d{1,2})?" })),
-    field("max_amount", "Max amount", el("input", { type: "text", inputmode: "decimal", value: q("max_amount"), size: 8, pattern: "\\d{1,13}(\\.\\d{1,2})?" })),
-    el("span", { class: "actions" }, el("button", { type: "submit" }, "Apply"),
-      el("a", { href: `/app/cases/${kase.id}/transactions`, class: "button secondary" }, "Clear")));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const params = new URLSearchParams();
-    for (const [key, value] of new FormData(form)) if (String(value).trim()) params.set(key, String(value).trim());
-    navigate(`/app/cases/${kase.id}/transactions${params.toString() ? `?${params}` : ""}`);
-  });
+  const form = use("t-txn-filters");
+  form.subject_id.append(...kase.subjects.map((s) => el("option", { value: s.id }, s.name)));
+  form.querySelector("[data-clear]").href = `/app/cases/${kase.id}/transactions`;
+  filters(form, query, `/app/cases/${kase.id}/transactions`, navigate);
   const results = el("div", { "aria-live": "polite" });
   root.append(el("h2", { id: "tab-title" }, "Transactions"), form, results);
 

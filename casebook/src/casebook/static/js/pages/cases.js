@@ -1,9 +1,7 @@
 // The case list: search, filters (status, priority, assignee) kept in the URL (so Back and
 // a shared link restore them), newest first, cursor pagination ("More cases").
 import { call, errorBox } from "../api.js";
-import { date, el, label, more, priorityBadge, statusBadge, table } from "../format.js";
-
-const STATUSES = ["open", "under_review", "closed"];
+import { date, el, filters, more, priorityBadge, statusBadge, table, use } from "../format.js";
 
 
 const COLUMNS = [
@@ -15,25 +13,11 @@ const COLUMNS = [
   { label: "Opened", value: (c) => date(c.opened_on) },
 ];
 
-function select(name, text, options, value) {
-  return el("label", {}, text, el("select", { name },
-    options.map(([v, t]) => el("option", { value: v, selected: v === value }, t))));
-}
-
 export async function render({ root, query, me, navigate, signal }) {
   document.title = "Cases · casebook";
-  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter cases" },
-    el("label", {}, "Search titles", el("input", { name: "q", type: "search", value: query.get("q") || "", maxlength: 200 })),
-    select("status", "Status", [["", "any"], ...STATUSES.map((s) => [s, label(s)])], query.get("status") || ""),
-    select("priority", "Priority", [["", "any"], ...[1, 2, 3, 4, 5].map((p) => [String(p), `P${p}`])], query.get("priority") || ""),
-    select("assignee", "Assignee", [["", "anyone"], [String(me.id), "me"]], query.get("assignee") || ""),
-    el("button", { type: "submit" }, "Filter"));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const params = new URLSearchParams();
-    for (const [key, value] of new FormData(form)) if (String(value).trim()) params.set(key, String(value).trim());
-    navigate(`/app/cases${params.toString() ? `?${params}` : ""}`);
-  });
+  const form = filters(use("t-case-filters"), query, "/app/cases", navigate);
+  form.assignee.options[1].value = String(me.id);
+  form.assignee.value = query.get("assignee") || "";
   for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.requestSubmit());
   const results = el("div", { "aria-live": "polite" });
   root.append(el("h1", {}, "Cases"), form, results);
