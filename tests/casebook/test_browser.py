@@ -347,3 +347,28 @@ def test_every_page_renders_without_errors_and_is_screenshotted(
     )
     assert len(rendered) == 1
     print(f"\nfirst render of the case page: {rendered[0]:.0f} ms after navigation start")
+
+
+def test_the_pages_work_from_the_keyboard(served: Any, browser: Browser) -> None:
+    """Links and buttons only, the charts' bars included; a new page takes the focus to its
+    heading, so a screen reader announces it."""
+    page = browser.new_page(locale="en-US")
+    page.set_default_timeout(30_000)
+    page.goto(served.base)
+    page.get_by_label("Password").focus()
+    page.keyboard.press("Enter")  # submits the login form
+    page.locator("#case-rows a").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#case-title")).to_be_focused()
+    bar = page.locator("svg.chart a").first
+    category = bar.get_attribute("href")
+    assert category is not None
+    assert "/transactions?category=" in category
+    bar.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Transactions", level=2)).to_be_visible()
+    expect(page.get_by_label("Category")).to_have_value(category.rsplit("=", 1)[1])
+    page.get_by_label("Direction").select_option("debit")
+    page.get_by_label("Category").press("Enter")  # submits the filters
+    expect(page).to_have_url(re.compile(r"direction=debit"))
+    expect(page.locator("#txn-rows tr").first).to_contain_text("debit")
