@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
 from casebook.models import ImportProfile
+from casebook.schemas import IdPath
 from lockstep import JSONBytesResponse, NotFoundError
 
 router = APIRouter(tags=["imports"])
@@ -52,7 +53,9 @@ async def list_profiles(principal: PrincipalDep, services: ServicesDep) -> JSONB
 
 
 @router.delete("/import-profiles/{profile_id}", status_code=204)
-async def delete_profile(profile_id: int, principal: WriterDep, services: ServicesDep) -> Response:
+async def delete_profile(
+    profile_id: IdPath, principal: WriterDep, services: ServicesDep
+) -> Response:
     """Remove a profile; files of its bank are asked about again."""
     async with services.db.writer() as session:
         profile = await session.scalar(
