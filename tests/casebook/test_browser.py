@@ -372,3 +372,24 @@ def test_the_pages_work_from_the_keyboard(served: Any, browser: Browser) -> None
     page.get_by_label("Category").press("Enter")  # submits the filters
     expect(page).to_have_url(re.compile(r"direction=debit"))
     expect(page.locator("#txn-rows tr").first).to_contain_text("debit")
+
+
+def test_an_ended_sign_in_returns_to_the_login_and_the_next_one_is_live(
+    served: Any, browser: Browser
+) -> None:
+    case_id = first_case_id(served.base)
+    page = browser.new_page(locale="en-US")
+    page.set_default_timeout(30_000)
+    open_first_case(page, served.base)
+    expect(page.locator("#live")).to_have_text("● live")
+    # The sign-in ends elsewhere (both tokens refused): the next page asks to log in again.
+    page.evaluate(
+        "() => { sessionStorage.setItem('casebook.token', 'x');"
+        " sessionStorage.setItem('casebook.refresh', 'y'); }"
+    )
+    page.get_by_role("link", name="Transactions").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Transactions", level=2)).to_be_visible()
+    assert page.url.startswith(f"{served.base}/app/cases/{case_id}/transactions")
+    expect(page.locator("#live")).to_have_text("● live")

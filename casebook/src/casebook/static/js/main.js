@@ -111,6 +111,11 @@ function logout() {
     fetch("/api/v1/auth/logout", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ refresh_token: refresh }) }).catch(() => {});
   }
+  endSession();
+}
+
+// Logged out, or the sign-in ended (refresh refused): forget everything, show the login.
+function endSession() {
   session.clear();
   me = null;
   started = false;
@@ -154,5 +159,5 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", route);
 document.getElementById("logout").addEventListener("click", logout);
-session.onExpired = () => { session.clear(); me = null; route(); };
+session.onExpired = endSession;
 route();
