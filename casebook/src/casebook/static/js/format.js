@@ -8,14 +8,15 @@ const DATETIME = new Intl.DateTimeFormat("en-GB", {
 });
 const MONTH = new Intl.DateTimeFormat("en-GB", { month: "short", year: "numeric", timeZone: "UTC" });
 
-/** 123456 cents, "EUR" → "EUR 1,234.56" (the code, not a symbol: $ is many currencies). */
+/** 123456 cents, "EUR" → "EUR 1,234.56" (the code, not a symbol: $ is many currencies);
+ * with no currency known yet, "1,234.56". */
 export function money(cents, currency) {
   if (cents == null) return "";
-  const code = currency || "EUR";
+  const code = currency || "";
   if (!numbers.has(code)) {
-    numbers.set(code, new Intl.NumberFormat("en-US", {
-      style: "currency", currency: code, currencyDisplay: "code",
-    }));
+    numbers.set(code, new Intl.NumberFormat("en-US", code
+      ? { style: "currency", currency: code, currencyDisplay: "code" }
+      : { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
   }
   return numbers.get(code).format(cents / 100);
 }

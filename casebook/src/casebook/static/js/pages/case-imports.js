@@ -3,7 +3,7 @@
 // imports at once; any other opens the mapping page (what each column holds, the decisions
 // it will not guess), where it can be corrected and saved as a profile.
 import { call, download, errorBox, send } from "../api.js";
-import { count, date, el, label, table, use } from "../format.js";
+import { count, date, el, label, money, table, use } from "../format.js";
 import * as live from "../live.js";
 
 const ROLES = ["booking_date", "value_date", "amount", "debit", "credit", "direction", "currency",
@@ -152,7 +152,7 @@ function fillMapping(form, file, preview) {
     row.errors
       ? el("td", { class: "error", colspan: shown.length }, row.errors.map((e) => `${e.column}: ${e.reason}`).join("; "))
       : shown.map((n) => el("td", { class: n === "amount" ? "num" : null },
-        n === "amount" && row.values[n] != null ? (row.values[n] / 100).toFixed(2) : row.values[n] ?? "")))));
+        n === "amount" ? money(row.values[n], row.values.currency || mapping.currency) : row.values[n] ?? "")))));
 }
 
 // What the person changed or answered, as map=key=value pairs.
