@@ -1,7 +1,8 @@
 // Hand-drawn SVG charts (no library): monthly credits and debits as paired columns, and
 // categories as paired horizontal bars. Every mark is a link when the chart drills down
 // (keyboard-focusable) and carries its exact figures in a <title>; the pages show the same
-// numbers in a table too.
+// numbers in a table too. Drawn at the width they are shown (width: the container's), so the
+// text keeps its size on a phone.
 import { money, month as monthName } from "./format.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -35,8 +36,8 @@ export function byCategory(items, currency) {
 }
 
 /** months: [{month, credit, debit}] in cents, oldest first; href(month) makes each month a link. */
-export function monthlyChart(months, currency, { href, selected, label } = {}) {
-  const W = 720, H = 220, left = 56, bottom = 28, top = 10;
+export function monthlyChart(months, currency, { href, selected, label, width } = {}) {
+  const W = Math.max(300, Math.round(width || 720)), H = 220, left = 56, bottom = 28, top = 10;
   const plotW = W - left - 8, plotH = H - top - bottom;
   const max = Math.max(1, ...months.flatMap((m) => [m.credit, m.debit]));
   const step = plotW / Math.max(1, months.length);
@@ -52,7 +53,7 @@ export function monthlyChart(months, currency, { href, selected, label } = {}) {
       svg("rect", { class: "credit", x: x - bar - 1, y: y(m.credit), width: bar, height: Math.max(0, top + plotH - y(m.credit)) }),
       svg("rect", { class: "debit", x: x + 1, y: y(m.debit), width: bar, height: Math.max(0, top + plotH - y(m.debit)) }),
       svg("rect", { class: "hit", x: x - step / 2, y: top, width: step, height: plotH }),
-      (i % Math.ceil(months.length / 12) === 0) ? svg("text", { x, y: H - 10, "text-anchor": "middle" }, monthName(m.month).replace(" 20", " ’")) : null,
+      (i % Math.ceil(months.length / Math.max(2, Math.floor(plotW / 56))) === 0) ? svg("text", { x, y: H - 10, "text-anchor": "middle" }, monthName(m.month).replace(" 20", " ’")) : null,
     ];
     const cls = m.month === selected ? "month selected" : "month";
     return href
@@ -64,8 +65,8 @@ export function monthlyChart(months, currency, { href, selected, label } = {}) {
 }
 
 /** rows: [{category, credit, debit}] in cents; href(category) makes each row a link. */
-export function categoryChart(rows, currency, { href, label } = {}) {
-  const W = 720, rowH = 30, left = 150, right = 110;
+export function categoryChart(rows, currency, { href, label, width } = {}) {
+  const W = Math.max(300, Math.round(width || 720)), rowH = 30, left = Math.min(150, W / 4), right = 56;
   const H = rows.length * rowH + 6;
   const max = Math.max(1, ...rows.flatMap((r) => [r.credit, r.debit]));
   const x = (v) => ((W - left - right) * v) / max;

@@ -45,7 +45,7 @@ export async function render({ root, signal, onLive }, kase) {
       el("p", { class: "hint" }, `Activity from ${date(first)} to ${date(last)}, flagged transactions included.`),
       el("h3", {}, "Activity by category"),
       legend(currency),
-      categoryChart(byCategory(board.categories, currency), currency, { href: link }),
+      categoryChart(byCategory(board.categories, currency), currency, { href: link, width: body.clientWidth }),
       table([
         { label: "Category", value: (c) => el("a", { href: link(c.category) }, c.category) },
         { label: "Direction", value: (c) => c.direction },

@@ -44,7 +44,7 @@ export async function render({ root, query, signal }) {
   root.append(cards(summary),
     el("h2", {}, "Month by month"),
     legend(currency),
-    monthlyChart(monthRows, currency, { href: (m) => `/app/dashboard?month=${m}`, selected: chosen }),
+    monthlyChart(monthRows, currency, { href: (m) => `/app/dashboard?month=${m}`, selected: chosen, width: root.clientWidth }),
     el("details", {}, el("summary", {}, "The months as a table"), table([
       { label: "Month", value: (m) => el("a", { href: `/app/dashboard?month=${m.month}` }, monthName(m.month)) },
       { label: "Credits", num: true, value: (m) => money(m.credit, currency) },
@@ -60,7 +60,7 @@ export async function render({ root, query, signal }) {
       : el("p", { class: "hint" }, "Choose a month in the chart to drill down."));
   const rows = byCategory(categories.items, currency);
   root.append(rows.length
-    ? categoryChart(rows, currency, { href: link })
+    ? categoryChart(rows, currency, { href: link, width: root.clientWidth })
     : el("p", { class: "empty" }, "No cleared activity this month."));
 
   if (chosen && category) {
