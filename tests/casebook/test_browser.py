@@ -129,7 +129,8 @@ def test_an_unknown_banks_statement_is_mapped_once_and_its_next_file_asks_nothin
     expect(page.locator("#mapping-questions li")).to_contain_text(["Most amounts are positive"])
     expect(page.get_by_label("description column", exact=True)).to_have_value("Description")
     expect(page.locator("#mapping-rows tr").first).to_contain_text("UBER TRIP")
-    expect(page.locator("#mapping-rows tr").first).to_contain_text("23.17")  # no currency known yet: no code
+    # No currency is known yet: the amount shows without a code.
+    expect(page.locator("#mapping-rows tr").first).to_contain_text("23.17")
     page.get_by_label("counterparty column", exact=True).select_option("Description")  # correct one
     page.get_by_label("Sign", exact=True).select_option("inverted")
     page.get_by_label("Currency", exact=True).fill("USD")
