@@ -3,7 +3,7 @@
 // (keyboard-focusable) and carries its exact figures in a <title>; the pages show the same
 // numbers in a table too. Drawn at the width they are shown (width: the container's), so the
 // text keeps its size on a phone.
-import { money, month as monthName } from "./format.js";
+import { el, money, month as monthName } from "./format.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const COMPACT = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
@@ -35,8 +35,8 @@ export function byCategory(items, currency) {
   return [...rows.values()].sort((a, b) => (b.credit + b.debit) - (a.credit + a.debit));
 }
 
-/** months: [{month, credit, debit}] in cents, oldest first; href(month) makes each month a link. */
-export function monthlyChart(months, currency, { href, selected, label, width } = {}) {
+/** months: [{month, credit, debit}] in cents, oldest first; href(month): each month's link. */
+export function monthlyChart(months, currency, { href, selected, width }) {
   const W = Math.max(300, Math.round(width || 720)), H = 220, left = 56, bottom = 28, top = 10;
   const plotW = W - left - 8, plotH = H - top - bottom;
   const max = Math.max(1, ...months.flatMap((m) => [m.credit, m.debit]));
@@ -55,17 +55,14 @@ export function monthlyChart(months, currency, { href, selected, label, width } 
       svg("rect", { class: "hit", x: x - step / 2, y: top, width: step, height: plotH }),
       (i % Math.ceil(months.length / Math.max(2, Math.floor(plotW / 56))) === 0) ? svg("text", { x, y: H - 10, "text-anchor": "middle" }, monthName(m.month).replace(" 20", " ’")) : null,
     ];
-    const cls = m.month === selected ? "month selected" : "month";
-    return href
-      ? svg("a", { href: href(m.month), class: cls, "aria-label": text }, title(text), marks)
-      : svg("g", { class: cls }, title(text), marks);
+    return svg("a", { href: href(m.month), class: m.month === selected ? "selected" : null, "aria-label": text }, title(text), marks);
   });
-  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": label || `Monthly credits and debits in ${currency}` },
+  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Monthly credits and debits in ${currency}` },
     grid, groups);
 }
 
 /** rows: [{category, credit, debit}] in cents; href(category) makes each row a link. */
-export function categoryChart(rows, currency, { href, label, width } = {}) {
+export function categoryChart(rows, currency, { href, width }) {
   const W = Math.max(300, Math.round(width || 720)), rowH = 30, left = Math.min(150, W / 4), right = 56;
   const H = rows.length * rowH + 6;
   const max = Math.max(1, ...rows.flatMap((r) => [r.credit, r.debit]));
@@ -82,18 +79,9 @@ export function categoryChart(rows, currency, { href, label, width } = {}) {
     ];
     return href ? svg("a", { href: href(r.category), "aria-label": text }, title(text), parts) : svg("g", {}, title(text), parts);
   });
-  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": label || `Activity by category in ${currency}` }, marks);
+  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Activity by category in ${currency}` }, marks);
 }
 
-export function legend(currency) {
-  const item = (cls, text) => {
-    const span = document.createElement("span");
-    span.className = `key ${cls}`;
-    span.textContent = text;
-    return span;
-  };
-  const p = document.createElement("p");
-  p.className = "legend";
-  p.append(item("credit", "credits (money in)"), item("debit", "debits (money out)"), `amounts in ${currency}`);
-  return p;
-}
+export const legend = (currency) => el("p", { class: "legend" },
+  el("span", { class: "key credit" }, "credits (money in)"),
+  el("span", { class: "key debit" }, "debits (money out)"), `amounts in ${currency}`);

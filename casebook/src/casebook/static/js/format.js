@@ -52,13 +52,12 @@ export function filters(form, query, path, navigate) {
   return form;
 }
 
-/** el("a", {href: "/x", class: "btn", onclick: f}, "text", child…) */
+/** el(tag, {attribute: value, onevent: fn}, ...children) */
 export function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value == null || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "class") node.className = value;
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   append(node, children);

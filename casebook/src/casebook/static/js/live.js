@@ -7,9 +7,8 @@ let client = null;
 
 export function connect(onNotice) {
   if (client || !window.Centrifuge) return;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
   const indicator = document.getElementById("live");
-  client = new window.Centrifuge(`${scheme}://${location.host}/connection/websocket`, {
+  client = new window.Centrifuge(`${location.origin.replace(/^http/, "ws")}/connection/websocket`, {
     token: session.token,
     getToken: () => renew().catch(() => { throw new window.Centrifuge.UnauthorizedError("log in again"); }),
   });
@@ -21,11 +20,6 @@ export function connect(onNotice) {
     if (ctx.channel.startsWith("user:") && ctx.data.key) onNotice(ctx.data.key[0]);
   });
   client.connect();
-}
-
-export function disconnect() {
-  if (client) client.disconnect();
-  client = null;
 }
 
 /** Follow a channel until the returned function is called; onGap runs when the server

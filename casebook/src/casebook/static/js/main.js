@@ -41,21 +41,22 @@ async function route() {
   if (location.pathname === "/" || location.pathname === "/app" || location.pathname === "/app/") {
     history.replaceState(null, "", HOME);
   }
-  try {
-    me ||= await call("/auth/me");
-  } catch (error) {
-    if (!session.token) { showLogin(main); return; }
-    main.replaceChildren(errorBox(error, "Could not load your account"));
-    return;
+  if (!me) {
+    try {
+      me = await call("/auth/me");
+    } catch (error) {
+      main.replaceChildren(errorBox(error, "Could not load your account"));
+      return;
+    }
+    live.connect((id) => notice(`A case assigned to you (${id}) was updated.`, `/app/cases/${id}`));
   }
-  startSession();
   const found = ROUTES.map((r) => ({ r, m: r.pattern.exec(location.pathname) })).find((x) => x.m);
   drawNav(found && found.r);
   const root = el("div", { class: "page" });
   main.replaceChildren(root);
   if (!found || !found.r.roles.includes(me.role)) {
     document.title = "Not found · casebook";
-    root.append(el("h1", { tabindex: -1 }, "Page not found"),
+    root.append(el("h1", {}, "Page not found"),
       el("p", {}, found ? "Your role does not open this page. " : "No page has this address. ",
         el("a", { href: HOME }, "Back to the cases")));
     return;
@@ -75,12 +76,12 @@ async function route() {
   }
   if (signal.aborted) return;
   performance.mark("casebook:rendered"); // the page is drawn with its data (measured by tests)
-  if (document.activeElement === document.body || !document.activeElement.isConnected) focusHeading(root);
-}
-
-function focusHeading(root) {
+  // Focus the new page's heading (announced by screen readers) unless focus is still on it.
   const heading = root.querySelector("h1");
-  if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+  if (heading && (document.activeElement === document.body || !document.activeElement.isConnected)) {
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+  }
 }
 
 function drawNav(current) {
@@ -89,13 +90,6 @@ function drawNav(current) {
     .map((r) => el("a", { href: r.href, "aria-current": current && r.href === current.href ? "page" : null }, r.nav)));
   document.getElementById("who").textContent = `${me.full_name} · ${me.role}`;
   document.getElementById("logout").hidden = false;
-}
-
-let started = false;
-function startSession() {
-  if (started) return;
-  started = true;
-  live.connect((caseId) => notice(`A case assigned to you (${caseId}) was updated.`, `/app/cases/${caseId}`));
 }
 
 function notice(text, href) {
@@ -109,28 +103,20 @@ function logout() {
   const refresh = session.refreshToken;
   if (refresh) {
     fetch("/api/v1/auth/logout", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: refresh }) }).catch(() => {});
+      body: JSON.stringify({ refresh_token: refresh }), keepalive: true }).catch(() => {});
   }
   endSession();
 }
 
-// Logged out, or the sign-in ended (refresh refused): forget everything, show the login.
+// Logged out, or the sign-in ended (refresh refused): start afresh without the tokens (the
+// shell revalidates, the assets are cached), which shows the login at the same address.
 function endSession() {
   session.clear();
-  me = null;
-  started = false;
-  live.disconnect();
-  document.getElementById("nav").replaceChildren();
-  document.getElementById("who").textContent = "";
-  document.getElementById("logout").hidden = true;
-  document.getElementById("notice").hidden = true;
-  route();
+  location.reload();
 }
 
 function showLogin(main) {
   document.title = "Log in · casebook";
-  document.getElementById("nav").replaceChildren();
-  document.getElementById("logout").hidden = true;
   const form = use("t-login");
   const error = form.querySelector("#login-error");
   form.addEventListener("submit", async (event) => {

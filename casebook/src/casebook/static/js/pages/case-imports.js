@@ -11,8 +11,7 @@ const ROLES = ["booking_date", "value_date", "amount", "debit", "credit", "direc
 
 function history(records) {
   return table([
-    { label: "File", value: (r) => r.filename },
-    { label: "Format", value: (r) => r.format },
+    { label: "File", value: (r) => `${r.filename} (${r.format})` },
     { label: "Status", value: (r) => el("span", { class: `badge ${r.status}` }, label(r.status)) },
     { label: "Imported", num: true, value: (r) => count(r.rows_imported) },
     { label: "Rejected", num: true, value: (r) => count(r.rows_rejected) },
@@ -24,7 +23,7 @@ function history(records) {
   ], records, { id: "import-history", caption: "Imports", empty: "No statement imported into this case yet." });
 }
 
-export async function render({ root, can, signal, onLive }, kase) {
+export async function render({ root, can, signal, redraw }, kase) {
   root.append(el("h2", { id: "tab-title" }, "Imports"));
   if (can("analyst", "admin")) root.append(importer(kase));
   const list = el("div", {});
@@ -36,9 +35,7 @@ export async function render({ root, can, signal, onLive }, kase) {
       if (!signal.aborted) list.replaceChildren(errorBox(error, "Could not load the imports"));
     }
   };
-  const again = live.debounce(draw);
-  onLive((data) => { if (!data || data.table === "imports") again(); });
-  await draw();
+  await redraw(["imports"], draw);
 }
 
 function importer(kase) {

@@ -5,7 +5,6 @@
 import { call, errorBox } from "../api.js";
 import { byCategory, categoryChart, legend, mainCurrency } from "../charts.js";
 import { card, count, date, el, money, table } from "../format.js";
-import { debounce } from "../live.js";
 
 export function totalsCards(totals) {
   const currencies = [...new Set(totals.map((t) => t.currency))];
@@ -20,7 +19,7 @@ export function totalsCards(totals) {
   }));
 }
 
-export async function render({ root, signal, onLive }, kase) {
+export async function render({ root, signal, redraw }, kase) {
   const body = el("div", {});
   root.append(el("h2", { id: "tab-title" }, "Overview"), body);
   const draw = async () => {
@@ -56,7 +55,5 @@ export async function render({ root, signal, onLive }, kase) {
         { label: "Last", value: (c) => date(c.last_posted_on) },
       ], board.categories, { id: "dashboard-rows", caption: "Activity by category and direction" }));
   };
-  const again = debounce(draw);
-  onLive((data) => { if (!data || data.table === "transactions" || data.table === "imports") again(); });
-  await draw();
+  await redraw(["transactions", "imports"], draw);
 }

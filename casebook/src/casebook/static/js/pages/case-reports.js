@@ -5,7 +5,7 @@ import { call, download, errorBox } from "../api.js";
 import { date, el, label, table } from "../format.js";
 import * as live from "../live.js";
 
-export async function render({ root, can, signal, onLive }, kase) {
+export async function render({ root, can, signal, redraw }, kase) {
   const progress = new Map(); // report id → "40 %"
   const list = el("div", {});
   const status = el("p", { id: "report-status", role: "status" });
@@ -15,15 +15,14 @@ export async function render({ root, can, signal, onLive }, kase) {
     button.addEventListener("click", async () => {
       button.disabled = true;
       try {
-        const report = await call(`/cases/${kase.id}/reports`, { method: "POST" });
-        status.textContent = `report ${report.id} requested…`;
-        follow(report);
+        status.replaceChildren();
+        follow(await call(`/cases/${kase.id}/reports`, { method: "POST" }));
         await draw();
       } catch (error) {
         status.replaceChildren(errorBox(error, "Could not request a report"));
       } finally { button.disabled = false; }
     });
-    root.append(el("p", { class: "hint" }, "A PDF of the case: its subjects, totals by category and month, and its ledger."), button);
+    root.append(el("p", { class: "hint" }, "A PDF of the case, generated in the background."), button);
   }
   root.append(status, list);
 
@@ -60,12 +59,6 @@ export async function render({ root, can, signal, onLive }, kase) {
         : "") },
     ], reports, { id: "report-rows", caption: "Reports", empty: "No report generated for this case yet." }));
     for (const r of reports) if (r.status === "pending") follow(r);
-    const latest = reports[0];
-    if (latest && latest.status !== "pending" && status.textContent.startsWith(`report ${latest.id} `)) {
-      status.textContent = `report ${latest.id} is ${latest.status}`;
-    }
   };
-  const again = live.debounce(draw);
-  onLive((data) => { if (!data || data.table === "reports") again(); });
-  await draw();
+  await redraw(["reports"], draw);
 }

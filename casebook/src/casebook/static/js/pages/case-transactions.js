@@ -3,7 +3,6 @@
 // the transactions behind one bar); anything else reads the ledger route with its filters.
 import { call, errorBox } from "../api.js";
 import { date, el, filters, money, month as monthName, more, table, use } from "../format.js";
-import { debounce } from "../live.js";
 
 const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
 
@@ -33,9 +32,7 @@ export function source(kaseId, query) {
     return { path: `/dashboard/categories/${encodeURIComponent(q("category"))}/transactions?${params}`, drill: true };
   }
   const params = new URLSearchParams({ limit: "50" });
-  for (const key of ["from", "to", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"]) {
-    if (q(key)) params.set(key, q(key));
-  }
+  for (const key of FILTERS) if (key !== "month" && q(key)) params.set(key, q(key));
   if (q("month") && !q("from") && !q("to")) {
     const [y, m] = q("month").split("-").map(Number);
     params.set("from", `${q("month")}-01`);
@@ -44,7 +41,19 @@ export function source(kaseId, query) {
   return { path: `/cases/${kaseId}/transactions?${params}`, drill: false };
 }
 
-export async function render({ root, query, navigate, signal, onLive }, kase) {
+/** The first page of `path` as a table, and "More transactions"; or what went wrong. */
+export async function ledger(path, columns, options, signal) {
+  try {
+    const page = await call(path, { signal });
+    const list = table(columns, page.items, options);
+    return [list, more("More transactions", list, columns, page.next_cursor,
+      (cursor) => call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal }))];
+  } catch (error) {
+    return [errorBox(error, "Could not load the transactions")];
+  }
+}
+
+export async function render({ root, query, navigate, signal, redraw }, kase) {
   const q = (k) => query.get(k) || "";
   const form = use("t-txn-filters");
   form.subject_id.append(...kase.subjects.map((s) => el("option", { value: s.id }, s.name)));
@@ -56,24 +65,10 @@ export async function render({ root, query, navigate, signal, onLive }, kase) {
   const { path, drill } = source(kase.id, query);
   const columns = transactionColumns(kase.subjects);
   const filtered = FILTERS.some((k) => q(k));
-  const draw = async () => {
-    let page;
-    try {
-      page = await call(path, { signal });
-    } catch (error) {
-      if (!signal.aborted) results.replaceChildren(errorBox(error, "Could not load the transactions"));
-      return;
-    }
-    const list = table(columns, page.items, {
+  await redraw(["transactions"], async () => results.replaceChildren(
+    drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
+    ...await ledger(path, columns, {
       id: "txn-rows", caption: "Transactions",
       empty: filtered ? "No transaction matches these filters." : "No transactions in this case yet.",
-    });
-    results.replaceChildren(
-      drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
-      list, more("More transactions", list, columns, page.next_cursor,
-        (cursor) => call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal })));
-  };
-  const again = debounce(draw);
-  onLive((data) => { if (!data || data.table === "transactions") again(); });
-  await draw();
+    }, signal)));
 }

@@ -1,27 +1,27 @@
-// A case: its header and tabs, each tab a URL (/app/cases/{id}/{tab}) and a module loaded
-// when first opened. Adding a tab is one row in TABS (the audit tab: { id: "audit",
-// label: "Audit", load: () => import("./case-audit.js") }).
+// A case: its header and tabs, each tab a URL (/app/cases/{id}/{tab}) and a module
+// pages/case-{tab}.js loaded when first opened. Adding a tab is one row in TABS and that
+// module (the audit tab: { id: "audit", label: "Audit" } and case-audit.js).
 //
-// A tab's render(ctx, kase) gets the router's ctx plus ctx.onLive(fn): fn(data) runs for
-// each publication on the case's channel (its transactions, subjects, imports and reports
-// as they commit) while the tab is shown, and with no data when missed publications could
-// not be recovered (reload what is shown).
+// A tab's render(ctx, kase) gets the router's ctx plus ctx.redraw(tables, draw): draw() now,
+// and again (once per burst) when rows of those tables of the case commit, or when missed
+// publications could not be recovered; it returns draw()'s promise.
 import { call, errorBox } from "../api.js";
 import { date, el, priorityBadge, statusBadge } from "../format.js";
 import * as live from "../live.js";
 
 export const TABS = [
-  { id: "overview", label: "Overview", load: () => import("./case-overview.js") },
-  { id: "transactions", label: "Transactions", load: () => import("./case-transactions.js") },
-  { id: "subjects", label: "Subjects", load: () => import("./case-subjects.js") },
-  { id: "imports", label: "Imports", load: () => import("./case-imports.js") },
-  { id: "reports", label: "Reports", load: () => import("./case-reports.js") },
+  { id: "overview", label: "Overview" },
+  { id: "transactions", label: "Transactions" },
+  { id: "subjects", label: "Subjects" },
+  { id: "imports", label: "Imports" },
+  { id: "reports", label: "Reports" },
+  // { id: "audit", label: "Audit" },
 ];
 
 export async function render(ctx) {
   const { root, params, signal } = ctx;
   const tab = TABS.find((t) => t.id === (params.tab || "overview"));
-  const loading = tab ? tab.load() : null; // in parallel with the case
+  const loading = tab ? import(`./case-${tab.id}.js`) : null; // in parallel with the case
   let kase;
   try {
     kase = await call(`/cases/${params.id}`, { signal });
@@ -56,5 +56,10 @@ export async function render(ctx) {
   signal.addEventListener("abort", stop);
   const module = await loading;
   if (signal.aborted) return;
-  await module.render({ ...ctx, root: panel, onLive: (fn) => listeners.push(fn) }, kase);
+  const redraw = (tables, draw) => {
+    const again = live.debounce(draw);
+    listeners.push((data) => { if (!data || tables.includes(data.table)) again(); });
+    return draw();
+  };
+  await module.render({ ...ctx, root: panel, redraw }, kase);
 }

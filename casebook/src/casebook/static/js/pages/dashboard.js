@@ -4,8 +4,8 @@
 // Each step is a URL (?month=…&category=…), so Back steps out again.
 import { call, errorBox } from "../api.js";
 import { byCategory, categoryChart, legend, mainCurrency, monthlyChart } from "../charts.js";
-import { card, count, el, money, month as monthName, more, table } from "../format.js";
-import { source, transactionColumns } from "./case-transactions.js";
+import { card, count, el, money, month as monthName, table } from "../format.js";
+import { ledger, source, transactionColumns } from "./case-transactions.js";
 
 function cards(summary) {
   return el("div", { class: "cards" },
@@ -67,13 +67,6 @@ export async function render({ root, query, signal }) {
     const { path } = source(null, query);
     const columns = transactionColumns([], { withCase: true });
     root.append(el("h2", {}, `“${category}” in ${monthName(chosen)}`));
-    try {
-      const page = await call(path, { signal });
-      const list = table(columns, page.items, { id: "drill-rows", caption: "Transactions", empty: "No cleared transaction in this category and month." });
-      root.append(list, more("More transactions", list, columns, page.next_cursor,
-        (cursor) => call(`${path}&cursor=${encodeURIComponent(cursor)}`, { signal })));
-    } catch (error) {
-      root.append(errorBox(error, "Could not load the transactions"));
-    }
+    root.append(...await ledger(path, columns, { id: "drill-rows", caption: "Transactions", empty: "No cleared transaction in this category and month." }, signal));
   }
 }

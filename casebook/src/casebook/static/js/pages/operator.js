@@ -37,24 +37,17 @@ export function quantile(buckets, q) {
 
 const ms = (seconds) => (seconds == null ? "–" : `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`);
 
+/** Per route: requests (the histogram's count) and its buckets, busiest first. */
 function routes(samples) {
   const byRoute = new Map();
-  for (const s of samples) {
-    if (s.name === "http_request_duration_seconds_bucket") {
-      const key = `${s.labels.method} ${s.labels.route}`;
-      const entry = byRoute.get(key) || { route: key, buckets: [], requests: 0 };
-      entry.buckets.push({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), count: s.value });
-      byRoute.set(key, entry);
-    }
+  for (const s of samples.filter((x) => x.name === "http_request_duration_seconds_bucket")) {
+    const route = `${s.labels.method} ${s.labels.route}`;
+    if (!byRoute.has(route)) byRoute.set(route, { route, buckets: [] });
+    byRoute.get(route).buckets.push({ le: Number(s.labels.le.replace("+Inf", "Infinity")), count: s.value });
   }
-  for (const s of samples) {
-    if (s.name === "http_requests_total") {
-      const entry = byRoute.get(`${s.labels.method} ${s.labels.route}`);
-      if (entry) entry.requests += s.value;
-    }
-  }
-  return [...byRoute.values()].map((r) => ({ ...r, p50: quantile(r.buckets, 0.5), p95: quantile(r.buckets, 0.95), p99: quantile(r.buckets, 0.99) }))
-    .sort((a, b) => b.requests - a.requests);
+  const rows = [...byRoute.values()];
+  for (const r of rows) r.requests = Math.max(...r.buckets.map((b) => b.count));
+  return rows.sort((a, b) => b.requests - a.requests);
 }
 
 export async function render({ root, signal, navigate }) {
@@ -75,15 +68,13 @@ export async function render({ root, signal, navigate }) {
     const of = (result) => lookups.filter((s) => s.labels.result === result).reduce((a, s) => a + s.value, 0);
     const hits = of("hit_l1") + of("hit_l2"), misses = of("miss");
     root.append(el("div", { class: "cards", id: "cache-stats" },
-      card("Hit rate", percent(hits + misses ? hits / (hits + misses) : NaN), `${count(hits)} hits of ${count(hits + misses)} lookups`),
-      card("Memory hits (L1)", count(of("hit_l1")), `shared-store hits (L2): ${count(of("hit_l2"))}`),
+      card("Hit rate", percent(hits / (hits + misses)), `${count(hits)} hits of ${count(hits + misses)} lookups`),
+      card("Where the hits came from", `${count(of("hit_l1"))} · ${count(of("hit_l2"))}`, "memory (L1) · shared store (L2)"),
       card("Bypassed", count(of("bypass")), "lookups that skipped the cache")));
     root.append(el("h2", {}, "Requests by route"), table([
       { label: "Route", value: (r) => el("code", {}, r.route) },
       { label: "Requests", num: true, value: (r) => count(r.requests) },
-      { label: "p50", num: true, value: (r) => ms(r.p50) },
-      { label: "p95", num: true, value: (r) => ms(r.p95) },
-      { label: "p99", num: true, value: (r) => ms(r.p99) },
+      ...[0.5, 0.95, 0.99].map((q) => ({ label: `p${100 * q}`, num: true, value: (r) => ms(quantile(r.buckets, q)) })),
     ], routes(metrics.value), { id: "route-rows", caption: "Requests by route", empty: "No request measured yet." }),
     el("p", { class: "hint" }, "Percentiles are estimated from the latency histogram's buckets."));
   } else root.append(errorBox(metrics.reason, "Could not read /metrics"));
