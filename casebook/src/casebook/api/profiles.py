@@ -17,7 +17,7 @@ from sqlalchemy import select
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
 from casebook.models import ImportProfile
 from casebook.schemas import IdPath
-from lockstep import JSONBytesResponse, NotFoundError
+from lockstep import JSONBytesResponse, NotFoundError, error_responses
 
 router = APIRouter(tags=["imports"])
 
@@ -52,7 +52,7 @@ async def list_profiles(principal: PrincipalDep, services: ServicesDep) -> JSONB
     return JSONBytesResponse({"items": [profile_out(p) for p in profiles]})
 
 
-@router.delete("/import-profiles/{profile_id}", status_code=204)
+@router.delete("/import-profiles/{profile_id}", status_code=204, responses=error_responses(403))
 async def delete_profile(
     profile_id: IdPath, principal: WriterDep, services: ServicesDep
 ) -> Response:
