@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -35,6 +34,7 @@ from casebook.api import live as live_api
 from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings
+from casebook.ui import mount_ui
 from lockstep import (
     ClientAddress,
     JSONBytesResponse,
@@ -131,11 +131,10 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     install_openapi(app, rate_limited=settings.rate_limits_enabled)
     _mount_docs(app)
     if settings.serve_ui:
-        _mount_ui(app)
+        mount_ui(app)
     return app
 
 
-STATIC = Path(__file__).parent / "static"
 # Swagger UI comes from an installed package (swagger-ui-bundle-v2) and boots from a script
 # file of ours: no CDN, no inline script. Its stylesheet embeds a few data: images.
 DOCS_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'"
@@ -164,13 +163,3 @@ def _mount_docs(app: FastAPI) -> None:
         return Response(DOCS_INIT, media_type="text/javascript", headers=headers)
 
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs")
-
-
-def _mount_ui(app: FastAPI) -> None:
-    page = (STATIC / "index.html").read_text(encoding="utf-8")
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")

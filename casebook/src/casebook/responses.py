@@ -366,6 +366,10 @@ class ReportOut(Out):
     job: JobSummary | None = None
 
 
+class ReportList(Out):
+    items: list[ReportOut]
+
+
 class JobOut(Out):
     """A job as admins see it in lists."""
 

@@ -63,6 +63,26 @@ COUNTERPARTIES = [
     "Blue Yonder",
     "Coho Winery",
 ]
+# Subjects' names: drawn from the subject's id, not from the seed's random stream, so every
+# other seeded value stays what it was.
+FIRST_NAMES = ["Anna", "Luca", "Marie", "Jonas", "Sofia", "Noah", "Elena", "Karim", "Ines",
+               "Tomás", "Yuki", "Oskar", "Leila", "Pieter", "Chiara", "Malik", "Greta"]  # fmt: skip
+LAST_NAMES = ["Keller", "Rossi", "Dubois", "Novak", "Jensen", "García", "Okafor", "Lindqvist",
+              "Moreau", "Schmidt", "Costa", "Haddad", "Brennan", "Takahashi", "Varga"]  # fmt: skip
+COMPANY_WORDS = ["Alder", "Brightwater", "Crestline", "Delta Harbor", "Eastgate", "Fairmont",
+                 "Greyfield", "Hollis", "Ironbridge", "Juniper", "Kestrel", "Larkspur"]  # fmt: skip
+COMPANY_FORMS = ["GmbH", "Ltd", "S.A.", "AG", "LLC", "B.V.", "Holdings", "SARL", "Trading Co."]
+
+
+def subject_name(kind: str, subject_id: int) -> str:
+    """A plausible, deterministic name for seeded subject ``subject_id``."""
+    if kind == "person":
+        first = FIRST_NAMES[subject_id % len(FIRST_NAMES)]
+        return f"{first} {LAST_NAMES[(subject_id * 7) % len(LAST_NAMES)]}"
+    word = COMPANY_WORDS[subject_id % len(COMPANY_WORDS)]
+    return f"{word} {COMPANY_FORMS[(subject_id * 5) % len(COMPANY_FORMS)]}"
+
+
 BATCH = 5_000
 
 
@@ -222,7 +242,7 @@ def _cases(rng: random.Random, n_cases: int, today: dt.date) -> tuple[list[dict[
                     "organization_id": org,
                     "case_id": case_id,
                     "kind": kind,
-                    "name": f"{kind.title()} {sid}",
+                    "name": subject_name(kind, sid),
                     "country": rng.choice(["DE", "FR", "GB", "US", "CH"]),
                     "risk_level": rng.randint(1, 5),
                     "notes": "",
