@@ -1,5 +1,6 @@
 // A case's audit trail, newest first: who wrote what, when, and each changed field's value
-// before and after; older entries a page at a time; the whole trail as CSV.
+// before and after (fields null on both sides left out); older entries a page at a time;
+// the whole trail as CSV.
 import { call, download, errorBox } from "../api.js";
 import { date, el, label, more, table } from "../format.js";
 import { people } from "./review.js";
@@ -10,7 +11,7 @@ const shown = (v) => {
 };
 
 function changes(entry) {
-  const items = Object.entries(entry.changes || {}).map(([field, v]) => (Array.isArray(v) && v.length === 2 && entry.row_key != null
+  const items = Object.entries(entry.changes || {}).filter(([, v]) => !(Array.isArray(v) && v[0] == null && v[1] == null)).map(([field, v]) => (Array.isArray(v) && v.length === 2 && entry.row_key != null
     ? el("li", {}, el("code", {}, field), `: ${shown(v[0])} → ${shown(v[1])}`)
     : el("li", {}, el("code", {}, field), `: ${shown(v)}`)));
   return items.length ? el("ul", { class: "changes" }, items) : "";
