@@ -109,6 +109,8 @@ export async function render({ root, query, navigate, signal, redraw, can }, kas
     const flag = flagDialog((t, item) => {
       flagged.replaceChildren(`Flagged for review: ${money(t.amount_cents, t.currency)} · ${t.counterparty} (item #${item.id}). `,
         can("admin") ? el("a", { href: `/app/review?case=${kase.id}` }, "Open the review queue") : "");
+      flagged.tabIndex = -1;
+      flagged.focus(); // the row's button is gone: focus the confirmation
       draw();
     });
     root.append(flag.dialog);

@@ -32,7 +32,7 @@ export async function render({ root, query, me, navigate, signal }) {
   document.title = "Review queue · casebook";
   const form = filters(filterForm(), query, "/app/review", navigate);
   form.status.addEventListener("change", () => form.requestSubmit());
-  const message = el("div", { id: "review-message", "aria-live": "polite" });
+  const message = el("div", { id: "review-message", "aria-live": "polite", tabindex: -1 });
   const results = el("div", {});
   root.append(el("h1", {}, "Review queue"),
     el("p", { class: "hint" }, "Claim an item to review it: the lease is yours for a while, then you decide it or release it. Nobody decides an item they flagged or one of a case assigned to them."),
@@ -55,6 +55,8 @@ export async function render({ root, query, me, navigate, signal }) {
       message.replaceChildren(errorBox(error, `Item #${item.id}: could not ${action} it`));
     }
     await draw();
+    // The button pressed is gone with the redraw: keep keyboard users where the answer is.
+    if (!document.activeElement || !document.activeElement.isConnected || document.activeElement === document.body) message.focus();
   };
 
   const held = (i) => i.claimed_by_id != null && i.claimed_until && Date.parse(i.claimed_until) > Date.now();
@@ -101,6 +103,8 @@ export async function render({ root, query, me, navigate, signal }) {
     { label: "Actions", value: actions },
   ];
 
+  let expiry = null; // redraws when the next lease shown runs out (it shows "free" then)
+  signal.addEventListener("abort", () => clearTimeout(expiry));
   const draw = async () => {
     let first;
     try {
@@ -113,6 +117,9 @@ export async function render({ root, query, me, navigate, signal }) {
       id: "queue-items", caption: "Review queue",
       empty: status === "pending" && !query.get("case") ? "Nothing waits for review." : "No item matches these filters.",
     });
+    clearTimeout(expiry);
+    const ends = first.items.filter(held).map((i) => Date.parse(i.claimed_until) - Date.now());
+    if (ends.length) expiry = setTimeout(draw, Math.min(...ends) + 1000);
     for (const [n, row] of [...list.querySelectorAll("tbody tr")].entries()) row.dataset.item = first.items[n].id;
     results.replaceChildren(list, more("More items", list, columns, first.next_cursor,
       (cursor) => call(`/adjudication?${params}&cursor=${encodeURIComponent(cursor)}`, { signal })));
