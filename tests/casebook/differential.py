@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from casebook.models import Case, Subject, Transaction
+from casebook.models import AdjudicationItem, Case, Subject, Transaction, User
 from casebook.seed import CATEGORIES
 from lockstep.testing.differential import Caller, DifferentialReport, check_cached_routes
 
@@ -41,6 +41,8 @@ async def run(
         async with db.reader() as session:
             cases = list(await session.scalars(select(Case.id)))
             subjects = list(await session.scalars(select(Subject.id).limit(40)))
+            users = list(await session.scalars(select(User.id)))
+            items = list(await session.scalars(select(AdjudicationItem.id).limit(40)))
             months = {
                 d.strftime("%Y-%m")
                 for d in await session.scalars(
@@ -55,6 +57,8 @@ async def run(
         return {
             "case_id": [*cases, MISSING_ID],
             "subject_id": [*subjects, MISSING_ID],
+            "user_id": [*users, MISSING_ID],
+            "item_id": [*items, MISSING_ID],
             "category": [*CATEGORIES[:4], "no-such-category"],
             "month": sorted(months)[-6:],
             "from": [*sorted(months)[-4:], *dates],

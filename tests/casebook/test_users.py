@@ -141,3 +141,14 @@ async def test_concurrent_deactivations_with_one_etag_have_one_winner(login: Log
         )
     )
     assert sorted(a.status_code for a in answers) == [200, 412, 412, 412, 412]
+
+
+async def test_an_admins_cached_answer_never_reaches_another_role(login: Login) -> None:
+    """The cached answer of an admin-only route is not replayed to the organization's other
+    roles before the route's check runs (found by the differential harness)."""
+    admin = await login("admin@acme.test")
+    analyst = await login("analyst@acme.test")
+    for url in ("/api/v1/users", "/api/v1/users/1"):
+        assert (await admin.get(url)).status_code == 200
+        assert (await admin.get(url)).headers["x-cache"] == "HIT"
+        assert (await analyst.get(url)).status_code == 403

@@ -334,7 +334,7 @@ def _url(
     """A URL for ``route`` and the parameters it carries: fresh, or ``previous`` with one
     parameter changed or dropped (a path parameter half the time: the ones a key most easily
     forgets)."""
-    if previous is not None:
+    if previous is not None and route.parameters:
         chosen = dict(previous)
         in_path = [p for p in route.parameters if p.location == "path"]
         parameter = rng.choice(in_path if in_path and rng.random() < 0.5 else route.parameters)

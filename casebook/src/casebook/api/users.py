@@ -63,15 +63,21 @@ async def load_user(session: AsyncSession, principal: Principal, user_id: int) -
     return user
 
 
-def _org(principal: Principal) -> int:
-    return principal.organization_id
+def _admins_of(principal: Principal) -> tuple[int, str]:
+    """What these admin-only answers vary by: the organization *and the role*. A cached
+    answer is replayed before routing (without ``AdminDep``) to callers ``identify`` names
+    like the route's ``vary``; casebook's ``identify`` names the organization, so keyed by
+    the organization alone an admin's answer reached its analysts (the differential harness
+    found it). With the role in the key the replay never applies and the check always runs.
+    """
+    return (principal.organization_id, principal.role.value)
 
 
 @router.get("", response_model=UserList, responses=error_responses(403))
 @cached(
     name="users",
     depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
-    vary=_org,
+    vary=_admins_of,
 )
 async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesResponse:
     """Every user of the organization, by name."""
@@ -120,7 +126,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=error_responses(403))
-@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_org)
+@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_admins_of)
 async def get_user(
     user_id: IdPath, principal: AdminDep, services: ServicesDep
 ) -> JSONBytesResponse:
