@@ -125,7 +125,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     install_openapi(app, rate_limited=settings.rate_limits_enabled)
     _mount_docs(app)
     if settings.serve_ui:
-        _mount_ui(app)
+        _mount_ui(app, services.offline.browser.module_url)
     return app
 
 
@@ -160,8 +160,10 @@ def _mount_docs(app: FastAPI) -> None:
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs")
 
 
-def _mount_ui(app: FastAPI) -> None:
+def _mount_ui(app: FastAPI, lockstep_module: str) -> None:
+    # The page names lockstep.js by its content hash (served immutable by Offline.install).
     page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace("{{lockstep_module}}", lockstep_module)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -13,6 +13,8 @@ let currentCase = null;
 let live = null;
 let caseSub = null;
 
+document.addEventListener("casebook:token", (event) => { token = event.detail; }); // offline.js
+
 async function call(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -64,6 +66,7 @@ async function loadCases(reset) {
 // The access token goes in the connect command (never the URL); when it expires the SDK
 // asks for a new one (error 109), which the refresh token buys.
 async function freshToken() {
+  if (window.casebookOffline) return window.casebookOffline.refresh(); // one refresh at a time
   const refresh = sessionStorage.getItem("casebook.refresh");
   const response = await fetch(`${api}/auth/refresh`, {
     method: "POST", headers: { "Content-Type": "application/json" },
@@ -138,6 +141,7 @@ async function openCase(id) {
   $("import-rejects").replaceChildren();
   hideMapping();
   show("case");
+  document.dispatchEvent(new CustomEvent("casebook:case", { detail: c })); // offline.js edits it
   await refreshCase();
 }
 
