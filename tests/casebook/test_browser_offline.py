@@ -1,0 +1,117 @@
+"""casebook's edits through lockstep.js in a real browser (Debian's Chromium, Playwright)
+against ``casebook serve``: three edits made offline survive a reload (the IndexedDB outbox,
+the page served by the service worker) and are applied once, in order, when the network is
+back; an edit the server refuses is rolled back and listed; an edit made in another tab
+appears without a reload (the case follows its Electric shape)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+
+from .test_browser import browser  # noqa: F401 - the fixture
+
+
+# Resolves once lockstep's service worker controls the page (awaited, not polled: the page's
+# CSP forbids the eval that wait_for_function would use).
+CONTROLLED = """() => navigator.serviceWorker.controller !== null || new Promise((resolve) =>
+    navigator.serviceWorker.addEventListener("controllerchange", () => resolve(true)))"""
+
+
+def log_in(page: Page, base: str) -> None:
+    page.goto(base)
+    page.get_by_role("button", name="Log in").click()  # the demo analyst is filled in
+    expect(page.locator("#case-rows tr").first).to_be_visible()
+
+
+def open_case(page: Page, case_id: str) -> None:
+    page.locator(f'#case-rows tr[data-id="{case_id}"]').click()
+    expect(page.locator("#case-sync")).to_be_visible()
+
+
+def edit(page: Page, **fields: str) -> None:
+    form = page.get_by_role("form", name="Edit case")
+    for name, value in fields.items():
+        if name == "title":
+            form.locator("input[name=title]").fill(value)
+        else:
+            form.locator(f"select[name={name}]").select_option(value)
+    form.get_by_role("button", name="Save").click()
+
+
+def api_case(base: str, case_id: str) -> dict[str, Any]:
+    with httpx.Client(base_url=base) as client:
+        token = client.post(
+            "/api/v1/auth/token", data={"username": "analyst@acme.test", "password": "demo"}
+        ).json()["access_token"]
+        answer = client.get(
+            f"/api/v1/cases/{case_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+        answer.raise_for_status()
+        case: dict[str, Any] = answer.json()
+        return case
+
+
+def test_offline_edits_survive_a_reload_and_apply_once_in_order(
+    served: Any,
+    browser: Browser,  # noqa: F811 - the fixture
+) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    log_in(page, served.base)
+    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
+    assert case_id is not None
+    open_case(page, case_id)  # lockstep.js starts: its service worker takes over, and
+    page.evaluate(CONTROLLED)  # keeps the page and what it reads for offline use
+    page.reload()
+    open_case(page, case_id)
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    before = api_case(served.base, case_id)
+
+    context.set_offline(True)
+    edit(page, title="Offline one")
+    expect(page.locator("#case-sync")).to_have_text("1 edit waiting to sync")
+    edit(page, priority="5")
+    expect(page.locator("#case-sync")).to_have_text("2 edits waiting to sync")
+    edit(page, title="Offline three")
+    expect(page.locator("#case-sync")).to_have_text("3 edits waiting to sync")
+    expect(page.locator("#case-title")).to_contain_text("Offline three")
+
+    page.reload()  # still offline: the outbox and the page come back from the browser
+    open_case(page, case_id)
+    expect(page.locator("#case-sync")).to_have_text("3 edits waiting to sync")
+    expect(page.locator("#case-title")).to_contain_text("Offline three")
+    expect(page.locator("#case-meta")).to_contain_text("priority 5")
+    assert api_case(served.base, case_id)["version"] == before["version"]
+
+    context.set_offline(False)
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    after = api_case(served.base, case_id)
+    assert after["version"] == before["version"] + 3  # each applied once
+    assert (after["title"], after["priority"]) == ("Offline three", 5)  # in order
+
+    # Refused: an empty title (422). Rolled back, and listed for the user.
+    edit(page, title="")
+    letters = page.locator("#dead-letter-list li")
+    expect(letters).to_have_count(1)
+    expect(letters.first).to_contain_text("case.update of case")
+    expect(letters.first).to_contain_text("rejected")
+    expect(page.locator("#case-title")).to_contain_text("Offline three")
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    assert api_case(served.base, case_id)["version"] == before["version"] + 3
+
+    # Another tab (its own sign-in) edits the case: this one shows it without a reload.
+    other = context.new_page()
+    log_in(other, served.base)
+    open_case(other, case_id)
+    edit(other, title="From the other tab")
+    expect(other.locator("#case-sync")).to_have_text("all edits saved")
+    expect(page.locator("#case-title")).to_contain_text("From the other tab")
+    assert api_case(served.base, case_id)["version"] == before["version"] + 4
+    assert problems == []
+    context.close()
