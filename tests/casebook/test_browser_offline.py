@@ -1,8 +1,9 @@
 """casebook's edits through lockstep.js in a real browser (Debian's Chromium, Playwright)
 against ``casebook serve``: three edits made offline survive a reload (the IndexedDB outbox,
 the page served by the service worker) and are applied once, in order, when the network is
-back; an edit the server refuses is rolled back and listed; an edit made in another tab
-appears without a reload (the case follows its Electric shape)."""
+back, though two tabs and the service worker push the same outbox; an edit the server
+refuses is rolled back and listed; an edit made in another tab appears without a reload
+(the case follows its Electric shape)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from .test_browser import browser  # noqa: F401 - the fixture
-
 
 # Resolves once lockstep's service worker controls the page (awaited, not polled: the page's
 # CSP forbids the eval that wait_for_function would use).
@@ -72,6 +72,10 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     open_case(page, case_id)
     expect(page.locator("#case-sync")).to_have_text("all edits saved")
     before = api_case(served.base, case_id)
+    # Another tab (its own sign-in, the same user: the same outbox) is open throughout.
+    other = context.new_page()
+    log_in(other, served.base)
+    open_case(other, case_id)
 
     context.set_offline(True)
     edit(page, title="Offline one")
@@ -89,8 +93,10 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     expect(page.locator("#case-meta")).to_contain_text("priority 5")
     assert api_case(served.base, case_id)["version"] == before["version"]
 
+    # Both tabs and the service worker push the one outbox when the network is back.
     context.set_offline(False)
     expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    expect(other.locator("#case-title")).to_contain_text("Offline three")
     after = api_case(served.base, case_id)
     assert after["version"] == before["version"] + 3  # each applied once
     assert (after["title"], after["priority"]) == ("Offline three", 5)  # in order
@@ -105,10 +111,7 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     expect(page.locator("#case-sync")).to_have_text("all edits saved")
     assert api_case(served.base, case_id)["version"] == before["version"] + 3
 
-    # Another tab (its own sign-in) edits the case: this one shows it without a reload.
-    other = context.new_page()
-    log_in(other, served.base)
-    open_case(other, case_id)
+    # The other tab edits the case: this one shows it without a reload.
     edit(other, title="From the other tab")
     expect(other.locator("#case-sync")).to_have_text("all edits saved")
     expect(page.locator("#case-title")).to_contain_text("From the other tab")
