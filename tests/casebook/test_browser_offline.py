@@ -118,3 +118,43 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     assert api_case(served.base, case_id)["version"] == before["version"] + 4
     assert problems == []
     context.close()
+
+
+# In the page: three requests refused at once (an expired token) share one refresh; a GET
+# read twice is revalidated (If-None-Match) and its 304 answered from the remembered body.
+FETCH = """async ([moduleUrl, caseUrl]) => {
+  const { Lockstep } = await import(moduleUrl);
+  const good = sessionStorage.getItem("casebook.token");
+  let token = "expired";
+  let refreshes = 0;
+  const ls = await Lockstep.start({
+    scope: "fetch-test", worker: false, token: () => token,
+    refresh: async () => { refreshes += 1; token = good; return token; },
+  });
+  const statuses = (await Promise.all(
+    ["/api/v1/auth/me", "/api/v1/cases", caseUrl].map((url) => ls.fetch(url)),
+  )).map((r) => r.status);
+  const first = await (await ls.fetch(caseUrl)).json();
+  const again = await ls.fetch(caseUrl);
+  const second = await again.json();
+  ls.close();
+  return { refreshes, statuses, status: again.status, same: first.title === second.title };
+}"""
+
+
+def test_fetch_refreshes_once_for_concurrent_401s_and_reuses_304s(
+    served: Any,
+    browser: Browser,  # noqa: F811 - the fixture
+) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    log_in(page, served.base)
+    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
+    case_url = f"/api/v1/cases/{case_id}"
+    answers: list[int] = []
+    page.on("response", lambda r: answers.append(r.status) if r.url.endswith(case_url) else None)
+    module = page.locator('meta[name="lockstep-module"]').get_attribute("content")
+    result = page.evaluate(FETCH, [module, case_url])
+    assert result == {"refreshes": 1, "statuses": [200, 200, 200], "status": 200, "same": True}
+    # Refused, then read with the new token; each later read revalidated, its body reused.
+    assert answers == [401, 200, 304, 304]
