@@ -116,6 +116,16 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     expect(other.locator("#case-sync")).to_have_text("all edits saved")
     expect(page.locator("#case-title")).to_contain_text("From the other tab")
     assert api_case(served.base, case_id)["version"] == before["version"] + 4
+
+    # A subject's notes, the same way; the other tab shows them live.
+    notes = page.locator("#subject-notes form").first
+    notes.locator("textarea").fill("Seen at the branch on Monday")
+    notes.get_by_role("button", name="Save notes").click()
+    expect(other.locator("#subject-notes textarea").first).to_have_value(
+        "Seen at the branch on Monday"
+    )
+    subject = api_case(served.base, case_id)["subjects"][0]
+    assert subject["notes"] == "Seen at the branch on Monday"
     assert problems == []
     context.close()
 

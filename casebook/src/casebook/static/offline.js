@@ -1,5 +1,5 @@
-// casebook's edits through lockstep.js: a case's title, status and priority are edited on
-// the case page, queued in the IndexedDB outbox (one per user), shown at once (optimistic)
+// casebook's edits through lockstep.js: a case's title, status and priority and its
+// subjects' notes are edited on the case page, queued in the IndexedDB outbox (one per user), shown at once (optimistic)
 // and pushed to POST /sync/push when the network allows, in the background by lockstep's
 // service worker too. The case follows the "cases" shape (Electric, live): an edit made in
 // another tab appears without a reload. Edits the server refuses are rolled back and listed
@@ -15,6 +15,8 @@ let ls = null; // the Lockstep of the signed-in user
 let starting = null;
 let current = null; // {key, row} the open case, as the server has it
 let follow = null;
+let subjects = new Map(); // subject id → its row, as the server has it
+let followSubjects = null;
 
 function userOf(token) {
   try {
@@ -55,7 +57,7 @@ async function lockstep() {
         token: () => sessionStorage.getItem("casebook.token"),
         refresh: refreshToken,
       });
-      started.on("change", () => { render(); showDeadLetters(); });
+      started.on("change", () => { render(); renderNotes(); showDeadLetters(); });
       ls = started;
       showDeadLetters();
       return started;
@@ -98,6 +100,61 @@ async function render() {
     : "all edits saved";
 }
 
+function applyNotes(row, mutation) {
+  const answer = mutation.result && mutation.result.result;
+  if (answer && answer.version <= row.version) return row;
+  return { ...row, notes: mutation.args.notes, version: row.version + 1 };
+}
+
+async function renderNotes() {
+  if (!current || !ls) return;
+  const caseKey = current.key;
+  const items = [];
+  for (const server of [...subjects.values()].sort((a, b) => a.id - b.id)) {
+    const { row, pending } = await ls.view(`subjects:${server.id}`, server, applyNotes);
+    items.push({ row, pending });
+  }
+  if (!current || current.key !== caseKey) return;
+  const list = $("subject-notes");
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
+  for (const { row, pending } of items) {
+    let form = list.querySelector(`form[data-id="${row.id}"]`);
+    if (!form) {
+      form = document.createElement("form");
+      form.dataset.id = String(row.id);
+      form.setAttribute("aria-label", `Notes on ${row.name}`);
+      const label = document.createElement("label");
+      label.textContent = `Notes on ${row.name} `;
+      const text = document.createElement("textarea");
+      text.name = "notes";
+      label.appendChild(text);
+      const button = document.createElement("button");
+      button.type = "submit";
+      button.textContent = "Save notes";
+      const status = document.createElement("span");
+      status.className = "hint";
+      form.append(label, button, status);
+      form.addEventListener("submit", (event) => { saveNotes(event, row.id); });
+      list.appendChild(form);
+    }
+    if (form.notes !== focused) form.notes.value = row.notes || "";
+    form.querySelector("span").textContent = pending.length ? `${pending.length} waiting to sync` : "";
+  }
+}
+
+async function saveNotes(event, subjectId) {
+  event.preventDefault();
+  const server = subjects.get(subjectId);
+  if (!ls || !server) return;
+  const key = `subjects:${subjectId}`;
+  const { row } = await ls.view(key, server, applyNotes);
+  const notes = event.target.notes.value;
+  if (notes === (row.notes || "")) return;
+  document.activeElement.blur();
+  await ls.mutate("subject.notes", { subject_id: subjectId, notes }, { base_version: row.version, key });
+  await renderNotes();
+}
+
 async function showDeadLetters() {
   if (!ls) return;
   const letters = await ls.deadLetters();
@@ -105,9 +162,10 @@ async function showDeadLetters() {
   $("dead-letter-list").replaceChildren(...letters.map((letter) => {
     const li = document.createElement("li");
     const error = letter.error || {};
-    const { case_id: caseId, ...fields } = letter.args;
+    const { case_id: caseId, subject_id: subjectId, ...fields } = letter.args;
     const what = Object.entries(fields).map(([k, v]) => `${k} "${v}"`).join(", ");
-    li.textContent = `${letter.name} of case ${caseId}: ${what} — ${letter.status}: ${error.code || ""} ${error.message || ""} `;
+    const of = caseId != null ? `case ${caseId}` : `subject ${subjectId}`;
+    li.textContent = `${letter.name} of ${of}: ${what} — ${letter.status}: ${error.code || ""} ${error.message || ""} `;
     const dismiss = document.createElement("button");
     dismiss.textContent = "Dismiss";
     dismiss.addEventListener("click", () => ls.dismiss(letter.dead_id));
@@ -125,13 +183,30 @@ async function openCase(c) {
   const started = await lockstep();
   if (!started) return;
   if (follow) { follow.stop(); follow = null; }
+  if (followSubjects) { followSubjects.stop(); followSubjects = null; }
   current = { key: `cases:${c.id}`, row: serverRow(c) };
+  subjects = new Map((c.subjects || []).map((row) => [Number(row.id), numbered(row)]));
+  $("subject-notes").replaceChildren();
   await render();
+  await renderNotes();
   follow = started.shape({ table: "cases", where: "id = $1", params: [String(c.id)] }, (rows) => {
     if (!current || !rows.length || current.key !== `cases:${rows[0].id}`) return;
     current.row = serverRow({ ...current.row, ...rows[0] });
     render();
   });
+  const caseKey = current.key;
+  followSubjects = started.shape(
+    { table: "subjects", where: "case_id = $1", params: [String(c.id)] },
+    (rows) => {
+      if (!current || current.key !== caseKey) return;
+      subjects = new Map(rows.map((row) => [Number(row.id), numbered(row)]));
+      renderNotes();
+    },
+  );
+}
+
+function numbered(row) {
+  return { ...row, id: Number(row.id), version: Number(row.version) };
 }
 
 async function save(event) {
@@ -155,6 +230,7 @@ document.addEventListener("casebook:case", (event) => { openCase(event.detail); 
 $("case-edit").addEventListener("submit", (event) => { save(event); });
 $("logout").addEventListener("click", () => {
   if (follow) { follow.stop(); follow = null; }
+  if (followSubjects) { followSubjects.stop(); followSubjects = null; }
   current = null;
 });
 lockstep();
