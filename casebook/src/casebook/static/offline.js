@@ -232,5 +232,10 @@ $("logout").addEventListener("click", () => {
   if (follow) { follow.stop(); follow = null; }
   if (followSubjects) { followSubjects.stop(); followSubjects = null; }
   current = null;
+  if (ls) {
+    const signedOut = ls;
+    ls = null;
+    signedOut.forget().finally(() => signedOut.close());
+  }
 });
 lockstep();

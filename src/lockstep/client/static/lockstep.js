@@ -84,8 +84,16 @@ export class Lockstep {
           return null;
         });
     }
-    lockstep.flush();
+    lockstep.resume(); // a new page: earlier failures are forgotten, pending edits pushed
     return lockstep;
+  }
+
+  /** Sign-out: the worker forgets the access token and the answers it kept for offline
+   * reads (queued mutations stay, for this scope's next sign-in). */
+  async forget() {
+    await this.outbox.configure({ token: null });
+    const registration = this.worker ? await this.worker : null;
+    if (registration && registration.active) registration.active.postMessage({ type: "forget-data" });
   }
 
   close() {
