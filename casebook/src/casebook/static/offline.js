@@ -228,10 +228,15 @@ async function save(event) {
 
 document.addEventListener("casebook:case", (event) => { openCase(event.detail); });
 $("case-edit").addEventListener("submit", (event) => { save(event); });
-$("logout").addEventListener("click", () => {
+function stopFollowing() {
   if (follow) { follow.stop(); follow = null; }
   if (followSubjects) { followSubjects.stop(); followSubjects = null; }
   current = null;
+}
+
+$("back").addEventListener("click", stopFollowing); // each shape holds a connection
+$("logout").addEventListener("click", () => {
+  stopFollowing();
   if (ls) {
     const signedOut = ls;
     ls = null;
