@@ -41,14 +41,18 @@ def edit(page: Page, **fields: str) -> None:
     form.get_by_role("button", name="Save").click()
 
 
-def api_case(base: str, case_id: str) -> dict[str, Any]:
+def api_case(base: str, case_id: str, **changes: Any) -> dict[str, Any]:
+    """The case as the API has it (after ``changes``, PATCHed, if any)."""
     with httpx.Client(base_url=base) as client:
         token = client.post(
             "/api/v1/auth/token", data={"username": "analyst@acme.test", "password": "demo"}
         ).json()["access_token"]
-        answer = client.get(
-            f"/api/v1/cases/{case_id}", headers={"Authorization": f"Bearer {token}"}
-        )
+        headers = {"Authorization": f"Bearer {token}"}
+        if changes:
+            client.patch(
+                f"/api/v1/cases/{case_id}", json=changes, headers=headers
+            ).raise_for_status()
+        answer = client.get(f"/api/v1/cases/{case_id}", headers=headers)
         answer.raise_for_status()
         case: dict[str, Any] = answer.json()
         return case
@@ -126,6 +130,21 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     )
     subject = api_case(served.base, case_id)["subjects"][0]
     assert subject["notes"] == "Seen at the branch on Monday"
+
+    # An edit made offline on a version someone else has changed since: a conflict (stale
+    # base_version), rolled back to what the server has, and listed.
+    context.set_offline(True)
+    edit(page, title="Too late")
+    expect(page.locator("#case-sync")).to_have_text("1 edit waiting to sync")
+    changed = api_case(served.base, case_id, title="Changed meanwhile")
+    context.set_offline(False)
+    expect(letters).to_have_count(2)
+    expect(page.locator("#dead-letter-list li", has_text="Too late")).to_contain_text(
+        "conflict: stale_version"
+    )
+    expect(page.locator("#case-title")).to_contain_text("Changed meanwhile")
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    assert api_case(served.base, case_id)["version"] == changed["version"]
     assert problems == []
     context.close()
 
