@@ -187,3 +187,54 @@ def test_fetch_refreshes_once_for_concurrent_401s_and_reuses_304s(
     assert result == {"refreshes": 1, "statuses": [200, 200, 200], "status": 200, "same": True}
     # Refused, then read with the new token; each later read revalidated, its body reused.
     assert answers == [401, 200, 304, 304]
+
+
+LISTEN = """(scope) => {
+  const channel = new BroadcastChannel(`lockstep:${scope}`);
+  window.lockstepApplied = new Promise((resolve) => {
+    channel.onmessage = (event) => { if (event.data.type === "applied") resolve(event.data); };
+  });
+}"""
+ASK_WORKER = """async (scope) => {
+  navigator.serviceWorker.controller.postMessage({ type: "flush", scope });
+  const applied = await window.lockstepApplied;
+  return applied.mutation.args;
+}"""
+SCOPE = """() => {
+  const token = sessionStorage.getItem("casebook.token");
+  return `user-${JSON.parse(atob(token.split(".")[1])).sub}`;
+}"""
+
+
+def test_the_service_worker_pushes_the_outbox_with_no_page_of_the_app_open(
+    served: Any,
+    browser: Browser,  # noqa: F811 - the fixture
+) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    log_in(page, served.base)
+    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
+    assert case_id is not None
+    open_case(page, case_id)
+    page.evaluate(CONTROLLED)
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    scope = page.evaluate(SCOPE)
+    before = api_case(served.base, case_id)
+    # A page the worker controls that runs none of lockstep.js: only the worker can push.
+    docs = context.new_page()
+    docs.goto(f"{served.base}/docs")
+    docs.evaluate(CONTROLLED)
+
+    context.set_offline(True)
+    edit(page, title="Pushed by the worker")
+    expect(page.locator("#case-sync")).to_have_text("1 edit waiting to sync")
+    page.close()
+    docs.evaluate(LISTEN, scope)
+    context.set_offline(False)
+    # Background Sync may already be pushing; asking again is harmless (one lock, once).
+    args = docs.evaluate(ASK_WORKER, scope)
+    assert args == {"case_id": int(case_id), "title": "Pushed by the worker"}
+    after = api_case(served.base, case_id)
+    assert (after["title"], after["version"]) == ("Pushed by the worker", before["version"] + 1)
+    context.close()
