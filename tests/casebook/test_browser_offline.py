@@ -202,7 +202,8 @@ ASK_WORKER = """async (scope) => {
 }"""
 SCOPE = """() => {
   const token = sessionStorage.getItem("casebook.token");
-  return `user-${JSON.parse(atob(token.split(".")[1])).sub}`;
+  const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return `user-${JSON.parse(atob(payload)).sub}`;
 }"""
 
 
