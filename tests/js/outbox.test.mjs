@@ -196,3 +196,16 @@ test("flush: a batch refused whole (4xx) dead-letters its head; the rest move to
   assert.equal((await box.deadLetters())[0].error.status, 413);
   box.close();
 });
+
+test("open: retry options configured by the page apply where the worker opens the outbox", async () => {
+  const box = await outbox();
+  await box.configure({ options: { maxAttempts: 2, delays: [1000] } });
+  const again = await Outbox.open(box.scope);
+  assert.equal(again.options.maxAttempts, 2);
+  assert.deepEqual(again.options.delays, [1000]);
+  const explicit = await Outbox.open(box.scope, { maxAttempts: 7 });
+  assert.equal(explicit.options.maxAttempts, 7);
+  explicit.close();
+  again.close();
+  box.close();
+});

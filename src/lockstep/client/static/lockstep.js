@@ -68,13 +68,13 @@ export class Lockstep {
       ...options,
     };
     if (settings.scope == null) throw new Error("lockstep: start({scope}) names whose outbox this is");
-    const outbox = await Outbox.open(String(settings.scope), {
-      pushUrl: settings.pushUrl,
+    const retry = {
       ...(settings.maxAttempts ? { maxAttempts: settings.maxAttempts } : {}),
       ...(settings.delays ? { delays: settings.delays } : {}),
-    });
+    };
+    const outbox = await Outbox.open(String(settings.scope), { pushUrl: settings.pushUrl, ...retry });
     const lockstep = new Lockstep(outbox, settings);
-    await outbox.configure({ token: await lockstep.token(), pushUrl: settings.pushUrl });
+    await outbox.configure({ token: await lockstep.token(), pushUrl: settings.pushUrl, options: retry });
     if (settings.worker && "serviceWorker" in navigator) {
       lockstep.worker = navigator.serviceWorker
         .register(settings.worker, { type: "module", scope: "/" })

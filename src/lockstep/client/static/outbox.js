@@ -122,8 +122,11 @@ export class Outbox {
     this.channel = new BroadcastChannel(`lockstep:${scope}`);
   }
 
+  /** `options` (pushUrl, batch, maxAttempts, delays) override those configure() stored. */
   static async open(scope, options = {}) {
-    return new Outbox(await openDatabase(scope), scope, options);
+    const db = await openDatabase(scope);
+    const stored = await request(db.transaction("meta", "readonly").objectStore("meta").get("options"));
+    return new Outbox(db, scope, { ...(stored || {}), ...options });
   }
 
   close() {
@@ -140,11 +143,13 @@ export class Outbox {
   }
 
   /** Keep what the service worker needs to push without a page: the access token (it
-   * cannot refresh one: a worker's push answered 401 waits for a page) and the push URL. */
-  async configure({ token, pushUrl } = {}) {
+   * cannot refresh one: a worker's push answered 401 waits for a page), the push URL and
+   * the retry options. */
+  async configure({ token, pushUrl, options } = {}) {
     const tx = this.db.transaction("meta", "readwrite");
     if (token !== undefined) tx.objectStore("meta").put(token, "token");
     if (pushUrl !== undefined) tx.objectStore("meta").put(pushUrl, "push_url");
+    if (options !== undefined) tx.objectStore("meta").put(options, "options"); // the worker's too
     await finished(tx);
   }
 
