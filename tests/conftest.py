@@ -71,25 +71,48 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- servers (one per session) ---------------------------------------------------------------
 
 
+def new_postgres() -> PostgresServer:
+    """A PostgreSQL cluster of the caller's own (not started): for tests that stop, restart
+    or break it. Skips, or fails under CI=true, when the server is not installed."""
+    try:
+        return PostgresServer(bindir=os.environ.get(POSTGRES_BINDIR_ENV) or None)
+    except ServerNotAvailable as exc:
+        server_unavailable(exc)
+
+
+def new_redis() -> RedisServer:
+    """A Redis of the caller's own (not started); see :func:`new_postgres`."""
+    try:
+        return RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
+    except ServerNotAvailable as exc:
+        server_unavailable(exc)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster for the whole session. Do not stop it: start your own for faults."""
-    try:
-        server = PostgresServer(bindir=os.environ.get(POSTGRES_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
+    with new_postgres() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis for the whole session; use ``redis_url`` for a flushed one per test."""
-    try:
-        server = RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
+    with new_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster for this test alone (it gets stopped, restarted, killed)."""
+    with new_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis for this test alone (it gets frozen, flushed, restarted, killed)."""
+    with new_redis() as server:
         yield server
 
 

@@ -26,9 +26,25 @@ def log_in(page: Page, base: str) -> None:
     expect(page.locator("#case-rows tr").first).to_be_visible()
 
 
+def first_case(page: Page) -> str:
+    href = page.locator("#case-rows tr a").first.get_attribute("href")  # /app/cases/{id}
+    assert href is not None
+    return href.rsplit("/", 1)[-1]
+
+
 def open_case(page: Page, case_id: str) -> None:
-    page.locator(f'#case-rows tr[data-id="{case_id}"]').click()
-    expect(page.locator("#case-sync")).to_be_visible()
+    page.locator(f'#case-rows a[href="/app/cases/{case_id}"]').click()
+    case_shown(page)
+
+
+def case_shown(page: Page) -> None:
+    """The case page is drawn with lockstep.js's view of the case (its edit form's status)."""
+    expect(page.locator("#case-sync")).not_to_be_empty()
+
+
+def tab(page: Page, name: str) -> None:
+    page.get_by_role("navigation", name="Case sections").get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", name=name, level=2)).to_be_visible()
 
 
 def edit(page: Page, **fields: str) -> None:
@@ -68,12 +84,11 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     log_in(page, served.base)
-    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
-    assert case_id is not None
+    case_id = first_case(page)
     open_case(page, case_id)  # lockstep.js starts: its service worker takes over, and
     page.evaluate(CONTROLLED)  # keeps the page and what it reads for offline use
-    page.reload()
-    open_case(page, case_id)
+    page.reload()  # the case's own address: the page comes back
+    case_shown(page)
     expect(page.locator("#case-sync")).to_have_text("all edits saved")
     before = api_case(served.base, case_id)
     # Another tab (its own sign-in, the same user: the same outbox) is open throughout.
@@ -91,10 +106,10 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     expect(page.locator("#case-title")).to_contain_text("Offline three")
 
     page.reload()  # still offline: the outbox and the page come back from the browser
-    open_case(page, case_id)
+    case_shown(page)
     expect(page.locator("#case-sync")).to_have_text("3 edits waiting to sync")
     expect(page.locator("#case-title")).to_contain_text("Offline three")
-    expect(page.locator("#case-meta")).to_contain_text("priority 5")
+    expect(page.locator("#case-meta .prio")).to_have_text("P5")
     assert api_case(served.base, case_id)["version"] == before["version"]
 
     # Both tabs and the service worker push the one outbox when the network is back.
@@ -121,7 +136,9 @@ def test_offline_edits_survive_a_reload_and_apply_once_in_order(
     expect(page.locator("#case-title")).to_contain_text("From the other tab")
     assert api_case(served.base, case_id)["version"] == before["version"] + 4
 
-    # A subject's notes, the same way; the other tab shows them live.
+    # A subject's notes (the Subjects tab), the same way; the other tab shows them live.
+    tab(page, "Subjects")
+    tab(other, "Subjects")
     notes = page.locator("#subject-notes form").first
     notes.locator("textarea").fill("Seen at the branch on Monday")
     notes.get_by_role("button", name="Save notes").click()
@@ -178,7 +195,7 @@ def test_fetch_refreshes_once_for_concurrent_401s_and_reuses_304s(
     page = browser.new_page()
     page.set_default_timeout(30_000)
     log_in(page, served.base)
-    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
+    case_id = first_case(page)
     case_url = f"/api/v1/cases/{case_id}"
     answers: list[int] = []
     page.on("response", lambda r: answers.append(r.status) if r.url.endswith(case_url) else None)
@@ -215,8 +232,7 @@ def test_the_service_worker_pushes_the_outbox_with_no_page_of_the_app_open(
     context.set_default_timeout(30_000)
     page = context.new_page()
     log_in(page, served.base)
-    case_id = page.locator("#case-rows tr").first.get_attribute("data-id")
-    assert case_id is not None
+    case_id = first_case(page)
     open_case(page, case_id)
     page.evaluate(CONTROLLED)
     expect(page.locator("#case-sync")).to_have_text("all edits saved")

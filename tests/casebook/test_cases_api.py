@@ -128,6 +128,23 @@ async def test_transaction_filters(login: Login) -> None:
     assert ranged.status_code == 400
 
 
+async def test_case_filters(login: Login) -> None:
+    client = await login("analyst@acme.test")
+    everything = (await client.get("/api/v1/cases?limit=200")).json()["items"]
+    for priority in (1, 5):
+        chosen = (await client.get(f"/api/v1/cases?limit=200&priority={priority}")).json()
+        assert [c["id"] for c in chosen["items"]] == [
+            c["id"] for c in everything if c["priority"] == priority
+        ]
+    both = await client.get("/api/v1/cases?limit=200&priority=2&status=open&assignee_id=1")
+    assert [c["id"] for c in both.json()["items"]] == [
+        c["id"]
+        for c in everything
+        if (c["priority"], c["status"], c["assignee_id"]) == (2, "open", 1)
+    ]
+    assert (await client.get("/api/v1/cases?priority=6")).status_code == 422
+
+
 async def test_sparse_fieldsets_and_unknown_fields(login: Login) -> None:
     client = await login("analyst@acme.test")
     sparse = (await client.get("/api/v1/cases?fields=reference,status")).json()["items"]

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,31 +25,9 @@ from casebook.seed import DEMO_PASSWORD, seed
 from casebook.services import MIGRATIONS
 from casebook.settings import CasebookSettings
 from lockstep import Database, load_settings, upgrade
-from lockstep.testing import PostgresServer, RedisServer, ServerNotAvailable
-
-from ..conftest import POSTGRES_BINDIR_ENV, REDIS_BINDIR_ENV, server_unavailable
+from lockstep.testing import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer(bindir=os.environ.get(POSTGRES_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
-        yield server
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
-        yield server
 
 
 def settings_for(url: str, data_dir: Path, **overrides: object) -> CasebookSettings:

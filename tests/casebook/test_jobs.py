@@ -51,6 +51,13 @@ async def test_report_pdf_is_rendered_and_notifications_reach_the_outbox(
     assert rendered["pages"] >= 1
     status = (await client.get(f"/api/v1/reports/{report['id']}")).json()
     assert status["status"] == "ready"
+    # The case's list (the reports tab): newest first, with the file once ready.
+    listed = (await client.get(f"/api/v1/cases/{case['id']}/reports")).json()["items"]
+    assert [(r["id"], r["status"], r["file_url"]) for r in listed] == [
+        (report["id"], "ready", status["file_url"])
+    ]
+    globex = await login("analyst@globex.test")
+    assert (await globex.get(f"/api/v1/cases/{case['id']}/reports")).status_code == 404
     assert status["job"]["state"] == "succeeded"
     assert status["job"]["progress"]["message"] == "rendered"
     pdf = await client.get(status["file_url"])

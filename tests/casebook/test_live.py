@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, expect
 
 from casebook.seed import DEMO_PASSWORD
 
-from .test_browser import browser, open_first_case
+from .test_browser import browser, open_first_case, tab
 
 __all__ = ["browser"]  # the fixture, shared with test_browser
 
@@ -32,22 +32,32 @@ def test_a_new_transaction_appears_on_an_open_case_page(served: Any, browser: Br
     page.set_default_timeout(30_000)
     open_first_case(page, served.base)
     expect(page.locator("#live")).to_have_text("● live")
-    case_id = page.evaluate("currentCase")
+    expect(page.locator(".page[data-live=subscribed]")).to_have_count(1)
+    case_id = int(page.url.split("/app/cases/")[1].split("/")[0])
     token = _token(served.base, "analyst@acme.test")
-    created = httpx.post(
-        f"{served.base}/api/v1/cases/{case_id}/transactions",
-        headers={"Authorization": f"Bearer {token}"},
-        json={
-            "posted_on": "2026-05-01",
-            "amount": "42.00",
-            "direction": "debit",
-            "category": "live-test",
-            "counterparty": "Live Counterparty GmbH",
-        },
-    )
-    assert created.status_code == 201, created.text
-    expect(page.locator("#txn-rows tr", has_text="Live Counterparty GmbH")).to_have_count(1)
+
+    def add(counterparty: str) -> None:
+        created = httpx.post(
+            f"{served.base}/api/v1/cases/{case_id}/transactions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "posted_on": "2026-05-01",
+                "amount": "42.00",
+                "direction": "debit",
+                "category": "live-test",
+                "counterparty": counterparty,
+            },
+        )
+        assert created.status_code == 201, created.text
+
+    # The overview (the case's rollup) and, on its tab, the ledger are redrawn as they commit.
+    add("Live Counterparty GmbH")
     expect(page.locator("#dashboard-rows tr", has_text="live-test")).to_have_count(1)
+    tab(page, "Transactions")
+    expect(page.locator("#txn-rows tr", has_text="Live Counterparty GmbH")).to_have_count(1)
+    expect(page.locator(".page[data-live=subscribed]")).to_have_count(1)
+    add("Second Live Counterparty AG")
+    expect(page.locator("#txn-rows tr", has_text="Second Live Counterparty AG")).to_have_count(1)
 
 
 def test_another_organization_cannot_follow_a_case(served: Any) -> None:

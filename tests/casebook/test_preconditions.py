@@ -130,6 +130,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/cases/{case_id}/transactions"): {
         "json": {"posted_on": "2026-01-01", "amount": "1", "direction": "debit", "category": "x"}
     },
+    ("POST", "/api/v1/transactions/{txn_id}/flag"): {"json": {"reason": "x"}},
+    ("POST", "/api/v1/adjudication/{item_id}/decide"): {
+        "json": {"outcome": "cleared", "reason": "x"}
+    },
     ("POST", "/api/v1/cases/{case_id}/imports"): {
         "files": {"file": ("s.csv", b"date,amount\n2026-01-01,1\n", "text/csv")}
     },
@@ -147,8 +151,10 @@ async def _acme_ids(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[s
     )
     assert upload.status_code in (201, 202, 422), upload.text
     imports = (await acme.get(f"/api/v1/cases/{case}/imports")).json()["items"]
+    item = (await acme.get("/api/v1/adjudication?limit=1")).json()["items"][0]["id"]
     return {
         "case_id": case,
+        "item_id": item,
         "subject_id": subject,
         "txn_id": txn,
         "report_id": report["id"],

@@ -42,6 +42,8 @@ KINDS = {
     "report_id": "reports",
     "job_id": "jobs",
     "assignee_id": "users",
+    "user_id": "users",
+    "item_id": "adjudication_items",
 }
 BODIES: dict[str, dict[str, Any]] = {
     "update_case": {"json": {"title": "taken over"}},
@@ -52,6 +54,9 @@ BODIES: dict[str, dict[str, Any]] = {
         "json": {"posted_on": "2026-01-01", "amount": "1", "direction": "debit", "category": "x"}
     },
     "upload": {"files": {"file": ("s.csv", b"date,amount,direction,category\n")}},
+    "flag_transaction": {"json": {"reason": "planted"}},
+    "decide_adjudication_item": {"json": {"outcome": "cleared", "reason": "taken over"}},
+    "update_user": {"json": {"full_name": "taken over"}},
 }
 QUERIES = {"category_transactions": {"month": "2026-01"}}
 
@@ -79,6 +84,9 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
         "reports": [report.json()["id"]],
         "jobs": jobs[:2],
         "users": [me["id"]],
+        "adjudication_items": [
+            i["id"] for i in (await acme.get("/api/v1/adjudication?limit=2")).json()["items"]
+        ],
     }
 
 

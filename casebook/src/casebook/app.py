@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -17,6 +16,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from casebook.api import (
+    adjudication,
+    audit,
     auth,
     cases,
     dashboard,
@@ -26,11 +27,14 @@ from casebook.api import (
     reports,
     subjects,
     transactions,
+    users,
 )
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
+from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings
+from casebook.ui import mount_ui
 from lockstep import (
     ClientAddress,
     JSONBytesResponse,
@@ -94,6 +98,8 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
             identify=services.user,
             client_address=ClientAddress(settings.trusted_proxy_list),
         )
+    # Writes are audited as the caller's (any request that may write, cached answers aside).
+    app.add_middleware(ActingUser, user=services.user)
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -117,7 +123,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox):
+    for module in (reports, jobs_api, outbox, adjudication, audit, users):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
     app.include_router(live_api.router, prefix="/api/v1")
@@ -125,11 +131,10 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     install_openapi(app, rate_limited=settings.rate_limits_enabled)
     _mount_docs(app)
     if settings.serve_ui:
-        _mount_ui(app, services.offline.browser.module_url)
+        mount_ui(app, lockstep_module=services.offline.browser.module_url)
     return app
 
 
-STATIC = Path(__file__).parent / "static"
 # Swagger UI comes from an installed package (swagger-ui-bundle-v2) and boots from a script
 # file of ours: no CDN, no inline script. Its stylesheet embeds a few data: images.
 DOCS_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'"
@@ -158,15 +163,3 @@ def _mount_docs(app: FastAPI) -> None:
         return Response(DOCS_INIT, media_type="text/javascript", headers=headers)
 
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs")
-
-
-def _mount_ui(app: FastAPI, lockstep_module: str) -> None:
-    # The page names lockstep.js by its content hash (served immutable by Offline.install).
-    page = (STATIC / "index.html").read_text(encoding="utf-8")
-    page = page.replace("{{lockstep_module}}", lockstep_module)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")

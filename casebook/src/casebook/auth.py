@@ -80,6 +80,17 @@ class Passwords:
         finally:
             self._in_flight -= 1
 
+    async def hash(self, password: str) -> str:
+        """``password``'s argon2id hash, computed in the same bounded threads as checks."""
+        if self._in_flight >= self._capacity:
+            raise OverloadedError("too many password operations at once; try again", retry_after=1)
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, hash_password, password)
+        finally:
+            self._in_flight -= 1
+
     def close(self) -> None:
         """Stop the threads once the checks under way are done."""
         self._executor.shutdown(wait=False, cancel_futures=True)

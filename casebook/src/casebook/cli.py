@@ -31,6 +31,7 @@ from lockstep import (
     upgrade,
 )
 from lockstep.cli.app import AppSource
+from lockstep.cli.audit import audit_app
 from lockstep.cli.jobs import jobs_app
 from lockstep.cli.rollups import rollups_app
 
@@ -49,6 +50,7 @@ app.add_typer(
     name="aggregates",
     help="Check and fix the dashboard rollups against the ledger.",
 )
+app.add_typer(audit_app, name="audit", help="The audit trail: verify its hash chains.")
 app.command("import")(import_command)
 app.command("sweep-uploads")(sweep_uploads_command)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -264,11 +264,13 @@ async def run_queued_import(
 async def fail_import(db: Database, import_id: int, message: str) -> None:
     """Mark an import that will not run (again) failed, unless it finished meanwhile."""
     async with db.writer() as session:
-        await session.execute(
-            update(ImportRecord)
-            .where(ImportRecord.id == import_id, ImportRecord.status.in_(LIVE))
-            .values(status=ImportStatus.FAILED, message=message[:2000], finished_at=_now())
-        )
+        # A row write (not an UPDATE ... WHERE): the change is the record's, with its
+        # organization, so the audit trail files it in that organization's chain.
+        record = await session.get(ImportRecord, import_id, with_for_update=True)
+        if record is not None and record.status in LIVE:
+            record.status = ImportStatus.FAILED
+            record.message = message[:2000]
+            record.finished_at = _now()
 
 
 UPLOAD_GRACE = dt.timedelta(hours=1)

@@ -26,6 +26,7 @@ from rich.progress import (
 from casebook.console import err, fail, out, run_command, settings_for
 from casebook.imports import ImportSummary
 from casebook.settings import CasebookSettings
+from casebook.spreadsheet import inert
 from lockstep import (
     Changes,
     Database,
@@ -34,6 +35,7 @@ from lockstep import (
     NotFoundError,
     Spool,
     ValidationFailedError,
+    acting_as,
 )
 
 T = TypeVar("T")
@@ -48,11 +50,13 @@ SHOWN = 20
 
 
 def _database(settings: CasebookSettings) -> Database:
+    from casebook.audit import audit_trail
     from casebook.rollups import AGGREGATES
     from casebook.services import tracking
 
     db = Database(settings)
     AGGREGATES.install(db)
+    audit_trail().install(db)
     Changes(db, tracking())
     return db
 
@@ -199,7 +203,8 @@ def import_command(
         finally:
             await db.dispose()
 
-    summary, written = run_command(run())
+    with acting_as("cli:import"):
+        summary, written = run_command(run())
     if not isinstance(summary, ImportSummary):
         _show_plan(summary, file)
         if summary.survey.questions:
@@ -222,7 +227,7 @@ def _write_rejects(path: Path, rejects: list[Any]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["row", "column", "reason", "value"])
-        writer.writerows([r.row, r.column, r.reason, r.value] for r in rejects)
+        writer.writerows([r.row, r.column, r.reason, inert(str(r.value))] for r in rejects)
 
 
 def _show_plan(planned: Any, file: Path) -> None:

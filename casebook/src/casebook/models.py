@@ -96,10 +96,16 @@ class SubjectKind(enum.StrEnum):
 
 
 class AdjudicationStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    ESCALATED = "escalated"
+    PENDING = "pending"  # in the queue (claimed or not)
+    DECIDED = "decided"  # its ``outcome`` is final
+
+
+class Outcome(enum.StrEnum):
+    """What a reviewer decided about a flagged transaction (0010_adjudication)."""
+
+    CLEARED = "cleared"
+    SUSPICIOUS = "suspicious"
+    ESCALATE = "escalate"
 
 
 class ReportStatus(enum.StrEnum):
@@ -249,12 +255,22 @@ class ConsentRecord(Base):
 
 
 class AdjudicationItem(Base):
+    """A flagged transaction (or a rule hit) waiting for, or carrying, a reviewer's decision.
+
+    ``assignee_id`` and ``claimed_until`` are the lease (0010_adjudication): the reviewer who
+    claimed the item holds it while ``claimed_until`` is in the future. ``version`` is
+    SQLAlchemy's version counter: every ORM update of an item is ``UPDATE ... WHERE id = ?
+    AND version = ?`` with its row count checked, the compare-and-set two claims race on.
+    """
+
     __tablename__ = "adjudication_items"
     __table_args__ = (
         # The queue: pending items of one organization, oldest first.
         Index(
             "ix_adjudication_org_status_created", "organization_id", "status", "created_at", "id"
         ),
+        # The queue as served: most urgent first, then oldest (0010_adjudication).
+        Index("ix_adjudication_org_status_priority", "organization_id", "status", "priority", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -271,6 +287,18 @@ class AdjudicationItem(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 0010_adjudication: who flagged it (null: a rule), how urgent (1 most, 5 least), the
+    # lease's end, the decision and its reason, and the version counter.
+    flagged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    priority: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
+    decision_reason: Mapped[str | None] = mapped_column(String(2000))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    transaction: Mapped[Transaction | None] = relationship(lazy="raise")
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Report(Base):

@@ -16,7 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from casebook.models import CaseStatus, Direction, ReportStatus, Role, SubjectKind
+from casebook.models import (
+    AdjudicationStatus,
+    CaseStatus,
+    Direction,
+    Outcome,
+    ReportStatus,
+    Role,
+    SubjectKind,
+)
 
 
 class Out(BaseModel):
@@ -57,6 +65,21 @@ class MeOut(Out):
     full_name: str
     role: Role
     organization_id: int
+
+
+class UserOut(Out):
+    """A user of the organization, as admins manage them."""
+
+    id: int
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    created_at: dt.datetime
+
+
+class UserList(Out):
+    items: list[UserOut]
 
 
 class UserSummary(Out):
@@ -138,6 +161,69 @@ TransactionFields = sparse(TransactionOut)
 CaseListPage = page_of(CaseListFields)
 SubjectPage = page_of(SubjectFields)
 TransactionPage = page_of(TransactionFields)
+
+
+class FlaggedTransaction(Out):
+    """The transaction an adjudication item is about, as the queue shows it."""
+
+    id: int
+    posted_on: dt.date
+    amount: str
+    amount_cents: int
+    currency: str
+    direction: Direction
+    category: str
+    counterparty: str
+    description: str
+    flagged: bool
+
+
+class AdjudicationOut(Out):
+    """An adjudication item. The lease is held by ``claimed_by_id`` while ``claimed_until``
+    is in the future; ``outcome``, ``decision_reason``, ``decided_by_id`` and ``decided_at``
+    are set once ``status`` is ``decided``. ``transaction`` is null for a rule hit without
+    one, or a transaction deleted since."""
+
+    id: int
+    case_id: int
+    transaction_id: int | None
+    status: AdjudicationStatus
+    priority: int
+    reason: str
+    flagged_by_id: int | None
+    claimed_by_id: int | None
+    claimed_until: dt.datetime | None
+    outcome: Outcome | None
+    decision_reason: str | None
+    decided_by_id: int | None
+    decided_at: dt.datetime | None
+    created_at: dt.datetime
+    version: int
+    transaction: FlaggedTransaction | None
+
+
+AdjudicationPage = page_of(AdjudicationOut)
+
+
+class AuditEntryOut(Out):
+    """One audited write: ``changes`` maps each changed column to ``[before, after]`` (an
+    insert's before and a delete's after are null); a statement that wrote rows it did not
+    name holds ``{"statement", "known"}``, a bulk insert ``{"rows": N}``. ``actor`` is
+    ``user:{id}`` for a request, ``job:{task}`` or ``cli:{command}`` otherwise."""
+
+    id: int
+    chain: str
+    seq: int
+    at: dt.datetime
+    actor: str | None
+    table: str
+    row_key: str | None
+    op: str
+    changes: dict[str, Any]
+    hash: str
+
+
+AuditPage = page_of(AuditEntryOut)
 
 
 class Figures(Out):
@@ -235,6 +321,33 @@ class ImportOut(Out):
     job: JobSummary | None = None
 
 
+class ImportProfileSettings(Out):
+    """The file-wide decisions a profile answers (``None``: decided from each file)."""
+
+    decimal: str | None
+    date_order: str | None
+    sign: str | None
+    currency: str | None
+    account: str | None
+
+
+class ImportProfileOut(Out):
+    """How an organization reads one bank's statements (matched by the header fingerprint)."""
+
+    id: int
+    name: str
+    fingerprint: str
+    header: list[str]
+    columns: dict[str, Any]
+    settings: ImportProfileSettings
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ImportProfileList(Out):
+    items: list[ImportProfileOut]
+
+
 class ImportList(Out):
     items: list[ImportOut]
 
@@ -251,6 +364,10 @@ class ReportOut(Out):
     finished_at: dt.datetime | None
     file_url: str | None
     job: JobSummary | None = None
+
+
+class ReportList(Out):
+    items: list[ReportOut]
 
 
 class JobOut(Out):
@@ -322,3 +439,15 @@ class OutboxMessageOut(Out):
 class OutboxPage(Out):
     items: list[OutboxMessageOut]
     next_before: int | None
+
+
+class ChannelCounts(Out):
+    clients: int  # subscriptions to the channel on this process
+    users: int  # distinct users among them
+
+
+class RealtimeStats(Out):
+    """This process's realtime connections and, per channel, who follows it."""
+
+    connections: int
+    channels: dict[str, ChannelCounts]

@@ -29,7 +29,16 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from casebook.models import Case, CaseStatus, Direction, Subject, SubjectKind, Transaction, User
+from casebook.models import (
+    Case,
+    CaseStatus,
+    Direction,
+    Role,
+    Subject,
+    SubjectKind,
+    Transaction,
+    User,
+)
 
 INT32_MAX = 2**31 - 1  # Integer columns (every primary key but the jobs')
 INT64_MAX = 2**63 - 1  # BigInteger columns (job ids)
@@ -155,6 +164,26 @@ class Patch(Body):
         if nulled:
             raise ValueError(f"may not be null: {', '.join(nulled)}")
         return self
+
+
+Email = Annotated[
+    str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
+]
+# A new user's first password: long enough that guessing is not the easy way in.
+Password = Annotated[str, StringConstraints(min_length=12, max_length=1024, pattern=NO_NUL)]
+
+
+class UserCreate(Body):
+    email: Email
+    full_name: Name
+    role: Role
+    password: Password
+
+
+class UserUpdate(Patch):
+    full_name: Name | SkipJsonSchema[None] = None
+    role: Role | SkipJsonSchema[None] = None
+    is_active: Flag | SkipJsonSchema[None] = None
 
 
 class CaseCreate(Body):

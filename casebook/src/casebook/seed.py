@@ -63,6 +63,26 @@ COUNTERPARTIES = [
     "Blue Yonder",
     "Coho Winery",
 ]
+# Subjects' names: drawn from the subject's id, not from the seed's random stream, so every
+# other seeded value stays what it was.
+FIRST_NAMES = ["Anna", "Luca", "Marie", "Jonas", "Sofia", "Noah", "Elena", "Karim", "Ines",
+               "Tomás", "Yuki", "Oskar", "Leila", "Pieter", "Chiara", "Malik", "Greta"]  # fmt: skip
+LAST_NAMES = ["Keller", "Rossi", "Dubois", "Novak", "Jensen", "García", "Okafor", "Lindqvist",
+              "Moreau", "Schmidt", "Costa", "Haddad", "Brennan", "Takahashi", "Varga"]  # fmt: skip
+COMPANY_WORDS = ["Alder", "Brightwater", "Crestline", "Delta Harbor", "Eastgate", "Fairmont",
+                 "Greyfield", "Hollis", "Ironbridge", "Juniper", "Kestrel", "Larkspur"]  # fmt: skip
+COMPANY_FORMS = ["GmbH", "Ltd", "S.A.", "AG", "LLC", "B.V.", "Holdings", "SARL", "Trading Co."]
+
+
+def subject_name(kind: str, subject_id: int) -> str:
+    """A plausible, deterministic name for seeded subject ``subject_id``."""
+    if kind == "person":
+        first = FIRST_NAMES[subject_id % len(FIRST_NAMES)]
+        return f"{first} {LAST_NAMES[(subject_id * 7) % len(LAST_NAMES)]}"
+    word = COMPANY_WORDS[subject_id % len(COMPANY_WORDS)]
+    return f"{word} {COMPANY_FORMS[(subject_id * 5) % len(COMPANY_FORMS)]}"
+
+
 BATCH = 5_000
 
 
@@ -142,16 +162,7 @@ async def seed(
             size = min(BATCH, transactions - written)
             rows = _transactions(rng, case_rows, subjects_by_case, written + 1, size, today)
             await session.execute(insert(Transaction), rows)
-            adjudications.extend(
-                {
-                    "organization_id": r["organization_id"],
-                    "case_id": r["case_id"],
-                    "transaction_id": r["id"],
-                    "reason": "flagged by rule " + r["category"],
-                }
-                for r in rows
-                if r["flagged"]
-            )
+            adjudications.extend(_adjudications(rows))
             written += size
             if progress is not None:
                 progress(written)
@@ -169,6 +180,32 @@ async def seed(
                     )
                 )
     return SeedResult(2, len(DEMO_USERS), len(case_rows), len(subject_rows), written)
+
+
+def _adjudications(transactions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The review items of the flagged ``transactions``: rule hits (no user flagged them, so
+    anyone may review them), pending, larger sums first."""
+    return [
+        {
+            "organization_id": r["organization_id"],
+            "case_id": r["case_id"],
+            "transaction_id": r["id"],
+            "reason": "flagged by rule " + r["category"],
+            "flagged_by_id": None,
+            "priority": _priority(r["amount_cents"]),
+            "status": "pending",
+        }
+        for r in transactions
+        if r["flagged"]
+    ]
+
+
+def _priority(amount_cents: int) -> int:
+    """How urgent a rule hit is: 1 (most) for 10,000.00 and more, down to 4 under 100.00."""
+    for priority, floor in ((1, 1_000_000), (2, 100_000), (3, 10_000)):
+        if amount_cents >= floor:
+            return priority
+    return 4
 
 
 def _cases(rng: random.Random, n_cases: int, today: dt.date) -> tuple[list[dict[str, Any]], ...]:
@@ -205,7 +242,7 @@ def _cases(rng: random.Random, n_cases: int, today: dt.date) -> tuple[list[dict[
                     "organization_id": org,
                     "case_id": case_id,
                     "kind": kind,
-                    "name": f"{kind.title()} {sid}",
+                    "name": subject_name(kind, sid),
                     "country": rng.choice(["DE", "FR", "GB", "US", "CH"]),
                     "risk_level": rng.randint(1, 5),
                     "notes": "",

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.types import Scope
 
 from casebook import live
+from casebook.audit import audit_trail
 from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
@@ -145,10 +146,12 @@ def _runtime(
     tokens: TokenService | None = None,
     identify: Callable[[Scope], Hashable | None] | None = None,
 ) -> tuple[Database, Lockstep, Jobs, Realtime]:
-    """The database with the rollups, the change feed and realtime publishing installed,
-    the lockstep runtime and the jobs: what every casebook process writes through."""
+    """The database with the rollups, the audit trail, the change feed and realtime
+    publishing installed, the lockstep runtime and the jobs: what every casebook process
+    writes through."""
     db = Database(settings)
     AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
+    audit_trail().install(db)  # who wrote what, in the writing transaction (casebook.audit)
     # The schema revision is part of every cache key: a migration retires old entries.
     namespace = f"casebook:{head_revision(MIGRATIONS)}"
     runtime = Lockstep(settings, db, tracking(), namespace=namespace, identify=identify)

@@ -19,6 +19,8 @@ class CasebookSettings(Settings):
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(7, ge=1, le=90)
     serve_ui: bool = True
+    # How long a reviewer's claim on an adjudication item lasts (a claim renews it).
+    adjudication_lease_minutes: int = Field(15, ge=1, le=24 * 60)
     import_max_bytes: int = Field(100 * 1024 * 1024, ge=1)  # largest CSV upload accepted
     # Password checks: threads running them at once, and how many more may wait for one
     # (past that a sign-in is a 503 + Retry-After at once).

@@ -84,7 +84,9 @@ def parse_answers(pairs: Sequence[str]) -> dict[str, str]:
             raise ValidationFailedError(
                 f"{pair!r} is not role=column or setting=value (like amount=Betrag or "
                 "date_order=dmy)",
-                details={"loc": ["map"], "msg": "expected key=value"},
+                details=[
+                    {"loc": ["query", "map"], "msg": "expected key=value", "type": "value_error"}
+                ],
             )
         answers[key.strip()] = value.strip()
     return answers
@@ -139,7 +141,9 @@ async def plan(
         raise ValidationFailedError(
             f"the profile {chosen.name!r} was made for another header than this file's "
             f"({', '.join(first.mapping.labels().values()) or 'no header'})",
-            details={"loc": ["profile"], "msg": "header fingerprint differs"},
+            details=[
+                {"loc": ["file"], "msg": "header fingerprint differs", "type": "profile_mismatch"}
+            ],
         )
     if chosen is None:
         return Plan(first, None)

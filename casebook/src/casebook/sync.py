@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.requests import Request
 
+from casebook import adjudication
+from casebook.adjudication import DecisionIn
 from casebook.auth import Principal, TokenService
 from casebook.models import (
     AdjudicationItem,
-    AdjudicationStatus,
     Case,
     CaseStatus,
     Role,
@@ -92,6 +93,12 @@ def shapes(tokens: TokenService) -> list[Shape]:
                 "decided_by_id",
                 "decided_at",
                 "created_at",
+                "flagged_by_id",
+                "priority",
+                "claimed_until",
+                "outcome",
+                "decision_reason",
+                "version",
             ],
         ),
         Shape(
@@ -138,13 +145,11 @@ class SubjectNotes(BaseModel):
     notes: str = Field(max_length=10_000)
 
 
-class Decision(BaseModel):
-    """``adjudication.decide``: ``base_version`` is the status the reviewer saw."""
+class Decision(DecisionIn):
+    """``adjudication.decide``: ``base_version`` is the item's version the reviewer saw.
+    The API's rules hold (a lease of the pusher's, unexpired; four-eyes; once)."""
 
-    model_config = ConfigDict(extra="forbid")
     item_id: int
-    status: AdjudicationStatus
-    reason: str | None = Field(None, max_length=500)
 
 
 def mutations(tokens: TokenService) -> Mutations:
@@ -186,12 +191,10 @@ def mutations(tokens: TokenService) -> Mutations:
         if not principal.has_role(Role.REVIEWER):
             raise PermissionDeniedError("reviewer or admin role required")
         item = await _one(ctx, AdjudicationItem, args.item_id, principal, "adjudication item")
-        ctx.expect_version(item.status.value, current=lambda: _item_out(item))
-        item.status = args.status
-        item.reason = args.reason if args.reason is not None else item.reason
-        item.decided_by_id = principal.user_id
-        item.decided_at = dt.datetime.now(dt.UTC)
-        return {"id": item.id, "status": item.status.value}
+        ctx.expect_version(item.version, current=lambda: _item_out(item))
+        body = DecisionIn(outcome=args.outcome, reason=args.reason)
+        item = await adjudication.decide(ctx.session, principal, args.item_id, body)
+        return {"id": item.id, "status": item.status.value, "version": item.version}
 
     return registry
 
@@ -212,6 +215,8 @@ def _item_out(item: AdjudicationItem) -> dict[str, Any]:
         "id": item.id,
         "case_id": item.case_id,
         "status": item.status.value,
-        "reason": item.reason,
+        "outcome": item.outcome.value if item.outcome else None,
+        "decision_reason": item.decision_reason,
         "decided_by_id": item.decided_by_id,
+        "version": item.version,
     }

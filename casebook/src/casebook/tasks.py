@@ -20,9 +20,11 @@ delivery.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,9 +57,12 @@ from lockstep import (
     Rate,
     TaskRegistry,
     ValidationFailedError,
+    acting_as,
     enqueue,
     enqueue_many,
 )
+
+T = TypeVar("T")
 
 tasks = TaskRegistry(default_queue="default", max_attempts=5, backoff=Backoff(base=2, cap=600))
 # What the SMS / e-mail gateway accepts, shared by every worker.
@@ -78,6 +83,17 @@ class TaskState:
 
     def report_path(self, report_id: int) -> Path:
         return self.settings.data_dir.resolve() / REPORTS_DIR / f"report-{report_id}.pdf"
+
+
+def audited(task: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """The task's writes are audited as ``job:{task name}`` (casebook.audit)."""
+
+    @functools.wraps(task)
+    async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> T:
+        with acting_as(f"job:{ctx.job.task}"):
+            return await task(ctx, *args, **kwargs)
+
+    return run
 
 
 def _state(ctx: JobContext) -> TaskState:
@@ -157,6 +173,7 @@ async def report_data(session: AsyncSession, report: Report) -> dict[str, Any]:
     unique="import:{import_id}",
     tenant="{organization_id}",
 )
+@audited
 async def run_import(ctx: JobContext, import_id: int, organization_id: int) -> dict[str, Any]:
     """Import the queued file of import ``import_id`` (``organization_id`` is its tenant)."""
     data_dir = _state(ctx).settings.data_dir
@@ -183,6 +200,7 @@ async def run_import(ctx: JobContext, import_id: int, organization_id: int) -> d
 
 
 @tasks.task(name="casebook.imports.sweep", max_attempts=1, timeout=dt.timedelta(minutes=5))
+@audited
 async def sweep_imports(ctx: JobContext) -> dict[str, Any]:
     """Settle imports whose job ended without settling them, and delete upload files no
     waiting import needs (see :func:`casebook.imports.sweep_uploads`)."""
@@ -203,6 +221,7 @@ tasks.schedule("casebook.imports.sweep", sweep_imports, every=dt.timedelta(minut
     timeout=dt.timedelta(minutes=5),
     unique="report:{report_id}",
 )
+@audited
 async def generate_report(ctx: JobContext, report_id: int) -> dict[str, int]:
     """Render report ``report_id`` and mark it ready (or failed after the last attempt)."""
     state = _state(ctx)
@@ -244,6 +263,7 @@ async def generate_report(ctx: JobContext, report_id: int) -> dict[str, int]:
 
 
 @tasks.task(name="casebook.notify.fan_out", tenant="{organization_id}", result_ttl=0)
+@audited
 async def fan_out(
     ctx: JobContext, organization_id: int, subject: str, body: str, case_id: int | None = None
 ) -> None:
@@ -289,6 +309,7 @@ async def fan_out(
     tenant="{organization_id}",
     result_ttl=0,
 )
+@audited
 async def send_notification(
     ctx: JobContext, organization_id: int, channel: Channel, recipient: str, subject: str, body: str
 ) -> None:

@@ -24,7 +24,9 @@ What it guarantees:
   gets the endpoint's 404 whatever ``If-Match`` holds, and a 412's ``details.etag`` (the
   current ETag) is only ever shown to a caller who may read the resource.
 * The ETag compared is the one ``get_case`` gives the same URL (its key without a query, its
-  dependencies) for this caller: one key function serves both.
+  dependencies) for this caller: one key function serves both. An action on a resource
+  (``POST /items/{id}/claim``) names itself: ``@precondition(get_item, action="claim")``
+  compares with the ETag of the URL without ``/claim``.
 * A write that commits nothing (a no-op) is compared when the endpoint returns.
 * **If-Match is never ignored**: a write transaction that writes anything in a request that
   carries ``If-Match`` to a route without ``@precondition`` is refused with 412 before it
@@ -94,12 +96,14 @@ def route_cache_of(get_route: Callable[..., Any]) -> RouteCache:
     return spec
 
 
-def precondition(get_route: Callable[..., Any]) -> Callable[[F], F]:
+def precondition(get_route: Callable[..., Any], *, action: str | None = None) -> Callable[[F], F]:
     """Compare the request's ``If-Match`` with the ETag ``get_route`` (a ``@cached``
     endpoint) gives the request's URL, inside the endpoint's write transaction; 412 on a
     mismatch. The endpoint must take the parameters ``get_route``'s ``depends``/``vary``/
-    ``key`` read (checked when declared)."""
+    ``key`` read (checked when declared). ``action``: the endpoint's URL is the resource's
+    followed by ``/{action}`` (``POST /items/7/claim``), compared with ``/items/7``'s ETag."""
     spec = route_cache_of(get_route)
+    suffix = None if action is None else "/" + action.strip("/")
 
     def decorate(endpoint: F) -> F:
         accepted = set(inspect.signature(endpoint).parameters)
@@ -116,6 +120,14 @@ def precondition(get_route: Callable[..., Any]) -> Callable[[F], F]:
             wanted = _if_match(scope["headers"])
             if wanted is None:
                 return await endpoint(*args, **kwargs)
+            if suffix is not None:
+                path: str = scope["path"]
+                if not path.endswith(suffix):
+                    raise ConfigurationError(
+                        f"precondition(action={action!r}) on {endpoint.__qualname__}: the "
+                        f"request's path {path!r} does not end with {suffix!r}"
+                    )
+                scope = {**scope, "path": path[: -len(suffix)]}
             key, deps = spec.resolve(scope, kwargs, with_query=False)
             expectation = _Expectation(http, spec, key, deps, wanted)
             token = _expected.set(expectation)

@@ -14,6 +14,7 @@ sentence saying why, and the choices.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +28,19 @@ AS_WRITTEN, INVERTED = "as_written", "inverted"
 SIGNS = (AS_WRITTEN, INVERTED)
 DECIMALS = (DOT, COMMA)
 SETTINGS = ("date_order", "decimal", "sign", "currency", "account")
+
+
+def _answer_pattern() -> str:
+    """What an answer (``key=value``) can be, as a regular expression a schema can carry:
+    a role given a column (any text: which columns exist depends on the file), or a setting
+    with one of its values."""
+    choices = {"date_order": ORDERS, "decimal": DECIMALS, "sign": SIGNS}
+    free = "|".join([*r.ROLES, "account"])  # currency is a role too
+    fixed = [f"{key}=({'|'.join(re.escape(v) for v in values)})" for key, values in choices.items()]
+    return f"^(({free})=[^\\x00]*|{'|'.join(fixed)})$"
+
+
+ANSWER_PATTERN = _answer_pattern()  # the ``map`` query parameter's items
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +102,9 @@ class StatementMapping:
         raise ValidationFailedError(
             f"the file has no column {answer!r}; its columns are: "
             + ", ".join(self.label(i) for i in range(max(len(self.header), self.width))),
-            details={"loc": ["mapping", answer], "msg": "no such column"},
+            details=[
+                {"loc": ["query", "map"], "msg": "no such column", "type": "unknown_reference"}
+            ],
         )
 
     def _names_column(self, answer: str) -> bool:
@@ -122,7 +138,12 @@ class StatementMapping:
             if key == "currency_code":
                 code = value.strip().upper()
                 if len(code) != 3 or not code.isalpha():
-                    raise _bad("currency", value, "a column or a 3-letter currency code")
+                    raise _bad(  # names no column of this file (a schema cannot know them)
+                        "currency",
+                        value,
+                        "a column or a 3-letter currency code",
+                        "unknown_reference",
+                    )
                 mapping = replace(mapping, currency=code)
             elif key == "account":
                 mapping = replace(mapping, account=value.strip()[:64])
@@ -179,8 +200,8 @@ class StatementMapping:
         return out
 
 
-def _bad(key: str, value: str, expected: str) -> ValidationFailedError:
+def _bad(key: str, value: str, expected: str, kind: str = "value_error") -> ValidationFailedError:
     return ValidationFailedError(
         f"{key}={value!r} is not understood: expected {expected}",
-        details={"loc": ["mapping", key], "msg": f"expected {expected}"},
+        details=[{"loc": ["query", "map"], "msg": f"expected {expected}", "type": kind}],
     )

@@ -32,9 +32,9 @@ import redis
 from lockstep.changes import ensure_change_log
 from lockstep.db import Database
 from lockstep.settings import load_settings
-from lockstep.testing import PostgresServer, RedisServer, ServerNotAvailable, free_port
+from lockstep.testing import PostgresServer, RedisServer, free_port
 
-from ...conftest import REDIS_BINDIR_ENV, server_unavailable
+from ...conftest import new_redis
 from .fault_app import NAMESPACE, Base
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -86,11 +86,7 @@ class ApiProcess:
 
 @pytest.fixture(scope="module")
 def fault_redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
+    with new_redis() as server:
         yield server
 
 

@@ -13,8 +13,7 @@ lease must already have done its work. The same cases run with real OS processes
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -27,9 +26,8 @@ from sqlalchemy import select
 from lockstep.cache import Cache, CacheMetrics, RedisBackend, RedisStampStore, Row
 from lockstep.cache.relay import InvalidationRelay
 from lockstep.changes import consistency_scope
-from lockstep.testing import RedisServer, ServerNotAvailable
+from lockstep.testing import RedisServer
 
-from ...conftest import REDIS_BINDIR_ENV, server_unavailable
 from ..conftest import Feed, Folder
 
 pytestmark = pytest.mark.redis
@@ -47,17 +45,6 @@ class Node:
     @property
     def metrics(self) -> CacheMetrics:
         return self.cache.metrics
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis for this test alone (it gets frozen, flushed, restarted)."""
-    try:
-        server = RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
-    with server:
-        yield server
 
 
 def client(server: RedisServer) -> Redis:

@@ -66,6 +66,16 @@ async def app(sqlite_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
             found.name = name
         return JSONBytesResponse({"id": folder_id, "name": name})
 
+    @app.post("/folders/{folder_id}/archive")
+    @precondition(folder, action="archive")
+    async def archive(folder_id: int, x_org: int = Header(0)) -> JSONBytesResponse:
+        async with db.writer() as session:
+            found = await session.get(Folder, folder_id)
+            if found is None or found.org_id != x_org:
+                raise NotFoundError(f"folder {folder_id} not found")
+            found.name = f"{found.name} (archived)"
+        return JSONBytesResponse({"id": folder_id, "name": found.name})
+
     install_observability(app, settings, database=db, registry=runtime.registry)
     yield app
     await db.dispose()
@@ -194,3 +204,17 @@ def test_precondition_needs_a_cached_route_and_its_parameters() -> None:
         @precondition(get_item)
         async def update(other: int) -> JSONBytesResponse:
             raise AssertionError
+
+
+async def test_an_action_is_compared_with_its_resources_etag(app: FastAPI) -> None:
+    """``POST /folders/1/archive`` with ``@precondition(folder, action="archive")``: If-Match
+    is the ETag of ``/folders/1``; a stale one is a 412."""
+    headers = {"X-Org": "1"}
+    async with _client(app) as client:
+        etag = (await client.get("/folders/1", headers=headers)).headers["etag"]
+        archived = await client.post("/folders/1/archive", headers={**headers, "If-Match": etag})
+        assert archived.status_code == 200, archived.text
+        stale = await client.post("/folders/1/archive", headers={**headers, "If-Match": etag})
+        assert stale.status_code == 412
+        current = (await client.get("/folders/1", headers=headers)).headers["etag"]
+        assert stale.json()["error"]["details"]["etag"] == current

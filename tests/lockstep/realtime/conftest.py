@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from lockstep.realtime.revisions import ensure_realtime_tables
-from lockstep.testing import PostgresServer, RedisServer, ServerNotAvailable, free_port
+from lockstep.testing import PostgresServer, RedisServer, free_port
 
-from ...conftest import REDIS_BINDIR_ENV, in_ci, server_unavailable
+from ...conftest import in_ci, new_redis
 from .agents import Agent, JsAgent, PyAgent, node_ready
 from .realtime_app import Base
 
@@ -151,10 +151,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 @pytest.fixture(scope="module")
 def scaled(postgres_server: PostgresServer) -> Iterator[Deployment]:
-    try:
-        redis = RedisServer(bindir=os.environ.get(REDIS_BINDIR_ENV) or None)
-    except ServerNotAvailable as exc:
-        server_unavailable(exc)
+    redis = new_redis()
     url = postgres_server.create_database("realtime_scaled")
     engine = create_engine(url.replace("+asyncpg", "+psycopg"))
     with engine.begin() as connection:

@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,6 +121,7 @@ async def list_cases(
     principal: PrincipalDep,
     services: ServicesDep,
     status: CaseStatus | None = None,
+    priority: Annotated[int | None, Query(ge=1, le=5)] = None,
     assignee_id: IdQuery = None,
     q: SearchQuery = None,
     cursor: CursorQuery = None,
@@ -132,6 +133,8 @@ async def list_cases(
     stmt: Select[Case] = select(Case).where(Case.organization_id == principal.organization_id)
     if status is not None:
         stmt = stmt.where(Case.status == status)
+    if priority is not None:
+        stmt = stmt.where(Case.priority == priority)
     if assignee_id is not None:
         stmt = stmt.where(Case.assignee_id == assignee_id)
     if q:

@@ -40,6 +40,13 @@ def require_writer(principal: Annotated[Principal, Depends(get_principal)]) -> P
     return principal
 
 
+def require_reviewer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """Reviewers and admins adjudicate; analysts flag but never decide."""
+    if not principal.has_role(Role.REVIEWER):
+        raise PermissionDeniedError("reviewer or admin role required")
+    return principal
+
+
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     if principal.role is not Role.ADMIN:
         raise PermissionDeniedError("admin role required")
@@ -49,6 +56,7 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 ServicesDep = Annotated[Services, Depends(get_services)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 WriterDep = Annotated[Principal, Depends(require_writer)]
+ReviewerDep = Annotated[Principal, Depends(require_reviewer)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 DEFAULT_PAGE = DEFAULT_LIMIT

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
 from sqlalchemy import select
 
 from casebook.api.cases import load_case
@@ -47,8 +48,9 @@ from casebook.imports import (
 )
 from casebook.models import ImportRecord, ImportReject, ImportStatus
 from casebook.responses import ImportList, ImportOut
-from casebook.schemas import IdPath
+from casebook.schemas import IdPath, NameQuery
 from casebook.services import Services
+from casebook.spreadsheet import inert
 from casebook.statements import parse_answers, plan
 from casebook.tasks import run_import
 from casebook.uploads import receive_file
@@ -65,6 +67,7 @@ from lockstep import (
     file_response,
     openapi_links,
 )
+from lockstep.imports.mapping import ANSWER_PATTERN
 
 router = APIRouter(tags=["imports"])
 
@@ -135,7 +138,7 @@ def wait_preference(request: Request) -> float:
 
 
 MapQuery = Annotated[
-    list[str],
+    list[Annotated[str, StringConstraints(max_length=200, pattern=ANSWER_PATTERN)]],
     Query(
         alias="map",
         description="role=column or setting=value (date_order, decimal, sign, currency, "
@@ -177,7 +180,7 @@ async def preview(
     principal: WriterDep,
     services: ServicesDep,
     answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
-    profile: str | None = None,
+    profile: NameQuery = None,
 ) -> JSONBytesResponse:
     """What importing the uploaded file would do, without importing it: its format, the
     detected mapping (and the profile that answered it), the questions left, warnings,
@@ -221,8 +224,8 @@ async def upload(
     services: ServicesDep,
     policy: ImportPolicy = ImportPolicy.ALL_OR_NOTHING,
     answers: MapQuery = [],  # noqa: B006 - FastAPI copies the default
-    profile: str | None = None,
-    save_profile: str | None = None,
+    profile: NameQuery = None,
+    save_profile: NameQuery = None,
 ) -> JSONBytesResponse:
     """Upload a bank statement (CSV, OFX/QFX, camt.053, MT940, QIF) to import into the case
     (see the module docs)."""
@@ -400,9 +403,7 @@ async def download_rejects(
                     )
                 ).all()
             for reject in batch:
-                out.writerow(
-                    [reject.row_number, reject.column, reject.reason, _inert(reject.value)]
-                )
+                out.writerow([reject.row_number, reject.column, reject.reason, inert(reject.value)])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -416,22 +417,3 @@ async def download_rejects(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(value: str) -> str:
-    """A cell a spreadsheet will not evaluate: the rejected values are whatever the uploaded
-    file held, and ``=HYPERLINK(...)`` must come back as text (CSV injection)."""
-    if value.startswith(_FORMULA) and not _is_number(value):
-        return "'" + value
-    return value
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value.replace(",", "."))
-    except ValueError:
-        return False
-    return True

@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
 from casebook.models import ImportProfile
-from lockstep import JSONBytesResponse, NotFoundError
+from casebook.responses import ImportProfileList
+from casebook.schemas import IdPath
+from lockstep import JSONBytesResponse, NotFoundError, error_responses
 
 router = APIRouter(tags=["imports"])
 
@@ -37,7 +39,7 @@ def profile_out(profile: ImportProfile) -> dict[str, Any]:
     }
 
 
-@router.get("/import-profiles")
+@router.get("/import-profiles", response_model=ImportProfileList)
 async def list_profiles(principal: PrincipalDep, services: ServicesDep) -> JSONBytesResponse:
     """The organization's import profiles, by name."""
     async with services.db.reader() as session:
@@ -51,8 +53,14 @@ async def list_profiles(principal: PrincipalDep, services: ServicesDep) -> JSONB
     return JSONBytesResponse({"items": [profile_out(p) for p in profiles]})
 
 
-@router.delete("/import-profiles/{profile_id}", status_code=204)
-async def delete_profile(profile_id: int, principal: WriterDep, services: ServicesDep) -> Response:
+@router.delete(
+    "/import-profiles/{profile_id}",
+    status_code=204,
+    responses={204: {"description": "Removed"}, **error_responses(403)},
+)
+async def delete_profile(
+    profile_id: IdPath, principal: WriterDep, services: ServicesDep
+) -> Response:
     """Remove a profile; files of its bank are asked about again."""
     async with services.db.writer() as session:
         profile = await session.scalar(

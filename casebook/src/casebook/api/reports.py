@@ -9,12 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from sqlalchemy import select
 
 from casebook.api.cases import load_case
 from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
 from casebook.auth import Principal
 from casebook.models import Report, ReportStatus
-from casebook.responses import ReportOut
+from casebook.responses import ReportList, ReportOut
 from casebook.schemas import IdPath
 from casebook.services import Services
 from casebook.tasks import generate_report
@@ -97,6 +98,28 @@ async def request_report(
         status_code=202,
         headers={"Location": f"/api/v1/reports/{report.id}"},
     )
+
+
+@router.get("/cases/{case_id}/reports", response_model=ReportList)
+async def list_reports(
+    case_id: IdPath, principal: PrincipalDep, services: ServicesDep
+) -> JSONBytesResponse:
+    """The case's reports, newest first (the last 100); ``GET /reports/{id}`` adds the job.
+    A case of another organization is a 404, like one that does not exist."""
+    async with services.db.reader() as session:
+        await load_case(session, principal, case_id)
+        reports = (
+            await session.scalars(
+                select(Report)
+                .where(
+                    Report.organization_id == principal.organization_id,
+                    Report.case_id == case_id,
+                )
+                .order_by(Report.id.desc())
+                .limit(100)
+            )
+        ).all()
+    return JSONBytesResponse({"items": [report_out(r) for r in reports]})
 
 
 @router.get("/reports/{report_id}", response_model=ReportOut)

@@ -18,13 +18,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import casebook.rollups  # noqa: F401 - declares the rollup tables on Base.metadata
 from casebook.models import Base
-from lockstep import CHANGE_LOG_TABLES, JOBS_TABLES, REALTIME_TABLES, table_metadata
+from lockstep import (
+    AUDIT_TABLES,
+    CHANGE_LOG_TABLES,
+    JOBS_TABLES,
+    REALTIME_TABLES,
+    table_metadata,
+)
 from lockstep.offline import OFFLINE_TABLES
 
 config = context.config
 target_metadata = [
     Base.metadata,
-    table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES, REALTIME_TABLES),
+    table_metadata(CHANGE_LOG_TABLES, JOBS_TABLES, OFFLINE_TABLES, REALTIME_TABLES, AUDIT_TABLES),
 ]
 
 

@@ -1,0 +1,44 @@
+// The case list: search, filters (status, priority, assignee) kept in the URL (so Back and
+// a shared link restore them), newest first, cursor pagination ("More cases").
+import { call, errorBox } from "../api.js";
+import { date, el, filters, more, priorityBadge, statusBadge, table, use } from "../format.js";
+
+
+const COLUMNS = [
+  { label: "Reference", value: (c) => el("a", { href: `/app/cases/${c.id}` }, c.reference) },
+  { label: "Title", value: (c) => c.title },
+  { label: "Status", value: (c) => statusBadge(c.status) },
+  { label: "Priority", value: (c) => priorityBadge(c.priority) },
+  { label: "Assignee", value: (c) => (c.assignee ? c.assignee.full_name : el("span", { class: "hint" }, "unassigned")) },
+  { label: "Opened", value: (c) => date(c.opened_on) },
+];
+
+export async function render({ root, query, me, navigate, signal }) {
+  document.title = "Cases · casebook";
+  const form = filters(use("t-case-filters"), query, "/app/cases", navigate);
+  form.assignee.options[1].value = String(me.id);
+  form.assignee.value = query.get("assignee") || "";
+  for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.requestSubmit());
+  const results = el("div", { "aria-live": "polite" });
+  root.append(el("h1", {}, "Cases"), form, results);
+
+  const params = new URLSearchParams({ limit: "50" });
+  if (query.get("q")) params.set("q", query.get("q"));
+  if (query.get("status")) params.set("status", query.get("status"));
+  if (query.get("priority")) params.set("priority", query.get("priority"));
+  if (query.get("assignee")) params.set("assignee_id", query.get("assignee"));
+  const filtered = ["q", "status", "priority", "assignee"].some((k) => query.get(k));
+  let first;
+  try {
+    first = await call(`/cases?${params}`, { signal });
+  } catch (error) {
+    results.append(errorBox(error, "Could not load the cases"));
+    return;
+  }
+  const list = table(COLUMNS, first.items, {
+    id: "case-rows", caption: "Cases",
+    empty: filtered ? "No case matches these filters." : "No cases yet.",
+  });
+  results.append(list, more("More cases", list, COLUMNS, first.next_cursor,
+    (cursor) => call(`/cases?${params}&cursor=${encodeURIComponent(cursor)}`, { signal })));
+}

@@ -1,0 +1,73 @@
+"""The web UI's server side: the shell answers every page's address under /app/ (and
+nothing else's), revalidated with an ETag; the assets live under a content-hashed URL,
+cached for a year."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+
+from casebook.ui import asset_version
+
+
+async def test_the_shell_answers_every_page_address_and_revalidates(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    for path in ("/", "/app", "/app/cases", "/app/cases/12/transactions", "/app/no-such-page"):
+        response = await anonymous.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["cache-control"] == "no-cache"
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+    etag = response.headers["etag"]
+    again = await anonymous.get("/app/cases/7", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.headers["etag"] == etag
+
+
+async def test_the_shell_shadows_no_other_route(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.get("/api/v1/cases")).json()["error"]["code"] == "unauthenticated"
+    assert (await anonymous.get("/api/v1/app/cases")).status_code == 404
+    assert (await anonymous.get("/openapi.json")).json()["info"]["title"] == "casebook"
+    assert "swagger-ui" in (await anonymous.get("/docs")).text
+    assert "http_requests_total" in (await anonymous.get("/metrics")).text
+    assert (await anonymous.get("/ready")).status_code == 200
+    shape = await anonymous.get("/v1/shape?table=cases&offset=-1")
+    assert not shape.headers["content-type"].startswith("text/html")
+    sse = await anonymous.get("/connection/uni_sse")
+    assert not sse.headers.get("content-type", "").startswith("text/html")
+
+
+async def test_assets_are_fingerprinted_and_immutable(anonymous: httpx.AsyncClient) -> None:
+    shell = (await anonymous.get("/app/cases")).text
+    assets = re.findall(r'(?:href|src)="(/static/[0-9a-f]{16}/[^"]+)"', shell)
+    assert {a.rsplit("/", 1)[-1] for a in assets} >= {"app.css", "main.js", "centrifuge.js"}
+    for asset in assets:
+        response = await anonymous.get(asset)
+        assert response.status_code == 200, asset
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    script = next(a for a in assets if a.endswith("main.js"))
+    zipped = await anonymous.get(script, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["cache-control"] == "public, max-age=31536000, immutable"
+    version = assets[0].split("/")[2]
+    # Modules import each other relatively, under the same versioned prefix.
+    assert (await anonymous.get(f"/static/{version}/js/pages/case.js")).status_code == 200
+    assert (await anonymous.get("/static/0123456789abcdef/js/main.js")).status_code == 404
+    assert (await anonymous.get("/static/app.css")).status_code == 404
+
+
+def test_the_version_names_the_content(tmp_path: Path) -> None:
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "a.js").write_text("export const a = 1;\n")
+    (tmp_path / "app.css").write_text("body{}\n")
+    first = asset_version(tmp_path)
+    assert asset_version(tmp_path) == first
+    (tmp_path / "js" / "a.js").write_text("export const a = 2;\n")
+    assert asset_version(tmp_path) != first
+    (tmp_path / "js" / "a.js").write_text("export const a = 1;\n")
+    assert asset_version(tmp_path) == first
+    (tmp_path / "js" / "a.js").rename(tmp_path / "js" / "b.js")
+    assert asset_version(tmp_path) != first
