@@ -255,3 +255,63 @@ def test_the_service_worker_pushes_the_outbox_with_no_page_of_the_app_open(
     after = api_case(served.base, case_id)
     assert (after["title"], after["version"]) == ("Pushed by the worker", before["version"] + 1)
     context.close()
+
+
+# In the page, with casebook's own modules (the instances the UI runs): the UI's API client
+# (api.js renew, as on a 401 and for the realtime client) and lockstep's module
+# (Lockstep.refreshed, as for the outbox, fetch and shapes) renewing the same stale token at
+# once share one refresh; logging out leaves the outbox with no token.
+RENEW = """async (js) => {
+  const api = await import(`${js}/api.js`);
+  const offline = await import(`${js}/offline.js`);
+  const ls = await offline.lockstep();
+  const stale = sessionStorage.getItem("casebook.token");
+  const tokens = await Promise.all(
+    [api.renew(stale), ls.refreshed(stale), api.renew(stale), ls.refreshed(stale)]);
+  // Late answers to requests sent with the old token: it was replaced, nothing to refresh.
+  tokens.push(await api.renew(stale), await ls.refreshed(stale));
+  return { same: new Set(tokens).size === 1, fresh: tokens[0] !== stale,
+           stored: tokens[0] === sessionStorage.getItem("casebook.token"),
+           outbox: (await ls.outbox.token()) === tokens[0] };
+}"""
+OUTBOX_TOKEN = """async ([moduleUrl, scope]) => {
+  const { Outbox } = await import(moduleUrl);
+  const outbox = await Outbox.open(scope);
+  const token = await outbox.token();
+  outbox.close();
+  return token;
+}"""
+
+
+def test_the_page_and_the_module_share_one_refresh_and_logout_forgets_the_token(
+    served: Any,
+    browser: Browser,  # noqa: F811 - the fixture
+) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    log_in(page, served.base)
+    open_case(page, first_case(page))
+    refreshes: list[int] = []
+    page.on(
+        "response",
+        lambda r: refreshes.append(r.status) if r.url.endswith("/api/v1/auth/refresh") else None,
+    )
+    main = page.locator('script[type="module"]').first.get_attribute("src")
+    assert main is not None
+    assert main.endswith("/js/main.js")  # /static/{hash}/js/main.js
+    result = page.evaluate(RENEW, main.rsplit("/", 1)[0])
+    assert result == {"same": True, "fresh": True, "stored": True, "outbox": True}
+    assert refreshes == [200]  # one refresh token used, once: the sign-in goes on
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+
+    scope = page.evaluate(SCOPE)
+    module = page.locator('meta[name="lockstep-module"]').get_attribute("content")
+    assert page.evaluate(OUTBOX_TOKEN, [module, scope]) is not None
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert page.evaluate(OUTBOX_TOKEN, [module, scope]) is None
+    assert problems == []
+    context.close()
