@@ -118,8 +118,8 @@ export function caseEditor({ signal }, kase) {
     if (title) title.textContent = `${row.reference} — ${row.title}`;
     const meta = document.getElementById("case-meta");
     if (meta) {
-      meta.firstChild.replaceWith(statusBadge(row.status));
-      meta.childNodes[2].replaceWith(priorityBadge(row.priority));
+      meta.querySelector(".badge").replaceWith(statusBadge(row.status));
+      meta.querySelector(".prio").replaceWith(priorityBadge(row.priority));
     }
     if (!form.contains(document.activeElement)) fill(row);
     status.textContent = waiting(pending.length, "edit", "edits") || "all edits saved";

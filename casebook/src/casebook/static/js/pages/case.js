@@ -41,7 +41,8 @@ export async function render(ctx) {
     el("p", { class: "meta", id: "case-meta" }, statusBadge(kase.status), " ", priorityBadge(kase.priority),
       ` · assigned to ${kase.assignee ? kase.assignee.full_name : "nobody"} · opened ${date(kase.opened_on)}`,
       kase.closed_on ? ` · closed ${date(kase.closed_on)}` : ""),
-    caseEditor(ctx, kase), // edited through lockstep's outbox (offline.js), on every tab
+    // Edited through lockstep's outbox (offline.js), on every tab; reviewers may not edit.
+    ...(ctx.can("analyst", "admin") ? [caseEditor(ctx, kase)] : []),
     el("nav", { class: "tabs", "aria-label": "Case sections" }, TABS.map((t) =>
       el("a", { href: `/app/cases/${kase.id}/${t.id}`, "aria-current": t === tab ? "page" : null }, t.label))));
   const panel = el("section", { class: "panel", "aria-labelledby": "tab-title" });
