@@ -257,7 +257,7 @@ def test_a_reviewer_is_not_offered_what_a_reviewer_may_not_do(
     expect(page.locator("#subject-rows")).to_be_visible()
     expect(page.get_by_role("button", name="Save notes")).to_have_count(0)
     nav = page.get_by_role("navigation", name="Main")
-    expect(nav.get_by_role("link")).to_have_text(["Cases", "Dashboard"])
+    expect(nav.get_by_role("link")).to_have_text(["Cases", "Dashboard", "Review queue"])
     page.goto(f"{served.base}/app/operator")  # the address exists; the role does not open it
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     # Logging out ends the session: Back shows the login, not the pages seen before.
@@ -320,6 +320,9 @@ PAGES = [
     ("dashboard", "/app/dashboard", "svg.chart a"),
     ("dashboard-drilldown", "/app/dashboard?month={month}&category=payroll", "#drill-rows"),
     ("operator", "/app/operator", "#queue-rows tr"),
+    ("review", "/app/review", "#queue-items tr"),
+    ("users", "/app/users", "#user-rows tr"),
+    ("case-audit", "/app/cases/{id}/audit", "#audit-rows"),
     ("cases-filtered-empty", "/app/cases?q=no-such-case", ".empty"),
 ]
 

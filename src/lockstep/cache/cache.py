@@ -244,6 +244,13 @@ class Cache:
                     self._l1_put(full_key, value, now)
                     self.metrics._hit_l2.inc()
                     return Lookup(value, "hit", etag, 0.0)
+                # While L2 answered, another caller's fill may have finished and stored the
+                # value here: take it rather than start a second fill (no await from this
+                # check to the fill's start, so it joins or finds one).
+                entry = self._l1.get(full_key)
+                if entry is not None:
+                    self.metrics._hit_l1.inc()
+                    return Lookup(entry.value, "hit", etag, self._clock() - entry.stored_at)
         self.metrics._miss.inc()
         task = self._start_fill(
             full_key,

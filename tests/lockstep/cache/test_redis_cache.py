@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pytest
@@ -164,3 +165,49 @@ async def test_a_bump_without_a_change_id_marks_nothing_and_names_no_change(
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
+
+
+async def test_a_miss_whose_l2_read_outlasts_a_fill_takes_the_filled_value(
+    feed: Feed, nodes: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single flight across the L2 read: a caller that missed in L1, then waited on Redis
+    while another caller's fill finished (and left the in-flight table), must find the
+    stored value rather than compute a second time."""
+    node, _ = nodes
+    l2 = node.cache.l2
+    assert l2 is not None
+    computing, release, second_read, resume = (asyncio.Event() for _ in range(4))
+    real_get = l2.get
+    reads = 0
+
+    async def gated_get(key: str) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        found = await real_get(key)
+        if reads == 2:  # the second caller's read: it answers after the fill is done
+            second_read.set()
+            await resume.wait()
+        return found
+
+    async def compute() -> str | None:
+        node.computed.append("x")
+        computing.set()
+        await release.wait()
+        async with feed.db.reader() as s:
+            return await s.scalar(select(Folder.name).where(Folder.id == 1))
+
+    def lookup() -> asyncio.Task[Any]:
+        return asyncio.create_task(
+            node.cache.get_or_compute("folder", 1, [Row("folders", 1)], compute)
+        )
+
+    monkeypatch.setattr(l2, "get", gated_get)
+    first = lookup()
+    await computing.wait()  # the first fill runs
+    second = lookup()
+    await second_read.wait()  # the second caller missed L1 and L2, and is held
+    release.set()
+    assert (await first).value == "one"  # the fill is stored and out of the in-flight table
+    resume.set()
+    assert (await second).value == "one"
+    assert node.computed == ["x"]

@@ -18,6 +18,7 @@ import datetime as dt
 
 from fastapi import APIRouter
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.deps import AdminDep, ServicesDep
@@ -110,7 +111,10 @@ async def create_user(
             is_active=True,
         )
         session.add(user)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:  # the same e-mail created concurrently
+            raise ConflictError(f"a user with e-mail {email!r} already exists") from None
         out = user_out(user)
     return JSONBytesResponse(out, status_code=201, headers={"Location": f"/api/v1/users/{user.id}"})
 

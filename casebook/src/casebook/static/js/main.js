@@ -16,7 +16,8 @@ export const ROUTES = [
   { path: "cases", page: "cases", nav: "Cases" },
   { path: "cases/:id/:tab?", page: "case", under: "cases" },
   { path: "dashboard", page: "dashboard", nav: "Dashboard" },
-  // { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
+  { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
+  { path: "users", page: "users", nav: "Users", roles: ["admin"] },
   { path: "operator", page: "operator", nav: "Operator", roles: ["admin"] },
 ].map((r) => ({
   roles: ["analyst", "reviewer", "admin"], ...r, href: `/app/${r.under || r.path}`,

@@ -53,7 +53,46 @@ export async function ledger(path, columns, options, signal) {
   }
 }
 
-export async function render({ root, query, navigate, signal, redraw }, kase) {
+/** Analysts and admins send a transaction to review: a reason (required) and a priority. */
+function flagDialog(done) {
+  const dialog = el("dialog", { id: "flag-dialog", "aria-labelledby": "flag-title" });
+  const form = el("form", { class: "card", method: "dialog" },
+    el("h3", { id: "flag-title" }, "Flag for review"), el("p", { class: "hint", id: "flag-what" }),
+    el("label", {}, "Reason", el("textarea", { name: "reason", required: true, maxlength: 500, rows: 3 })),
+    el("label", {}, "Priority", el("select", { name: "priority" },
+      [1, 2, 3, 4, 5].map((p) => el("option", { value: p, selected: p === 3 }, `P${p}${p === 1 ? " (most urgent)" : ""}`)))),
+    el("div", { id: "flag-error" }),
+    el("p", { class: "actions" }, el("button", { type: "submit" }, "Flag"), " ",
+      el("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel")));
+  let txn = null;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const reason = form.reason.value.trim();
+    const error = form.querySelector("#flag-error");
+    if (!reason) { error.replaceChildren(el("p", { class: "error", role: "alert" }, "Say why it needs a review.")); return; }
+    try {
+      const item = await call(`/transactions/${txn.id}/flag`, { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ reason, priority: Number(form.priority.value) }) });
+      dialog.close();
+      done(txn, item);
+    } catch (failure) {
+      error.replaceChildren(errorBox(failure, "Could not flag it"));
+    }
+  });
+  dialog.append(form);
+  return {
+    dialog,
+    open(t) {
+      txn = t;
+      form.reset();
+      form.querySelector("#flag-error").replaceChildren();
+      form.querySelector("#flag-what").textContent = `${date(t.posted_on)} · ${money(t.amount_cents, t.currency)} · ${t.counterparty}`;
+      dialog.showModal();
+    },
+  };
+}
+
+export async function render({ root, query, navigate, signal, redraw, can }, kase) {
   const q = (k) => query.get(k) || "";
   const form = use("t-txn-filters");
   form.subject_id.append(...kase.subjects.map((s) => el("option", { value: s.id }, s.name)));
@@ -64,11 +103,29 @@ export async function render({ root, query, navigate, signal, redraw }, kase) {
 
   const { path, drill } = source(kase.id, query);
   const columns = transactionColumns(kase.subjects);
+  const flagged = el("p", { id: "flag-status", role: "status" });
+  let draw;
+  if (can("analyst", "admin")) {
+    const flag = flagDialog((t, item) => {
+      flagged.replaceChildren(`Flagged for review: ${money(t.amount_cents, t.currency)} · ${t.counterparty} (item #${item.id}). `,
+        can("admin") ? el("a", { href: `/app/review?case=${kase.id}` }, "Open the review queue") : "");
+      flagged.tabIndex = -1;
+      flagged.focus(); // the row's button is gone: focus the confirmation
+      draw();
+    });
+    root.append(flag.dialog);
+    columns.push({ label: "Review", value: (t) => (t.flagged ? "" : el("button", {
+      type: "button", class: "secondary", "aria-label": `Flag ${t.counterparty} ${money(t.amount_cents, t.currency)} for review`,
+      onclick: () => flag.open(t),
+    }, "Flag…")) });
+  }
+  results.before(flagged);
   const filtered = FILTERS.some((k) => q(k));
-  await redraw(["transactions"], async () => results.replaceChildren(
+  draw = async () => results.replaceChildren(
     drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
     ...await ledger(path, columns, {
       id: "txn-rows", caption: "Transactions",
       empty: filtered ? "No transaction matches these filters." : "No transactions in this case yet.",
-    }, signal)));
+    }, signal));
+  await redraw(["transactions"], draw);
 }

@@ -1,6 +1,6 @@
 // A case: its header and tabs, each tab a URL (/app/cases/{id}/{tab}) and a module
 // pages/case-{tab}.js loaded when first opened. Adding a tab is one row in TABS and that
-// module (the audit tab: { id: "audit", label: "Audit" } and case-audit.js).
+// module.
 //
 // A tab's render(ctx, kase) gets the router's ctx plus ctx.redraw(tables, draw): draw() now,
 // and again (once per burst) when rows of those tables of the case commit, or when missed
@@ -16,7 +16,7 @@ export const TABS = [
   { id: "subjects", label: "Subjects" },
   { id: "imports", label: "Imports" },
   { id: "reports", label: "Reports" },
-  // { id: "audit", label: "Audit" },
+  { id: "audit", label: "Audit" },
 ];
 
 export async function render(ctx) {

@@ -17,6 +17,12 @@ export async function render({ root, query, me, navigate, signal }) {
   document.title = "Cases · casebook";
   const form = filters(use("t-case-filters"), query, "/app/cases", navigate);
   form.assignee.options[1].value = String(me.id);
+  if (me.role === "admin") { // admins may list the users: any of them is a filter
+    try {
+      const users = (await call("/users", { signal })).items.filter((u) => u.id !== me.id);
+      form.assignee.append(...users.map((u) => el("option", { value: u.id }, u.full_name)));
+    } catch { /* "me" only */ }
+  }
   form.assignee.value = query.get("assignee") || "";
   for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.requestSubmit());
   const results = el("div", { "aria-live": "polite" });
