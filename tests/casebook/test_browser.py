@@ -250,6 +250,12 @@ def test_a_reviewer_is_not_offered_what_a_reviewer_may_not_do(
     expect(page.get_by_role("button", name="Import statement")).to_have_count(0)
     tab(page, "Reports")
     expect(page.get_by_role("button", name="Generate PDF report")).to_have_count(0)
+    # No edit form for the case (lockstep.js's outbox), no notes to edit: the server would
+    # refuse them (analyst or admin role required).
+    expect(page.get_by_role("form", name="Edit case")).to_have_count(0)
+    tab(page, "Subjects")
+    expect(page.locator("#subject-rows")).to_be_visible()
+    expect(page.get_by_role("button", name="Save notes")).to_have_count(0)
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["Cases", "Dashboard", "Review queue"])
     page.goto(f"{served.base}/app/operator")  # the address exists; the role does not open it

@@ -71,3 +71,25 @@ def test_the_version_names_the_content(tmp_path: Path) -> None:
     assert asset_version(tmp_path) == first
     (tmp_path / "js" / "a.js").rename(tmp_path / "js" / "b.js")
     assert asset_version(tmp_path) != first
+
+
+async def test_the_shell_names_lockstep_module_without_an_inline_script(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.get("/app/cases/7")
+    shell = response.text
+    assert "{{" not in shell  # every placeholder filled
+    module = re.search(r'<meta name="lockstep-module" content="([^"]+)">', shell)
+    assert module is not None
+    assert re.fullmatch(r"/lockstep/[0-9a-f]+/lockstep\.js", module[1])
+    # Scripts only by URL: the CSP (default-src 'self') needs no exception for inline code.
+    assert re.findall(r"<script(?![^>]*\ssrc=)[^>]*>", shell) == []
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
+    served = await anonymous.get(module[1])
+    assert served.status_code == 200
+    assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+    worker = await anonymous.get("/lockstep/sw.js")
+    assert worker.status_code == 200

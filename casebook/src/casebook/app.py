@@ -131,7 +131,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     install_openapi(app, rate_limited=settings.rate_limits_enabled)
     _mount_docs(app)
     if settings.serve_ui:
-        mount_ui(app)
+        mount_ui(app, lockstep_module=services.offline.browser.module_url)
     return app
 
 

@@ -12,6 +12,10 @@ under a content-hashed URL.
   gzipped when the browser accepts it.
   One hash for the whole folder, not one per file, because the ES modules import each
   other by relative URL: they need no rewriting and no build step.
+* lockstep's browser module (``lockstep.js``, its service worker, the vendored Electric
+  client) is not among these assets: lockstep serves it under ``/lockstep/{hash}/`` (the
+  worker at ``/lockstep/sw.js``); the shell names the module's URL in
+  ``<meta name="lockstep-module">``, and ``js/offline.js`` imports it from there.
 * The shell itself is ``no-cache`` with a strong ETag: always revalidated (a 304 when
   nothing changed), so a new deployment is seen on the next load.
 """
@@ -60,12 +64,19 @@ class ImmutableFiles(StaticFiles):
         return response
 
 
-def mount_ui(app: FastAPI, root: Path = STATIC) -> str:
+def mount_ui(app: FastAPI, root: Path = STATIC, *, lockstep_module: str = "") -> str:
     """Serve the shell at ``/`` and ``/app/…`` and the assets under ``/static/{version}/``;
-    returns the version."""
+    returns the version. ``lockstep_module`` is the URL of lockstep.js (content-hashed,
+    served by ``Offline.install``): the shell names it in a ``<meta>`` tag, so no inline
+    script is needed and the CSP stays as it is."""
     version = asset_version(root)
     assets = f"/static/{version}"
-    shell = (root / "index.html").read_text(encoding="utf-8").replace("{{assets}}", assets)
+    shell = (
+        (root / "index.html")
+        .read_text(encoding="utf-8")
+        .replace("{{assets}}", assets)
+        .replace("{{lockstep_module}}", lockstep_module)
+    )
     body = shell.encode()
     etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
     headers = {"Cache-Control": "no-cache", "ETag": etag}

@@ -5,6 +5,7 @@ write path (no Electric server, SQLite or PostgreSQL), so ``@electric-sql/client
 TanStack DB's Electric collection consume it unchanged. See docs/offline.md.
 """
 
+from lockstep.offline.browser import BrowserModule
 from lockstep.offline.filters import Filter, FilterError, equal_to
 from lockstep.offline.mutations import (
     MutationContext,
@@ -21,6 +22,7 @@ __all__ = [
     "OFFLINE_TABLES",
     "PUSH_PATH",
     "SHAPE_PATH",
+    "BrowserModule",
     "Filter",
     "FilterError",
     "MutationContext",

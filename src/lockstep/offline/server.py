@@ -2,7 +2,7 @@
 
     offline = Offline(database, runtime.changes, shapes=[Shape(Case.__table__, scope=...)],
                       mutations=mutations, version=head_revision(MIGRATIONS))
-    offline.install(app)        # GET /v1/shape, POST /sync/push
+    offline.install(app)        # GET /v1/shape, POST /sync/push, /lockstep/ (lockstep.js)
 
 Build it after the change feed (a :class:`~lockstep.Lockstep` or :class:`~lockstep.Changes`):
 its write observer must commit after the feed's, to give shape messages the feed's
@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from lockstep.changes import Changes
 from lockstep.db import Database
 from lockstep.exceptions import ConfigurationError
+from lockstep.offline.browser import BrowserModule
 from lockstep.offline.capture import MAX_ROWS, ShapeCapture, ShapedTable
 from lockstep.offline.endpoint import ShapeEndpoint
 from lockstep.offline.mutations import Mutations
@@ -70,6 +71,7 @@ class Offline:
         self.mutations = mutations
         # After the change feed's observer, like the shape log's: answers carry its txid.
         self.push = None if mutations is None else PushEndpoint(database, mutations)
+        self.browser = BrowserModule()
         self.endpoint = ShapeEndpoint(
             self.definitions,
             self.log,
@@ -78,8 +80,12 @@ class Offline:
             long_poll_seconds=long_poll_seconds,
         )
 
-    def install(self, app: FastAPI, *, prefix: str = "") -> None:
-        """Add ``GET /v1/shape`` (and the push route, when mutations are registered)."""
+    def install(self, app: FastAPI, *, prefix: str = "", browser: bool = True) -> None:
+        """Add ``GET /v1/shape`` (and the push route, when mutations are registered); with
+        ``browser``, the browser module too: ``lockstep.js`` at ``self.browser.module_url``
+        and its service worker at ``/lockstep/sw.js`` (:mod:`lockstep.offline.browser`)."""
+        if browser:
+            self.browser.install(app)
         app.add_route(
             prefix + SHAPE_PATH, self.endpoint.__call__, methods=["GET"], include_in_schema=False
         )

@@ -39,13 +39,13 @@ export async function login(form) {
 }
 
 let renewing = null;
-/** A new access token from the refresh token (used once: concurrent callers share it). */
-export function renew() {
+/** New tokens from the refresh token (used up by its refresh: concurrent callers share one). */
+export function refreshTokens() {
   renewing ||= (async () => {
     try {
       const response = await fetch(`${API}/auth/refresh`, {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ refresh_token: session.refreshToken }),
+        body: JSON.stringify({ refresh_token: session.refreshToken }), cache: "no-store",
       });
       if (!response.ok) throw await envelope(response);
       session.save(await response.json());
@@ -55,14 +55,26 @@ export function renew() {
   return renewing;
 }
 
+let through = null;
+/** While lockstep's browser module runs (offline.js), renewals go through its single-flight
+ * refresh (one at a time for the page and the module; none when `stale` was already
+ * replaced); null goes back to refreshTokens. */
+export function renewThrough(fn) { through = fn; }
+
+/** A new access token after `stale` (by default the current one) was refused. */
+export function renew(stale = session.token) {
+  return through ? through(stale) : refreshTokens();
+}
+
 /** fetch under /api/v1 with the caller's token; the Response when it is a success. */
 export async function send(path, options = {}, retried = false) {
   const headers = { ...(options.headers || {}) };
-  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  const token = session.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
   const url = path.startsWith("/api/") || path === "/metrics" ? path : API + path;
   const response = await fetch(url, { ...options, headers });
   if (response.status === 401 && !retried && session.refreshToken) {
-    try { await renew(); } catch { session.onExpired(); throw await envelope(response); }
+    try { await renew(token); } catch { session.onExpired(); throw await envelope(response); }
     return send(path, options, true);
   }
   if (response.status === 401) session.onExpired();

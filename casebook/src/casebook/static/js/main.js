@@ -9,6 +9,7 @@
 import { ApiError, call, errorBox, login, session } from "./api.js";
 import { el, use } from "./format.js";
 import * as live from "./live.js";
+import * as offline from "./offline.js";
 
 // Address under /app/ (":id" a number, "?" optional), module, nav label, roles (default all).
 export const ROUTES = [
@@ -50,6 +51,7 @@ async function route() {
       return;
     }
     live.connect((id) => notice(`A case assigned to you (${id}) was updated.`, `/app/cases/${id}`));
+    offline.lockstep().catch((error) => console.error(error)); // edits queued earlier are pushed
   }
   const found = ROUTES.map((r) => ({ r, m: r.pattern.exec(location.pathname) })).find((x) => x.m);
   drawNav(found && found.r);
@@ -109,9 +111,11 @@ function logout() {
   endSession();
 }
 
-// Logged out, or the sign-in ended (refresh refused): start afresh without the tokens (the
-// shell revalidates, the assets are cached), which shows the login at the same address.
-function endSession() {
+// Logged out, or the sign-in ended (refresh refused): lockstep's module forgets the token
+// and the data its service worker kept, then start afresh without the tokens (the shell
+// revalidates, the assets are cached), which shows the login at the same address.
+async function endSession() {
+  try { await offline.signOut(); } catch (error) { console.error(error); }
   session.clear();
   location.reload();
 }

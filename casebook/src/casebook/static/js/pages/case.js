@@ -8,6 +8,7 @@
 import { call, errorBox } from "../api.js";
 import { date, el, priorityBadge, statusBadge } from "../format.js";
 import * as live from "../live.js";
+import { caseEditor } from "../offline.js";
 
 export const TABS = [
   { id: "overview", label: "Overview" },
@@ -40,6 +41,8 @@ export async function render(ctx) {
     el("p", { class: "meta", id: "case-meta" }, statusBadge(kase.status), " ", priorityBadge(kase.priority),
       ` · assigned to ${kase.assignee ? kase.assignee.full_name : "nobody"} · opened ${date(kase.opened_on)}`,
       kase.closed_on ? ` · closed ${date(kase.closed_on)}` : ""),
+    // Edited through lockstep's outbox (offline.js), on every tab; reviewers may not edit.
+    ...(ctx.can("analyst", "admin") ? [caseEditor(ctx, kase)] : []),
     el("nav", { class: "tabs", "aria-label": "Case sections" }, TABS.map((t) =>
       el("a", { href: `/app/cases/${kase.id}/${t.id}`, "aria-current": t === tab ? "page" : null }, t.label))));
   const panel = el("section", { class: "panel", "aria-labelledby": "tab-title" });
