@@ -310,6 +310,22 @@ def test_a_report_is_generated_with_live_progress_and_downloaded(
     assert path.read_bytes().startswith(b"%PDF")
 
 
+def test_the_ledger_exports_with_its_filters(served: Any, browser: Browser) -> None:
+    case_id = first_case_id(served.base)
+    page = browser.new_page(locale="en-US", accept_downloads=True)
+    page.set_default_timeout(30_000)
+    log_in(page, served.base, path=f"/app/cases/{case_id}/transactions?direction=credit")
+    shown = page.locator("#txn-rows tr")
+    expect(shown.first).to_be_visible()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export CSV").click()
+    assert info.value.suggested_filename == f"case-{case_id}-ledger.csv"
+    lines = info.value.path().read_text().splitlines()
+    assert lines[0].startswith("id,posted_on,amount,currency,direction")
+    assert {line.split(",")[4] for line in lines[1:]} == {"credit"}  # the filter applied
+    assert len(lines) - 1 >= shown.count()  # every matching row, not one page
+
+
 PAGES = [
     ("cases", "/app/cases", "#case-rows tr"),
     ("case-overview", "/app/cases/{id}", "#dashboard-rows tr"),

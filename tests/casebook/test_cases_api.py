@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -180,3 +182,36 @@ async def test_listing_cases_is_not_n_plus_1(login: Login, casebook_app: FastAPI
     with count_statements(db.reader_engine, db.writer_engine) as detail:
         await client.get("/api/v1/cases/1")
     assert detail.count == 3, detail.statements  # case, assignee, subjects
+
+
+async def test_the_ledger_export_applies_the_filters_and_disarms_formulas(login: Login) -> None:
+    analyst = await login("analyst@acme.test")
+    case = (await analyst.get("/api/v1/cases?limit=1")).json()["items"][0]["id"]
+    planted = await analyst.post(
+        f"/api/v1/cases/{case}/transactions",
+        json={
+            "posted_on": "2026-02-03",
+            "amount": "12.50",
+            "direction": "debit",
+            "category": "=HYPERLINK(1)",
+            "counterparty": "+41 ACME",
+        },
+    )
+    assert planted.status_code == 201, planted.text
+    listed = (
+        await analyst.get(f"/api/v1/cases/{case}/transactions?direction=debit&limit=200")
+    ).json()["items"]
+    export = await analyst.get(f"/api/v1/cases/{case}/transactions.csv?direction=debit")
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [int(r["id"]) for r in rows] == [t["id"] for t in listed]  # same rows, same order
+    assert {r["direction"] for r in rows} == {"debit"}
+    mine = next(r for r in rows if int(r["id"]) == planted.json()["id"])
+    assert (mine["category"], mine["counterparty"], mine["amount"]) == (
+        "'=HYPERLINK(1)",
+        "'+41 ACME",
+        "12.50",
+    )
+    other = await login("analyst@globex.test")
+    assert (await other.get(f"/api/v1/cases/{case}/transactions.csv")).status_code == 404

@@ -1,7 +1,7 @@
 // A case's ledger, newest first, with filters kept in the URL. A category and a month
 // together are the dashboard's drill-down (GET /dashboard/categories/{c}/transactions:
 // the transactions behind one bar); anything else reads the ledger route with its filters.
-import { call, errorBox } from "../api.js";
+import { call, download, errorBox } from "../api.js";
 import { date, el, filters, money, month as monthName, more, table, use } from "../format.js";
 
 const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
@@ -120,6 +120,13 @@ export async function render({ root, query, navigate, signal, redraw, can }, kas
     }, "Flag…")) });
   }
   results.before(flagged);
+  if (!drill) { // the export takes the list's filters (a drill-down is the dashboard's route)
+    const csvPath = path.replace("/transactions?", "/transactions.csv?").replace(/(^|[?&])limit=\d+&?/, "$1");
+    const csv = el("button", { type: "button", class: "secondary", id: "ledger-csv",
+      onclick: () => download(csvPath, `case-${kase.id}-ledger.csv`).catch((error) => csv.after(errorBox(error, "Could not export"))) },
+      "Export CSV");
+    flagged.before(el("p", { class: "hint" }, "The ledger with these filters, as a spreadsheet-safe CSV: ", csv));
+  }
   const filtered = FILTERS.some((k) => q(k));
   draw = async () => results.replaceChildren(
     drill ? el("p", { class: "hint" }, `The dashboard's drill-down: ${q("flagged") === "true" ? "flagged" : "cleared"} transactions of “${q("category")}” in ${monthName(q("month"))}.`) : "",
