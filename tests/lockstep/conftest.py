@@ -101,7 +101,11 @@ async def cached(feed: Feed, request: pytest.FixtureRequest) -> AsyncIterator[Ca
         yield Cached(feed, cache)
         return
     redis = Redis.from_url(request.getfixturevalue("redis_url"))
-    remote = RedisStampStore(redis, prefix="test")
+    # A generous call timeout: these tests are about exactness, and on a loaded 2-core CI
+    # machine 50 concurrent stamp reads can take longer than the 0.5 s default, which turns
+    # the cache into its fail-open bypass (every caller computes). Timeouts have their own
+    # tests (test_redis_faults.py).
+    remote = RedisStampStore(redis, prefix="test", timeout=5.0)
     mirror = MirroredStampStore(remote)
     cache = Cache(
         mirror, l2=RedisValueStore(redis, remote), tracking=feed.changes.tracking, namespace="test"

@@ -40,7 +40,7 @@ async def nodes(feed: Feed, redis_url: str) -> AsyncIterator[tuple[Node, Node]]:
     for _ in range(2):
         redis = Redis.from_url(redis_url)
         clients.append(redis)
-        remote = RedisStampStore(redis, prefix="t")
+        remote = RedisStampStore(redis, prefix="t", timeout=5.0)  # exactness, not timeouts
         metrics = CacheMetrics()
         mirror = MirroredStampStore(remote, metrics=metrics)
         cache = Cache(
