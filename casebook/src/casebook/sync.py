@@ -9,7 +9,7 @@ the old one's clients as a delete.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from casebook import adjudication
 from casebook.adjudication import DecisionIn
-from casebook.auth import Principal, TokenService
+from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
     Case,
@@ -28,25 +28,27 @@ from casebook.models import (
     Transaction,
 )
 from casebook.schemas import case_out, subject_out
+from casebook.standing import Standing
 from lockstep import AuthenticationError, NotFoundError, PermissionDeniedError
 from lockstep.offline import MutationContext, Mutations, Shape
 
 
-def principal_of(tokens: TokenService, request: Request) -> Principal:
-    """The caller from ``Authorization: Bearer <access token>``; 401 otherwise."""
+async def principal_of(standing: Standing, request: Request) -> Principal:
+    """The caller from ``Authorization: Bearer <access token>`` whose user still stands;
+    401 otherwise."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("missing bearer token")
-    return tokens.verify(token.strip(), "access")
+    return await standing.authenticate(token.strip())
 
 
-def shapes(tokens: TokenService) -> list[Shape]:
+def shapes(standing: Standing) -> list[Shape]:
     """cases, subjects, adjudication_items and transactions of the caller's organization."""
 
-    def organization(request: Request) -> Mapping[str, Any]:
-        return {"organization_id": principal_of(tokens, request).organization_id}
+    async def organization(request: Request) -> Mapping[str, Any]:
+        return {"organization_id": (await principal_of(standing, request)).organization_id}
 
-    scope: Callable[[Request], Mapping[str, Any]] = organization
+    scope: Callable[[Request], Awaitable[Mapping[str, Any]]] = organization
     return [
         Shape(
             Case.__table__,  # type: ignore[arg-type]
@@ -152,10 +154,10 @@ class Decision(DecisionIn):
     item_id: int
 
 
-def mutations(tokens: TokenService) -> Mutations:
+def mutations(standing: Standing) -> Mutations:
     """The edits casebook's clients push: case fields, subject notes, adjudications."""
     registry = Mutations(
-        authenticate=lambda request: principal_of(tokens, request),
+        authenticate=lambda request: principal_of(standing, request),
         owner=lambda principal: principal.user_id,
     )
 
