@@ -23,6 +23,8 @@ async def test_the_shell_answers_every_page_address_and_revalidates(
         assert response.headers["cache-control"] == "no-cache"
         assert "default-src 'self'" in response.headers["content-security-policy"]
     etag = response.headers["etag"]
+    head = await anonymous.head("/app/cases/7")  # link checkers and monitors ask with HEAD
+    assert (head.status_code, head.headers["etag"]) == (200, etag)
     again = await anonymous.get("/app/cases/7", headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.headers["etag"] == etag
