@@ -193,3 +193,21 @@ async def test_a_deactivation_or_role_change_ends_open_sessions_at_once(
         await realtime.authenticate(ConnectRequest(token=token))
     # Everyone else is unaffected, cached answers included.
     assert (await admin.get(cached)).status_code == 200
+
+
+async def test_every_member_reads_the_directory_of_their_own_organization(login: Login) -> None:
+    admin = await login("admin@acme.test")
+    reviewer = await login("reviewer@acme.test")
+    globex = await login("analyst@globex.test")
+    user_id = await new_user(admin, "dana@acme.test", role="reviewer")
+    listed = await reviewer.get("/api/v1/people")
+    assert listed.status_code == 200, listed.text
+    dana = next(p for p in listed.json()["items"] if p["id"] == user_id)
+    assert dana == {"id": user_id, "full_name": "Nora Field", "role": "reviewer", "is_active": True}
+    assert all("email" not in p for p in listed.json()["items"])  # e-mails are for admins
+    assert user_id not in {p["id"] for p in (await globex.get("/api/v1/people")).json()["items"]}
+    assert (await reviewer.get("/api/v1/people")).headers["x-cache"] == "HIT"
+    # A change shows at once, cached answers included.
+    await admin.patch(f"/api/v1/users/{user_id}", json={"full_name": "Dana Field"})
+    again = (await reviewer.get("/api/v1/people")).json()["items"]
+    assert next(p for p in again if p["id"] == user_id)["full_name"] == "Dana Field"

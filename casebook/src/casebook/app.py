@@ -126,6 +126,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     for module in (reports, jobs_api, outbox, adjudication, audit, users):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
+    app.include_router(users.people, prefix="/api/v1")
     app.include_router(live_api.router, prefix="/api/v1")
     services.realtime.install(app)  # /connection/websocket, /connection/uni_sse
     install_openapi(app, rate_limited=settings.rate_limits_enabled)

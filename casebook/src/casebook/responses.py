@@ -82,6 +82,19 @@ class UserList(Out):
     items: list[UserOut]
 
 
+class Person(Out):
+    """A member of the organization as every member sees them."""
+
+    id: int
+    full_name: str
+    role: Role
+    is_active: bool
+
+
+class PersonList(Out):
+    items: list[Person]
+
+
 class UserSummary(Out):
     id: int
     full_name: str

@@ -20,10 +20,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from casebook.api.deps import AdminDep, ServicesDep
+from casebook.api.deps import AdminDep, PrincipalDep, ServicesDep
 from casebook.auth import Principal
 from casebook.models import RefreshToken, Role, User
-from casebook.responses import UserList, UserOut
+from casebook.responses import PersonList, UserList, UserOut
 from casebook.schemas import IdPath, UserCreate, UserUpdate
 from lockstep import (
     ConflictError,
@@ -38,6 +38,8 @@ from lockstep import (
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
+# The directory every member reads (names on the queue, the audit trail, assignees).
+people = APIRouter(prefix="/people", tags=["users"])
 
 USER_LINKS = openapi_links("user_id", "get_user", "update_user")
 
@@ -89,6 +91,32 @@ async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesRes
             )
         ).all()
     return JSONBytesResponse({"items": [user_out(u) for u in users]})
+
+
+def _organization(principal: Principal) -> int:
+    return principal.organization_id
+
+
+@people.get("", response_model=PersonList, responses=error_responses(401))
+@cached(
+    name="people",
+    depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
+    vary=_organization,  # every member may read it: the same answer for the organization
+)
+async def list_people(principal: PrincipalDep, services: ServicesDep) -> JSONBytesResponse:
+    """The organization's members by name, for every role: who claimed, decided, wrote or
+    is assigned something. No e-mail addresses (those are for admins, ``GET /users``)."""
+    async with services.db.reader() as session:
+        rows = await session.execute(
+            select(User.id, User.full_name, User.role, User.is_active)
+            .where(User.organization_id == principal.organization_id)
+            .order_by(User.full_name, User.id)
+        )
+    items = [
+        {"id": i, "full_name": name, "role": role.value, "is_active": active}
+        for i, name, role, active in rows
+    ]
+    return JSONBytesResponse({"items": items})
 
 
 @router.post(
