@@ -54,9 +54,10 @@ class Lockstep:
     by :meth:`lifespan`, or :meth:`start` / :meth:`stop`). ``backend`` replaces the choice
     made from settings (see :mod:`lockstep.cache.backend`); the runtime starts and stops it.
 
-    ``identify(scope)``, if given, must fully authenticate a raw request and return what the
-    cached routes' ``vary`` returns for its caller (or None); it lets private cached answers
-    be served before routing (see docs/cache.md); it may be a coroutine function.
+    ``identify(scope)``, if given, must fully authenticate a raw request and name its caller
+    (an identity two requests share only with the same rights), or return None; it lets a
+    private cached answer be served before routing to the caller it was made for (see
+    docs/cache.md); it may be a coroutine function.
     """
 
     def __init__(

@@ -85,14 +85,15 @@ class Standing:
     def identify(
         self, caller: Callable[[Scope], Principal | None]
     ) -> Callable[[Scope], Awaitable[Hashable | None]]:
-        """lockstep's ``identify`` hook: the organization of a caller whose token is valid
-        and whose user still stands, else None (the request then takes the full path and
-        authentication refuses it)."""
+        """lockstep's ``identify`` hook: who the caller is (user and role) when the token is
+        valid and its user still stands, else None (the request then takes the full path
+        and authentication refuses it). Cached answers are replayed before routing only to
+        the caller they were produced for."""
 
         async def identify(scope: Scope) -> Hashable | None:
             principal = caller(scope)
             if principal is None or not await self.confirms(principal):
                 return None
-            return principal.organization_id
+            return (principal.user_id, principal.role.value)
 
         return identify

@@ -64,21 +64,18 @@ async def load_user(session: AsyncSession, principal: Principal, user_id: int) -
     return user
 
 
-def _admins_of(principal: Principal) -> tuple[int, str]:
-    """What these admin-only answers vary by: the organization *and the role*. A cached
-    answer is replayed before routing (without ``AdminDep``) to callers ``identify`` names
-    like the route's ``vary``; casebook's ``identify`` names the organization, so keyed by
-    the organization alone an admin's answer reached its analysts (the differential harness
-    found it). With the role in the key the replay never applies and the check always runs.
-    """
-    return (principal.organization_id, principal.role.value)
+def _organization(principal: Principal) -> int:
+    """Whose data these answers are: the organization's (all its admins share them; other
+    roles are refused by ``AdminDep``, which lockstep never skips for them: a cached answer
+    is replayed before routing only to the caller it was made for)."""
+    return principal.organization_id
 
 
 @router.get("", response_model=UserList, responses=error_responses(403))
 @cached(
     name="users",
     depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
-    vary=_admins_of,
+    vary=_organization,
 )
 async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesResponse:
     """Every user of the organization, by name."""
@@ -91,10 +88,6 @@ async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesRes
             )
         ).all()
     return JSONBytesResponse({"items": [user_out(u) for u in users]})
-
-
-def _organization(principal: Principal) -> int:
-    return principal.organization_id
 
 
 @people.get("", response_model=PersonList, responses=error_responses(401))
@@ -153,7 +146,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=error_responses(403))
-@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_admins_of)
+@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_organization)
 async def get_user(
     user_id: IdPath, principal: AdminDep, services: ServicesDep
 ) -> JSONBytesResponse:
