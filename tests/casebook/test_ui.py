@@ -108,9 +108,7 @@ async def test_all_the_javascript_a_user_can_load_weighs_under_150_kb_on_the_wir
     version = re.findall(r'src="/static/([0-9a-f]{16})/', shell)[0]
     module = re.search(r'<meta name="lockstep-module" content="(/lockstep/[0-9a-f]+/)', shell)
     assert module is not None
-    urls = [
-        f"/static/{version}/{p.relative_to(STATIC).as_posix()}" for p in STATIC.rglob("*.js")
-    ]
+    urls = [f"/static/{version}/{p.relative_to(STATIC).as_posix()}" for p in STATIC.rglob("*.js")]
     urls += [
         module[1] + p.relative_to(MODULE).as_posix()
         for p in MODULE.rglob("*.*js")
