@@ -18,7 +18,7 @@ from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
-from casebook.sync import mutations, shapes
+from casebook.sync import mutations, scopes, shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
     Aggregates,
@@ -114,6 +114,7 @@ class Services:
             runtime.changes,
             shapes=shapes(tokens),
             mutations=mutations(tokens),
+            scopes=scopes(tokens, db),
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(
