@@ -146,9 +146,8 @@ class BrowserShapeClient(EventClient):
         self.queue = queue
 
     @classmethod
-    async def start(
-        cls, browser: Browser, base: str, token: str, params: Mapping[str, Any], mode: str
-    ) -> BrowserShapeClient:
+    async def open(cls, browser: Browser, base: str) -> BrowserShapeClient:
+        """A page with the clients loaded, none started."""
         context = await browser.new_context()
         page = await context.new_page()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -157,9 +156,23 @@ class BrowserShapeClient(EventClient):
         client = cls(context, page, queue)
         await page.goto(f"{base}{PREFIX}/index.html")
         await client.until(lambda e: e["event"] == "loaded", within=30)
+        return client
+
+    @classmethod
+    async def start(
+        cls, browser: Browser, base: str, token: str, params: Mapping[str, Any], mode: str
+    ) -> BrowserShapeClient:
+        client = await cls.open(browser, base)
+        page = client.page
         options = {"url": f"{base}/v1/shape", "token": token, "params": dict(params)}
         await page.evaluate("o => window.conformance.start(o)", {**options, "mode": mode})
         return client
+
+    async def sync_scope(self, module: str, token: str, name: str) -> None:
+        """Start lockstep.js's ``syncScope(name)`` in the page (events: progress,
+        scope-rows, scope-done)."""
+        options = {"module": module, "token": token, "name": name}
+        await self.page.evaluate("o => { window.conformance.scope(o); }", options)
 
     async def read(self) -> dict[str, Any]:
         event: dict[str, Any] = await self.queue.get()

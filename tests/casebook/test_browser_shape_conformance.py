@@ -9,13 +9,16 @@ code as the Node conformance (``tests/js/shape_sync.mjs``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, async_playwright
-from sqlalchemy import text
+from sqlalchemy import select, text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from casebook.models import Subject, Transaction
 from lockstep import Database
 
 from . import shape_pages
@@ -90,3 +93,94 @@ async def test_the_real_clients_in_chromium_stay_exact_across_writes_and_a_refet
         assert "awaited in chromium" in {r["title"] for r in (client.rows or {}).values()}
     finally:
         await client.close()
+
+
+class ShapeRequests:
+    """ASGI middleware: the order in which ``/v1/shape`` requests start and end, as the
+    server sees them (table, offset, and whether the answer was up to date)."""
+
+    def __init__(self, app: ASGIApp, seen: list[tuple[str, str, str, bool]]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/shape":
+            await self.app(scope, receive, send)
+            return
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        table, offset = query.get("table", ""), query.get("offset", "")
+        self.seen.append(("start", table, offset, False))
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = {k.decode().lower() for k, _ in message["headers"]}
+                self.seen.append(("end", table, offset, "electric-up-to-date" in headers))
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+async def test_lockstep_js_syncs_a_scope_in_priority_order(
+    casebook_app: FastAPI, chromium: Browser
+) -> None:
+    """casebook's my-cases through lockstep.js's syncScope: the server sees no request for
+    the subjects before the cases were answered up to date, none for the transactions
+    before the subjects were; each shape's rows are the caller's; the prefetch follows."""
+    ensure_node_clients()
+    shape_pages.install(casebook_app)
+    seen: list[tuple[str, str, str, bool]] = []
+    casebook_app.add_middleware(ShapeRequests, seen=seen)
+    services = casebook_app.state.services
+    services.offline.endpoint.chunk_rows = 4  # several pages per shape
+    db: Database = services.db
+    async with serving(casebook_app) as base:
+        analyst = await token(base, "analyst@acme.test")
+        async with httpx.AsyncClient(base_url=base) as http:
+            scope = (
+                await http.get(
+                    "/v1/sync/scopes/my-cases", headers={"Authorization": f"Bearer {analyst}"}
+                )
+            ).json()
+        client = await BrowserShapeClient.open(chromium, base)
+        try:
+            await client.sync_scope(services.offline.browser.module_url, analyst, "my-cases")
+            await client.until(lambda e: e["event"] == "scope-done")
+        finally:
+            await client.close()
+
+    steps = [e for e in client.events if e["event"] == "progress"]
+    assert [(s["stage"], s["state"], s["name"]) for s in steps[:6]] == [
+        ("shape", "syncing", "cases"),
+        ("shape", "synced", "cases"),
+        ("shape", "syncing", "subjects"),
+        ("shape", "synced", "subjects"),
+        ("shape", "syncing", "transactions"),
+        ("shape", "synced", "transactions"),
+    ]
+    assert [s["name"] for s in steps[6:]] == scope["prefetch"]
+    assert all(s["status"] == 200 for s in steps[6:])
+    assert [s["done"] for s in steps if s["state"] != "syncing"] == list(range(1, len(steps) - 2))
+
+    # What the server saw: each priority's first request after the previous one's up-to-date.
+    def first_start(table: str) -> int:
+        return next(i for i, e in enumerate(seen) if e[0] == "start" and e[1] == table)
+
+    def synced(table: str) -> int:
+        return next(i for i, e in enumerate(seen) if e[0] == "end" and e[1] == table and e[3])
+
+    assert synced("cases") < first_start("subjects")
+    assert synced("subjects") < first_start("transactions")
+    assert sum(1 for e in seen if e[:2] == ("start", "transactions")) > 1  # paged
+
+    # The rows each shape ended with are the caller's.
+    rows = {e["name"]: set(e["ids"]) for e in client.events if e["event"] == "scope-rows"}
+    mine = [int(p.rsplit("/", 1)[1]) for p in scope["prefetch"]]
+    async with db.reader() as session:
+        want = {
+            "cases": set(mine),
+            "subjects": set(await session.scalars(select(Subject.id).where(Subject.case_id.in_(mine)))),
+            "transactions": set(
+                await session.scalars(select(Transaction.id).where(Transaction.case_id.in_(mine)))
+            ),
+        }
+    assert rows == {name: {str(i) for i in ids} for name, ids in want.items()}
