@@ -89,8 +89,10 @@ def commonjs_bundle(main: str, packages: Mapping[str, str]) -> str:
         f"{json.dumps(name)}: function (module, exports, require) {{\n{source}\n}}"
         for name, source in files.items()
     )
-    links = {name: {r: resolve(name, r) for r in re.findall(r"require\('([^']+)'\)", source)}
-             for name, source in files.items()}  # fmt: skip
+    links = {
+        name: {r: resolve(name, r) for r in re.findall(r"require\('([^']+)'\)", source)}
+        for name, source in files.items()
+    }
     return (
         f"const files = {{{table}}};\nconst links = {json.dumps(links)};\nconst done = {{}};\n"
         "function load(name) {\n  if (!(name in done)) {\n"

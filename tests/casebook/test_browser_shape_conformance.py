@@ -178,7 +178,9 @@ async def test_lockstep_js_syncs_a_scope_in_priority_order(
     async with db.reader() as session:
         want = {
             "cases": set(mine),
-            "subjects": set(await session.scalars(select(Subject.id).where(Subject.case_id.in_(mine)))),
+            "subjects": set(
+                await session.scalars(select(Subject.id).where(Subject.case_id.in_(mine)))
+            ),
             "transactions": set(
                 await session.scalars(select(Transaction.id).where(Transaction.case_id.in_(mine)))
             ),

@@ -83,7 +83,9 @@ async def test_my_cases_is_bound_to_the_caller_in_priority_order(
     cases, subjects, transactions = [await shape_rows(acme, s["params"]) for s in scope["shapes"]]
     assert sorted(int(r["id"]) for r in cases.values()) == sorted(mine)
     async with db.reader() as session:
-        want_subjects = set(await session.scalars(select(Subject.id).where(Subject.case_id.in_(mine))))
+        want_subjects = set(
+            await session.scalars(select(Subject.id).where(Subject.case_id.in_(mine)))
+        )
         want_transactions = set(
             await session.scalars(select(Transaction.id).where(Transaction.case_id.in_(mine)))
         )
@@ -114,7 +116,9 @@ async def test_a_scope_never_widens_access(login: Login, casebook_app: FastAPI) 
     ours = (await globex.get("/v1/sync/scopes/my-cases")).json()
     globex_id = await user_id(db, "analyst@globex.test")
     assert ours["shapes"][0]["params"]["params"][0] == str(globex_id)
-    assert ours["prefetch"] == [f"/api/v1/cases/{i}" for i in await assigned(db, "analyst@globex.test")]
+    assert ours["prefetch"] == [
+        f"/api/v1/cases/{i}" for i in await assigned(db, "analyst@globex.test")
+    ]
     # Replaying acme's bound params (its user and case ids) with globex's token: nothing.
     for item in theirs["shapes"]:
         assert await shape_rows(globex, item["params"]) == {}
@@ -123,7 +127,8 @@ async def test_a_scope_never_widens_access(login: Login, casebook_app: FastAPI) 
     rows = await shape_rows(globex, widened)
     async with db.reader() as session:
         acme_ids = set(await session.scalars(select(Case.id).where(Case.organization_id == 1)))
-    assert rows and not acme_ids & {int(r["id"]) for r in rows.values()}
+    assert rows
+    assert not acme_ids & {int(r["id"]) for r in rows.values()}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -147,7 +152,8 @@ async def test_refusals_are_envelopes(login: Login, anonymous: httpx.AsyncClient
         assert response.status_code == status, (name, response.text)
         error = response.json()["error"]
         assert set(error) >= {"code", "message", "request_id", "details"}
-        assert "my-cases" not in error["message"] and "x" * 20 not in error["message"]
+        assert "my-cases" not in error["message"]
+        assert "x" * 20 not in error["message"]
     same = await acme.get("/v1/sync/scopes/nope")
     assert same.json()["error"]["message"] == "no such sync scope"
 

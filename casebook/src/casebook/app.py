@@ -30,8 +30,8 @@ from casebook.api import (
     users,
 )
 from casebook.api import jobs as jobs_api
-from casebook.api.deps import bearer
 from casebook.api import live as live_api
+from casebook.api.deps import bearer
 from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings

@@ -9,8 +9,8 @@ the old one's clients as a delete.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +29,7 @@ from casebook.models import (
     Transaction,
 )
 from casebook.schemas import case_out, subject_out
-from lockstep import AuthenticationError, NotFoundError, PermissionDeniedError
-from lockstep import Database
+from lockstep import AuthenticationError, Database, NotFoundError, PermissionDeniedError
 from lockstep.offline import MutationContext, Mutations, ScopeShape, Shape, SyncScope, in_list
 
 

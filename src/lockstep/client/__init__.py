@@ -1,7 +1,7 @@
 """lockstep's Python client (on httpx): token refresh, retries with backoff and jitter,
 coalesced GETs, an ETag cache, several servers with balancing and failover, an offline
-outbox of mutations, shape subscriptions and sync scopes. It imports nothing of lockstep's server side.
-See docs/client.md.
+outbox of mutations, shape subscriptions and sync scopes. It imports nothing of lockstep's
+server side. See docs/client.md.
 """
 
 from lockstep.client.client import Backoff, Client, retry_after, should_retry

@@ -15,10 +15,10 @@ through the client's ETag cache.
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from lockstep.client.client import Client
 from lockstep.client.shapes import Shape

@@ -161,8 +161,8 @@ class ScopeRegistry:
         for _, item in ordered:
             definition = self.definitions[item.shape]
             await definition.scope_of(request)  # the caller may read this shape at all
-            shapes.append(ScopeShapeOut(name=item.key, priority=item.priority,
-                                        params=bind_shape(item, definition, bound)))  # fmt: skip
+            params = bind_shape(item, definition, bound)
+            shapes.append(ScopeShapeOut(name=item.key, priority=item.priority, params=params))
         prefetch = scope.prefetch(bound) if callable(scope.prefetch) else scope.prefetch
         paths = [str(p) for p in prefetch]
         for path in paths:
@@ -193,4 +193,3 @@ def bind_shape(item: ScopeShape, definition: ShapeDefinition, bound: Any) -> dic
     if item.columns is not None:
         out["columns"] = ",".join(dict.fromkeys([*definition.shaped.key, *item.columns]))
     return out
-

@@ -27,7 +27,6 @@ from starlette.responses import Response
 from lockstep.changes import Changes
 from lockstep.db import Database
 from lockstep.exceptions import ConfigurationError
-from lockstep.http.openapi import error_responses
 from lockstep.offline.browser import BrowserModule
 from lockstep.offline.capture import MAX_ROWS, ShapeCapture, ShapedTable
 from lockstep.offline.endpoint import ShapeEndpoint
@@ -137,7 +136,7 @@ class Offline:
             sync_scope,
             methods=["GET"],
             response_model=ScopeOut,
-            responses=error_responses(403),
+            responses={403: {"description": "Forbidden (error code `permission_denied`)"}},
             dependencies=dependencies,
             tags=["offline"],
             operation_id="sync_scope",

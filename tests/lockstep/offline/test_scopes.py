@@ -68,10 +68,18 @@ def my_work() -> SyncScope:
         "my-work",
         bind=bind,
         shapes=[
-            ScopeShape("notes", where=lambda b: in_list("case_id", b["cases"]),
-                       params=lambda b: b["cases"], priority=5),  # fmt: skip
-            ScopeShape("cases", where="owner = $1 AND status = $2",
-                       params=lambda b: [b["user"], "open"], priority=0),  # fmt: skip
+            ScopeShape(
+                "notes",
+                where=lambda b: in_list("case_id", b["cases"]),
+                params=lambda b: b["cases"],
+                priority=5,
+            ),
+            ScopeShape(
+                "cases",
+                where="owner = $1 AND status = $2",
+                params=lambda b: [b["user"], "open"],
+                priority=0,
+            ),
             ScopeShape("cases", name="all-cases", priority=5, columns=["status"]),
         ],
         prefetch=lambda b: [f"/api/cases/{i}" for i in b["cases"]],
