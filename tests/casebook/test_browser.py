@@ -328,6 +328,7 @@ def test_the_ledger_exports_with_its_filters(served: Any, browser: Browser) -> N
 
 PAGES = [
     ("cases", "/app/cases", "#case-rows tr"),
+    ("case-new", "/app/cases/new", "#new-case"),
     ("case-overview", "/app/cases/{id}", "#dashboard-rows tr"),
     ("case-transactions", "/app/cases/{id}/transactions", "#txn-rows tr"),
     ("case-subjects", "/app/cases/{id}/subjects", "#subject-rows tr"),

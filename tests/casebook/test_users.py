@@ -6,6 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
+from fastapi import FastAPI
+
+from lockstep import AuthenticationError
+from lockstep.realtime import ConnectRequest
 
 from .conftest import Login
 
@@ -152,3 +157,39 @@ async def test_an_admins_cached_answer_never_reaches_another_role(login: Login) 
         assert (await admin.get(url)).status_code == 200
         assert (await admin.get(url)).headers["x-cache"] == "HIT"
         assert (await analyst.get(url)).status_code == 403
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"role": "reviewer"}])
+async def test_a_deactivation_or_role_change_ends_open_sessions_at_once(
+    login: Login, anonymous: httpx.AsyncClient, casebook_app: FastAPI, change: dict[str, object]
+) -> None:
+    """The user's access token, still within its 15 minutes, is refused by the next request
+    of every kind: a cached answer replayed before routing, a route, a write, a shape read,
+    a push and a realtime connect (casebook.standing)."""
+    admin = await login("admin@acme.test")
+    user_id = await new_user(admin, "leaving@acme.test")
+    token = (await sign_in(anonymous, "leaving@acme.test", PASSWORD)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    cached = "/api/v1/cases/1"
+    assert (await anonymous.get(cached, headers=auth)).status_code == 200
+    assert (await anonymous.get(cached, headers=auth)).headers["x-cache"] == "HIT"
+    realtime = casebook_app.state.services.realtime
+    await realtime.authenticate(ConnectRequest(token=token))  # connects while standing
+
+    assert (await admin.patch(f"/api/v1/users/{user_id}", json=change)).status_code == 200
+
+    shape = {"table": "cases", "offset": "-1"}
+    push = {"client_id": "tab", "mutations": []}
+    answers = {
+        "replayed": await anonymous.get(cached, headers=auth),
+        "route": await anonymous.get("/api/v1/auth/me", headers=auth),
+        "write": await anonymous.patch(cached, json={"title": "after"}, headers=auth),
+        "shape": await anonymous.get("/v1/shape", params=shape, headers=auth),
+        "push": await anonymous.post("/sync/push", json=push, headers=auth),
+    }
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 401)
+    assert "session has ended" in answers["replayed"].json()["error"]["message"]
+    with pytest.raises(AuthenticationError):
+        await realtime.authenticate(ConnectRequest(token=token))
+    # Everyone else is unaffected, cached answers included.
+    assert (await admin.get(cached)).status_code == 200

@@ -18,6 +18,7 @@ from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
+from casebook.standing import Standing
 from casebook.sync import mutations, scopes, shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
@@ -94,7 +95,8 @@ class Services:
     offline: Offline
     realtime: Realtime
     passwords: Passwords
-    identify: Callable[[Scope], Hashable | None]  # the caller's organization (cache keys)
+    identify: Callable[[Scope], Hashable | None]  # the caller's organization (body limits)
+    standing: Standing  # whether a token's user is still active with the token's role
     user: Callable[[Scope], Hashable | None]  # the caller's user id (rate limits)
     limiter: RateLimiter
 
@@ -106,15 +108,17 @@ class Services:
             refresh_days=settings.refresh_token_days,
         )
         caller = _caller(tokens)
-        identify = _identify(caller)
-        db, runtime, jobs, realtime = _runtime(settings, tokens, identify=identify)
+        db, runtime, jobs, realtime, standing = _runtime(settings, tokens)
+        # Cached answers before routing only for callers whose user still stands (the hook
+        # needs the runtime's cache, so it is set once the runtime exists).
+        runtime.http.identify = standing.identify(caller)
         # After the runtime: shape messages carry the change feed's transaction ids.
         offline = Offline(
             db,
             runtime.changes,
-            shapes=shapes(tokens),
-            mutations=mutations(tokens),
-            scopes=scopes(tokens, db),
+            shapes=shapes(standing),
+            mutations=mutations(standing),
+            scopes=scopes(standing, db),
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(
@@ -126,7 +130,8 @@ class Services:
             offline=offline,
             realtime=realtime,
             passwords=Passwords(workers=settings.password_workers, queue=settings.password_queue),
-            identify=identify,
+            identify=_identify(caller),
+            standing=standing,
             user=_user(caller),
             limiter=rate_limiter(settings, registry=runtime.registry),
         )
@@ -143,22 +148,21 @@ class Services:
 
 
 def _runtime(
-    settings: CasebookSettings,
-    tokens: TokenService | None = None,
-    identify: Callable[[Scope], Hashable | None] | None = None,
-) -> tuple[Database, Lockstep, Jobs, Realtime]:
+    settings: CasebookSettings, tokens: TokenService | None = None
+) -> tuple[Database, Lockstep, Jobs, Realtime, Standing]:
     """The database with the rollups, the audit trail, the change feed and realtime
-    publishing installed, the lockstep runtime and the jobs: what every casebook process
-    writes through."""
+    publishing installed, the lockstep runtime, the jobs and the users' standing: what
+    every casebook process writes through."""
     db = Database(settings)
     AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
     audit_trail().install(db)  # who wrote what, in the writing transaction (casebook.audit)
     # The schema revision is part of every cache key: a migration retires old entries.
     namespace = f"casebook:{head_revision(MIGRATIONS)}"
-    runtime = Lockstep(settings, db, tracking(), namespace=namespace, identify=identify)
+    runtime = Lockstep(settings, db, tracking(), namespace=namespace)
     jobs = Jobs(db, tasks, settings, registry=runtime.registry)
-    realtime = live.build(settings, db, jobs, tokens, registry=runtime.registry)
-    return db, runtime, jobs, realtime
+    standing = Standing(db, runtime.cache, tokens)
+    realtime = live.build(settings, db, jobs, standing, registry=runtime.registry)
+    return db, runtime, jobs, realtime, standing
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,5 +185,5 @@ def lockstep_app(**overrides: Any) -> OperatorView:
     asked for."""
     overrides.setdefault("slow_query_ms", 0)
     settings = load_settings(CasebookSettings, **overrides)
-    db, runtime, jobs, _ = _runtime(settings)
+    db, runtime, jobs, _, _ = _runtime(settings)
     return OperatorView(db, runtime, jobs, AGGREGATES, MIGRATIONS)

@@ -9,7 +9,7 @@ the old one's clients as a delete.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from casebook import adjudication
 from casebook.adjudication import DecisionIn
-from casebook.auth import Principal, TokenService
+from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
     Case,
@@ -29,25 +29,27 @@ from casebook.models import (
     Transaction,
 )
 from casebook.schemas import case_out, subject_out
+from casebook.standing import Standing
 from lockstep import AuthenticationError, Database, NotFoundError, PermissionDeniedError
 from lockstep.offline import MutationContext, Mutations, ScopeShape, Shape, SyncScope, in_list
 
 
-def principal_of(tokens: TokenService, request: Request) -> Principal:
-    """The caller from ``Authorization: Bearer <access token>``; 401 otherwise."""
+async def principal_of(standing: Standing, request: Request) -> Principal:
+    """The caller from ``Authorization: Bearer <access token>`` whose user still stands;
+    401 otherwise."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("missing bearer token")
-    return tokens.verify(token.strip(), "access")
+    return await standing.authenticate(token.strip())
 
 
-def shapes(tokens: TokenService) -> list[Shape]:
+def shapes(standing: Standing) -> list[Shape]:
     """cases, subjects, adjudication_items and transactions of the caller's organization."""
 
-    def organization(request: Request) -> Mapping[str, Any]:
-        return {"organization_id": principal_of(tokens, request).organization_id}
+    async def organization(request: Request) -> Mapping[str, Any]:
+        return {"organization_id": (await principal_of(standing, request)).organization_id}
 
-    scope: Callable[[Request], Mapping[str, Any]] = organization
+    scope: Callable[[Request], Awaitable[Mapping[str, Any]]] = organization
     return [
         Shape(
             Case.__table__,  # type: ignore[arg-type]
@@ -138,13 +140,13 @@ class Assigned:
     case_ids: tuple[int, ...]
 
 
-def scopes(tokens: TokenService, db: Database) -> list[SyncScope]:
+def scopes(standing: Standing, db: Database) -> list[SyncScope]:
     """``my-cases``, what an investigator on site needs first: the caller's assigned open
     cases, then their subjects, then their transactions; then each case's page (prefetch).
     Every shape stays scoped to the caller's organization by ``/v1/shape`` itself."""
 
     async def assigned(request: Request) -> Assigned:
-        principal = principal_of(tokens, request)
+        principal = await principal_of(standing, request)
         async with db.reader() as session:
             ids = await session.scalars(
                 select(Case.id)
@@ -213,10 +215,10 @@ class Decision(DecisionIn):
     item_id: int
 
 
-def mutations(tokens: TokenService) -> Mutations:
+def mutations(standing: Standing) -> Mutations:
     """The edits casebook's clients push: case fields, subject notes, adjudications."""
     registry = Mutations(
-        authenticate=lambda request: principal_of(tokens, request),
+        authenticate=lambda request: principal_of(standing, request),
         owner=lambda principal: principal.user_id,
     )
 

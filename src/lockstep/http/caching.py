@@ -49,6 +49,9 @@ from lockstep.cache import Cache, Dependency, StampSnapshot
 from lockstep.exceptions import CacheUnavailableError, ConfigurationError
 from lockstep.http.consistency import current_http_scope
 
+# Names a raw request's caller (or None); may be a coroutine function (see HttpCache).
+Identify = Callable[[Scope], Hashable | Awaitable[Hashable | None] | None]
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 CACHE_CONTROL = {
@@ -325,14 +328,15 @@ class HttpCache:
     the app supplies ``identify(scope)``, a function that fully authenticates the raw request
     (signature, expiry) and returns the value the routes' ``vary`` returns for that caller,
     or None. Without it, private routes always go through the app, so authentication runs
-    first.
+    first. ``identify`` may be a coroutine function: an app that must check that a token's
+    user still stands (not deactivated, same role) reads that through the cache there.
     """
 
     def __init__(
         self,
         cache: Cache,
         max_shortcuts: int = 10_000,
-        identify: Callable[[Scope], Hashable | None] | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.cache = cache
         self.identify = identify
@@ -358,7 +362,7 @@ class HttpCache:
             return None
         entry = self._shortcuts.get(self._url(scope, _PUBLIC))
         if entry is None and self.identify is not None:
-            who = self.identify(scope)
+            who = await self.who(scope)
             if who is not None:
                 entry = self._shortcuts.get(self._url(scope, who))
         if entry is None:
@@ -377,6 +381,15 @@ class HttpCache:
         scope.update(entry.routing)  # metrics still label the answer by its route template
         return _respond(stored, etag, if_none_match, entry.fixed, "hit", age)
 
+    async def who(self, scope: Scope) -> Hashable | None:
+        """What ``identify`` names the request's caller (None: anonymous, or no hook)."""
+        if self.identify is None:
+            return None
+        who = self.identify(scope)
+        if inspect.isawaitable(who):
+            who = await who
+        return who
+
     async def stamps(
         self, deps: Sequence[Dependency]
     ) -> tuple[tuple[str, ...], StampSnapshot] | None:
@@ -393,7 +406,7 @@ class HttpCache:
 _PUBLIC = ("lockstep", "public")
 
 
-def _shortcut_identity(
+async def _shortcut_identity(
     http: HttpCache, scope: Scope, public: bool, varies: Hashable
 ) -> Hashable | None:
     """Under which caller a cached answer may be served before routing, or None (never).
@@ -406,7 +419,7 @@ def _shortcut_identity(
         return _PUBLIC
     if http.identify is None or varies is None:
         return None
-    who = http.identify(scope)
+    who = await http.who(scope)
     return who if who == varies else None
 
 
@@ -492,7 +505,7 @@ def cached(
             )
             stored = found.value
             if found.etag and 200 <= stored.status < 300 and found.status != "bypass" and not off:
-                who = _shortcut_identity(http, scope, spec.public, cache_key.vary)
+                who = await _shortcut_identity(http, scope, spec.public, cache_key.vary)
                 if who is not None:
                     routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
                     if "fastapi" in routing:

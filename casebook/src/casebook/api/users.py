@@ -6,9 +6,8 @@ that does not exist.
 
 A deactivation or a role change ends the user's sign-ins: every refresh token of the user
 is revoked in the same transaction, so the next refresh fails (401) and the user must sign
-in again (a deactivated user cannot). An access token already issued keeps the rights it
-was issued with until it expires — ``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default — so
-that is the bound on how long a removed right lasts. An admin cannot deactivate or demote
+in again (a deactivated user cannot). An access token already issued is refused from the
+next request on (:mod:`casebook.standing`). An admin cannot deactivate or demote
 themselves (the organization would risk having no admin left).
 """
 

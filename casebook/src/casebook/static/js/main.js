@@ -14,6 +14,7 @@ import * as offline from "./offline.js";
 // Address under /app/ (":id" a number, "?" optional), module, nav label, roles (default all).
 export const ROUTES = [
   { path: "cases", page: "cases", nav: "Cases" },
+  { path: "cases/new", page: "case-new", under: "cases", roles: ["analyst", "admin"] },
   { path: "cases/:id/:tab?", page: "case", under: "cases" },
   { path: "dashboard", page: "dashboard", nav: "Dashboard" },
   { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
