@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import swagger_ui_bundle
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +31,7 @@ from casebook.api import (
 )
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
+from casebook.api.deps import bearer
 from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings
@@ -125,7 +126,8 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1")
     for module in (reports, jobs_api, outbox, adjudication, audit, users):
         app.include_router(module.router, prefix="/api/v1")
-    services.offline.install(app)  # GET /v1/shape, POST /sync/push
+    # GET /v1/shape, POST /sync/push, GET /v1/sync/scopes/{name} (in the OpenAPI: bearer)
+    services.offline.install(app, scope_dependencies=[Depends(bearer)])
     app.include_router(users.people, prefix="/api/v1")
     app.include_router(live_api.router, prefix="/api/v1")
     services.realtime.install(app)  # /connection/websocket, /connection/uni_sse

@@ -19,7 +19,7 @@ from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
 from casebook.standing import Standing
-from casebook.sync import mutations, shapes
+from casebook.sync import mutations, scopes, shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
     Aggregates,
@@ -118,6 +118,7 @@ class Services:
             runtime.changes,
             shapes=shapes(standing),
             mutations=mutations(standing),
+            scopes=scopes(standing, db),
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(

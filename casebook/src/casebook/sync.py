@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +30,8 @@ from casebook.models import (
 )
 from casebook.schemas import case_out, subject_out
 from casebook.standing import Standing
-from lockstep import AuthenticationError, NotFoundError, PermissionDeniedError
-from lockstep.offline import MutationContext, Mutations, Shape
+from lockstep import AuthenticationError, Database, NotFoundError, PermissionDeniedError
+from lockstep.offline import MutationContext, Mutations, ScopeShape, Shape, SyncScope, in_list
 
 
 async def principal_of(standing: Standing, request: Request) -> Principal:
@@ -123,6 +124,66 @@ def shapes(standing: Standing) -> list[Shape]:
             ],
         ),
     ]
+
+
+# -- sync scopes (GET /v1/sync/scopes/{name}) ---------------------------------------------
+
+OPEN = (CaseStatus.OPEN.value, CaseStatus.UNDER_REVIEW.value)
+MAX_SCOPED_CASES = 150  # a where's IN list stays within the shape filter's size limit
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """A caller's open cases (most urgent first), what the "my-cases" scope binds."""
+
+    user_id: int
+    case_ids: tuple[int, ...]
+
+
+def scopes(standing: Standing, db: Database) -> list[SyncScope]:
+    """``my-cases``, what an investigator on site needs first: the caller's assigned open
+    cases, then their subjects, then their transactions; then each case's page (prefetch).
+    Every shape stays scoped to the caller's organization by ``/v1/shape`` itself."""
+
+    async def assigned(request: Request) -> Assigned:
+        principal = await principal_of(standing, request)
+        async with db.reader() as session:
+            ids = await session.scalars(
+                select(Case.id)
+                .where(
+                    Case.organization_id == principal.organization_id,
+                    Case.assignee_id == principal.user_id,
+                    Case.status.in_([CaseStatus(s) for s in OPEN]),
+                )
+                .order_by(Case.priority, Case.id)
+                .limit(MAX_SCOPED_CASES)
+            )
+            return Assigned(principal.user_id, tuple(ids))
+
+    def of_my_cases(bound: Assigned) -> str:
+        return in_list("case_id", bound.case_ids)
+
+    return [
+        SyncScope(
+            "my-cases",
+            bind=assigned,
+            shapes=[
+                ScopeShape(
+                    "cases",
+                    where="assignee_id = $1 AND status IN ($2, $3)",
+                    params=lambda bound: [bound.user_id, *OPEN],
+                    priority=0,
+                ),
+                ScopeShape("subjects", where=of_my_cases, params=_case_ids, priority=1),
+                ScopeShape("transactions", where=of_my_cases, params=_case_ids, priority=2),
+            ],
+            prefetch=lambda bound: [f"/api/v1/cases/{i}" for i in bound.case_ids],
+        )
+    ]
+
+
+def _case_ids(bound: Assigned) -> tuple[int, ...]:
+    return bound.case_ids
 
 
 # -- mutations (POST /sync/push) -------------------------------------------------------------
