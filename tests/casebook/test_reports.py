@@ -221,15 +221,15 @@ def test_the_by_month_table_reads_black_on_a_light_fill(tmp_path: Path) -> None:
     texts = [r.text for r in runs]
     table = runs[texts.index("By month") + 1 : texts.index("Adjudication decisions (0)")]
     assert [r.text for r in table[:4]] == ["Month", "Debits", "Credits", "2026-01"]
-    assert "123,456.78 USD" in [r.text for r in table]
+    assert "USD 123,456.78" in [r.text for r in table]
     for run in table:
         assert contrast_ratio(run.color, run.background) >= 4.5, run
 
 
 def test_amounts_carry_thousands_separators_and_their_currency() -> None:
-    assert money(123_456_789, "EUR") == "1,234,567.89 EUR"
-    assert money(-5, "USD") == "-0.05 USD"
-    assert money(0, "GBP") == "0.00 GBP"
+    assert money(123_456_789, "EUR") == "EUR 1,234,567.89"
+    assert money(-5, "USD") == "-USD 0.05"
+    assert money(0, "GBP") == "GBP 0.00"
 
 
 def test_an_empty_ledger_totals_zero_in_the_default_currency(tmp_path: Path) -> None:
@@ -239,6 +239,6 @@ def test_an_empty_ledger_totals_zero_in_the_default_currency(tmp_path: Path) -> 
     assert lines[lines.index("Totals") + 5 : lines.index("Totals") + 9] == [
         "CHF",
         "0",
-        "0.00 CHF",
-        "0.00 CHF",
+        "CHF 0.00",
+        "CHF 0.00",
     ]

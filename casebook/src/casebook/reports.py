@@ -33,10 +33,11 @@ def _text(value: object) -> str:
 
 
 def money(cents: int, currency: str) -> str:
-    """``-1,234.56 EUR``: thousands separators, two decimals, the currency code."""
+    """``-EUR 1,234.56``: the currency code, thousands separators, two decimals (the web
+    UI's form)."""
     sign = "-" if cents < 0 else ""
     whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}.{frac:02d} {currency}".rstrip()
+    return f"{sign}{currency} {whole:,}.{frac:02d}".strip()
 
 
 class _ReportPDF(FPDF):
