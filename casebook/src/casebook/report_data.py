@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,13 +35,19 @@ from casebook.models import (
     User,
     utcnow,
 )
-from lockstep import Database
+from lockstep import Cursor, Database
 from lockstep.audit import audit_table
-from lockstep.changes import ChangeFeed
 
-# The longest list of decisions / open items a report prints in full; beyond it the report
-# says how many more there are (the web UI lists them all).
-LISTED_ITEMS = 200
+# The longest list of decisions / open items a report prints; beyond it the report says how
+# many more there are (the web UI lists them all). Table rows are what rendering time goes
+# on (fpdf2 wraps every cell's text): 100 of each keep the worst case to a few seconds.
+LISTED_ITEMS = 100
+
+
+class Feed(Protocol):
+    """The change feed (``Lockstep.changes.feed``), as far as a report needs it."""
+
+    async def position(self, session: Any) -> Cursor: ...
 
 
 def consent_status(records: Iterable[tuple[dt.date, dt.date | None]], on: dt.date) -> str:
@@ -68,7 +74,7 @@ async def one_snapshot(session: AsyncSession, database: Database) -> None:
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
-async def report_data(session: AsyncSession, report: Report, feed: ChangeFeed) -> dict[str, Any]:
+async def report_data(session: AsyncSession, report: Report, feed: Feed) -> dict[str, Any]:
     """Everything the PDF shows, as plain picklable values; ``session`` must hold one
     snapshot (:func:`one_snapshot`) for the figures and the as-of cursor to agree."""
     as_of = await feed.position(session)

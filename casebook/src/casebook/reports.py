@@ -19,6 +19,8 @@ from typing import Any
 from fpdf import FPDF, FontFace
 
 CHART_BARS = 8
+# A reason longer than this is cut (with "...") in the PDF; the web UI shows it whole.
+REASON_CHARS = 240
 BAR_COLOR = (52, 101, 164)
 # The tables' colours: black text on light fills (WCAG contrast well above 4.5:1, tested).
 TEXT_COLOR = (0, 0, 0)
@@ -161,7 +163,7 @@ def _adjudication(pdf: FPDF, data: dict[str, Any]) -> None:
                     _transaction_label(d),
                     _amount(d),
                     d["outcome"],
-                    d["reason"],
+                    _clip(d["reason"]),
                     f"{d['reviewer'] or '-'}, {d['decided_on']}",
                 )
         _more(pdf, data["decisions_total"], len(data["decisions"]))
@@ -177,7 +179,7 @@ def _adjudication(pdf: FPDF, data: dict[str, Any]) -> None:
                 _transaction_label(item),
                 _amount(item),
                 item["priority"],
-                item["reason"],
+                _clip(item["reason"]),
                 item["flagged_on"],
             )
     _more(pdf, data["open_total"], len(data["open_items"]))
@@ -216,6 +218,10 @@ def _transaction_label(item: dict[str, Any]) -> str:
 def _amount(item: dict[str, Any]) -> str:
     cents = item["amount_cents"]
     return "-" if cents is None else money(cents, item["currency"])
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3].rstrip() + "..."
 
 
 def _more(pdf: FPDF, total: int, shown: int) -> None:

@@ -44,6 +44,7 @@ from casebook.reports import render_case_report
 from casebook.settings import CasebookSettings
 from lockstep import (
     Backoff,
+    Changes,
     ConflictError,
     ImportProgress,
     JobContext,
@@ -56,7 +57,6 @@ from lockstep import (
     enqueue,
     enqueue_many,
 )
-from lockstep.changes import ChangeFeed
 
 T = TypeVar("T")
 
@@ -76,6 +76,7 @@ class TaskState:
     settings: CasebookSettings
     sender: Sender = field(default_factory=OutboxSender)
     jobs: Jobs | None = None  # the sweep reads the state of import jobs
+    changes: Changes | None = None  # a report reads the change-feed position it is as of
 
     def report_path(self, report_id: int) -> Path:
         return self.settings.data_dir.resolve() / REPORTS_DIR / f"report-{report_id}.pdf"
@@ -165,7 +166,9 @@ async def generate_report(ctx: JobContext, report_id: int) -> dict[str, int]:
         report = await session.get(Report, report_id)
         if report is None:  # its case was deleted meanwhile: nothing to render
             return {"pages": 0, "bytes": 0}
-        data = await report_data(session, report, ChangeFeed(ctx.database))
+        if state.changes is None:
+            raise TypeError("casebook.reports.generate needs a worker whose TaskState has changes")
+        data = await report_data(session, report, state.changes.feed)
     ctx.progress(1, total=3, message="figures loaded")
     path = state.report_path(report_id)
     try:
