@@ -52,6 +52,8 @@ async def test_admins_read_and_change_their_organization(login: Login) -> None:
     globex = await login("admin@globex.test")
     theirs = (await globex.get(URL)).json()
     assert (theirs["name"], theirs["report_footer"]) == ("Globex Investigations", "")
+    assert (await globex.patch(URL, json={"report_footer": "GLOBEX"})).status_code == 200
+    assert (await admin.get(URL)).json()["report_footer"] == "SECRET"
 
 
 async def test_only_admins_and_only_valid_settings(login: Login) -> None:
