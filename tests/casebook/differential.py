@@ -23,6 +23,7 @@ Login = Callable[[str], Awaitable[httpx.AsyncClient]]
 
 CALLERS = ["analyst@acme.test", "reviewer@acme.test", "analyst@globex.test", "admin@globex.test"]
 WRITERS = ["analyst@acme.test", "analyst@globex.test"]
+ADMINS = ["admin@acme.test", "admin@globex.test"]
 MISSING_ID = 987_654
 
 
@@ -35,6 +36,7 @@ async def run(
         client = await login(email)
         callers.append(Caller(email, {"Authorization": client.headers["Authorization"]}))
     writers = [await login(email) for email in WRITERS]
+    admins = [await login(email) for email in ADMINS]
     db = app.state.services.db
 
     async def values() -> Mapping[str, Sequence[Any]]:
@@ -123,6 +125,12 @@ async def run(
         response = await client.post(f"/api/v1/cases/{case_id}/subjects", json=body)
         return f"subject in case {case_id} -> {response.status_code}"
 
+    async def change_the_organization(rng: random.Random) -> str:
+        client = rng.choice(admins)
+        body = {"report_footer": f"footer {rng.randrange(1000)}"}
+        response = await client.patch("/api/v1/organization", json=body)
+        return f"organization {body} -> {response.status_code}"
+
     return await check_cached_routes(
         app,
         callers=callers,
@@ -133,6 +141,7 @@ async def run(
             recategorize_a_transaction,
             delete_a_transaction,
             add_a_subject,
+            change_the_organization,
         ],
         steps=steps,
         seed=seed,

@@ -339,6 +339,7 @@ PAGES = [
     ("operator", "/app/operator", "#queue-rows tr"),
     ("review", "/app/review", "#queue-items tr"),
     ("users", "/app/users", "#user-rows tr"),
+    ("organization", "/app/organization", "#organization-settings input[name=name]"),
     ("case-audit", "/app/cases/{id}/audit", "#audit-rows"),
     ("cases-filtered-empty", "/app/cases?q=no-such-case", ".empty"),
 ]

@@ -22,6 +22,7 @@ from casebook.api import (
     cases,
     dashboard,
     imports,
+    organization,
     outbox,
     profiles,
     reports,
@@ -124,7 +125,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox, adjudication, audit, users):
+    for module in (reports, jobs_api, outbox, adjudication, audit, users, organization):
         app.include_router(module.router, prefix="/api/v1")
     # GET /v1/shape, POST /sync/push, GET /v1/sync/scopes/{name} (in the OpenAPI: bearer)
     services.offline.install(app, scope_dependencies=[Depends(bearer)])

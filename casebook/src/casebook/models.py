@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -121,6 +122,16 @@ class Organization(Base):
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 0013_org_settings: the organization's settings (``/api/v1/organization``, admins):
+    # the currency of a figure with no transaction behind it, the length of a reviewer's
+    # claim on an adjudication item (null: the deployment's
+    # LOCKSTEP_ADJUDICATION_LEASE_MINUTES), the text printed at the foot of every report
+    # page, and the version counter its If-Match compares.
+    # (Server defaults only: a Core insert written before 0013 names none of these.)
+    default_currency: Mapped[str] = mapped_column(String(3), server_default="EUR")
+    adjudication_lease_minutes: Mapped[int | None] = mapped_column(Integer)
+    report_footer: Mapped[str] = mapped_column(String(200), server_default=text("''"))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class User(Base):

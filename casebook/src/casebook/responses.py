@@ -78,6 +78,23 @@ class UserOut(Out):
     created_at: dt.datetime
 
 
+class OrganizationOut(Out):
+    """The organization's settings (admins): its name, the currency of figures with no
+    transaction behind them, how long a claim on an adjudication item lasts (null: the
+    deployment's default, ``adjudication_lease_minutes_default``), the footer printed on
+    every report page, and the version a PATCH's If-Match compares (through the ETag)."""
+
+    id: int
+    slug: str
+    name: str
+    default_currency: str
+    adjudication_lease_minutes: int | None
+    adjudication_lease_minutes_default: int
+    effective_lease_minutes: int
+    report_footer: str
+    version: int
+
+
 class UserList(Out):
     items: list[UserOut]
 

@@ -186,6 +186,21 @@ class UserUpdate(Patch):
     is_active: Flag | SkipJsonSchema[None] = None
 
 
+LeaseMinutes = Annotated[int, Field(ge=1, le=24 * 60), BeforeValidator(_json_integer)]
+
+
+class OrganizationUpdate(Patch):
+    """``PATCH /organization``: a field left out is unchanged; ``adjudication_lease_minutes``
+    null goes back to the deployment's default."""
+
+    nullable = frozenset({"adjudication_lease_minutes"})
+
+    name: Name | SkipJsonSchema[None] = None
+    default_currency: Currency | SkipJsonSchema[None] = None
+    adjudication_lease_minutes: LeaseMinutes | None = None
+    report_footer: Line | SkipJsonSchema[None] = None
+
+
 class CaseCreate(Body):
     reference: Reference
     title: Title

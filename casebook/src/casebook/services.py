@@ -138,7 +138,8 @@ class Services:
 
     def worker(self, **options: Any) -> Worker:
         """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""
-        return self.jobs.worker(state=TaskState(self.settings, jobs=self.jobs), **options)
+        state = TaskState(self.settings, jobs=self.jobs, changes=self.lockstep.changes)
+        return self.jobs.worker(state=state, **options)
 
     def embedded_worker(self) -> AbstractAsyncContextManager[object]:
         """The in-process worker ``casebook serve`` runs in embedded (SQLite) mode."""

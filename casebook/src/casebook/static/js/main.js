@@ -19,6 +19,7 @@ export const ROUTES = [
   { path: "dashboard", page: "dashboard", nav: "Dashboard" },
   { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
   { path: "users", page: "users", nav: "Users", roles: ["admin"] },
+  { path: "organization", page: "organization", nav: "Organization", roles: ["admin"] },
   { path: "operator", page: "operator", nav: "Operator", roles: ["admin"] },
 ].map((r) => ({
   roles: ["analyst", "reviewer", "admin"], ...r, href: `/app/${r.under || r.path}`,
