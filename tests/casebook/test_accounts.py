@@ -40,7 +40,8 @@ async def test_account_lifecycle_balance_and_ledger(login: Login) -> None:
     assert created.status_code == 201, created.text
     account = created.json()
     assert account["number_masked"] == "****3000"
-    assert account["case_id"] == case_id and account["subject_id"] == subject_id
+    assert account["case_id"] == case_id
+    assert account["subject_id"] == subject_id
     assert created.headers["location"] == f"/api/v1/accounts/{account['id']}"
     listed = (await client.get(f"/api/v1/cases/{case_id}/accounts")).json()
     assert [a["id"] for a in listed["items"]] == [account["id"]]
@@ -67,7 +68,7 @@ async def test_account_lifecycle_balance_and_ledger(login: Login) -> None:
                     direction=direction,
                     category="wire",
                     counterparty="Acme Bank",
-                )  # fmt: skip
+                )
             )
     balance = await client.get(f"/api/v1/accounts/{account['id']}/balance")
     assert balance.status_code == 200, balance.text
@@ -103,7 +104,8 @@ async def test_account_lifecycle_balance_and_ledger(login: Login) -> None:
     fresh = await client.get(
         f"/api/v1/accounts/{account['id']}/balance", headers={"If-None-Match": etag}
     )
-    assert fresh.status_code == 200 and fresh.json()["other_currency_count"] == 0
+    assert fresh.status_code == 200
+    assert fresh.json()["other_currency_count"] == 0
     # The case ledger filtered by account is the same list.
     by_case = (
         await client.get(f"/api/v1/cases/{case_id}/transactions?account_id={account['id']}")
@@ -185,12 +187,20 @@ async def test_roles_and_tenancy(login: Login, casebook_app: FastAPI) -> None:
     # Reviewers read but never write.
     assert (await reviewer.get(f"/api/v1/accounts/{account['id']}")).status_code == 200
     for method, url, body in (
-        ("POST", f"/api/v1/subjects/{subject_id}/accounts", {"institution": "B", "identifier": "1234"}),
+        (
+            "POST",
+            f"/api/v1/subjects/{subject_id}/accounts",
+            {"institution": "B", "identifier": "1234"},
+        ),
         ("PATCH", f"/api/v1/accounts/{account['id']}", {"institution": "X"}),
         ("DELETE", f"/api/v1/accounts/{account['id']}", None),
-        ("POST", f"/api/v1/subjects/{subject_id}/consents", {"purpose": "p", "granted_on": "2026-01-01"}),
+        (
+            "POST",
+            f"/api/v1/subjects/{subject_id}/consents",
+            {"purpose": "p", "granted_on": "2026-01-01"},
+        ),
         ("POST", f"/api/v1/consents/{consent['id']}/revoke", {}),
-    ):  # fmt: skip
+    ):
         response = await reviewer.request(method, url, json=body)
         assert response.status_code == 403, (method, url, response.text)
     # Another organization's ids answer like missing ones.
@@ -210,15 +220,24 @@ async def test_roles_and_tenancy(login: Login, casebook_app: FastAPI) -> None:
     for method, url, body in (
         ("PATCH", f"/api/v1/accounts/{account['id']}", {"institution": "X"}),
         ("DELETE", f"/api/v1/accounts/{account['id']}", None),
-        ("POST", f"/api/v1/subjects/{subject_id}/accounts", {"institution": "B", "identifier": "1234"}),
-        ("POST", f"/api/v1/subjects/{subject_id}/consents", {"purpose": "p", "granted_on": "2026-01-01"}),
+        (
+            "POST",
+            f"/api/v1/subjects/{subject_id}/accounts",
+            {"institution": "B", "identifier": "1234"},
+        ),
+        (
+            "POST",
+            f"/api/v1/subjects/{subject_id}/consents",
+            {"purpose": "p", "granted_on": "2026-01-01"},
+        ),
         ("POST", f"/api/v1/consents/{consent['id']}/revoke", {}),
-    ):  # fmt: skip
+    ):
         response = await foreign.request(method, url, json=body)
         assert response.status_code == 404, (method, url, response.text)
     async with casebook_app.state.services.db.reader() as session:
         kept = await session.get(Account, account["id"])
-        assert kept is not None and kept.institution == "B"
+        assert kept is not None
+        assert kept.institution == "B"
 
 
 async def test_consent_records_and_status(login: Login) -> None:
@@ -252,9 +271,11 @@ async def test_consent_records_and_status(login: Login) -> None:
     )
     assert created.status_code == 201, created.text
     record = created.json()
-    assert record["recorded_by_id"] is not None and record["revoked_on"] is None
+    assert record["recorded_by_id"] is not None
+    assert record["revoked_on"] is None
     listed = (await client.get(url)).json()
-    assert listed["status"] == "valid" and [r["id"] for r in listed["items"]] == [record["id"]]
+    assert listed["status"] == "valid"
+    assert [r["id"] for r in listed["items"]] == [record["id"]]
     before = await client.get(f"{url}?as_of={(granted - dt.timedelta(days=1)).isoformat()}")
     assert before.json()["status"] == "none"
     summary = await client.get(f"/api/v1/cases/{case_id}/consent")
@@ -282,8 +303,11 @@ async def test_consent_records_and_status(login: Login) -> None:
     )
     assert after.status_code == 200
     assert after.json()["items"][0] == {
-        "subject_id": subject_id, "name": "Holder Ltd", "status": "revoked", "until": today.isoformat(),
-    }  # fmt: skip
+        "subject_id": subject_id,
+        "name": "Holder Ltd",
+        "status": "revoked",
+        "until": today.isoformat(),
+    }
     # A validator that is not this record's current one: 412, the record stays as it was.
     other = (await client.post(url, json={"purpose": "kyc", "granted_on": "2026-01-01"})).json()
     other_url = f"/api/v1/consents/{other['id']}"
@@ -362,7 +386,8 @@ async def test_counterparties_equal_a_recomputation(login: Login, casebook_app: 
         assert response.status_code == 200, (odd, response.text)
         assert response.json()["name"] == odd
     nul = await client.get(f"/api/v1/cases/{case_id}/counterparty", params={"name": "a\x00b"})
-    assert nul.status_code in (400, 422) and "error" in nul.json()
+    assert nul.status_code in (400, 422)
+    assert "error" in nul.json()
     assert (await client.get(f"/api/v1/cases/{case_id}/counterparty")).status_code == 422
 
 
