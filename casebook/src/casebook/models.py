@@ -239,7 +239,8 @@ class Transaction(Base):
             "currency",
             "amount_cents",
         ),
-        # An account's ledger and its balance by day, covering (0012_consent).
+        # An account's balance by day, covering (0012_consent). The account comes first: the
+        # foreign key's lookups (ON DELETE SET NULL) use it too.
         Index(
             "ix_transactions_account_posted",
             "account_id",
@@ -247,6 +248,7 @@ class Transaction(Base):
             "direction",
             "currency",
             "amount_cents",
+            "organization_id",
         ),
     )
 

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from casebook.iban import iban_is_valid, looks_like_iban
 from casebook.models import (
@@ -256,7 +257,9 @@ class TransactionUpdate(Patch):
 def _checked_identifier(identifier: str | None) -> None:
     """ValueError (a 422) for an identifier that looks like an IBAN and fails its checksum."""
     if identifier is not None and looks_like_iban(identifier) and not iban_is_valid(identifier):
-        raise ValueError("identifier looks like an IBAN but its check digits are wrong")
+        raise PydanticCustomError(
+            "invalid_iban", "identifier looks like an IBAN but its check digits are wrong"
+        )
 
 
 class AccountCreate(Body):
@@ -297,7 +300,7 @@ class ConsentCreate(Body):
     @model_validator(mode="after")
     def _expires_after_granted(self) -> ConsentCreate:
         if self.expires_on is not None and self.expires_on <= self.granted_on:
-            raise ValueError("expires_on must be after granted_on")
+            raise PydanticCustomError("date_order", "expires_on must be after granted_on")
         return self
 
 

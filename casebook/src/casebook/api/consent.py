@@ -172,7 +172,7 @@ async def revoke_consent(
         if problem:
             raise ValidationFailedError(
                 f"revoked_on {problem}",
-                details=[{"loc": ["body", "revoked_on"], "msg": problem, "type": "value_error"}],
+                details=[{"loc": ["body", "revoked_on"], "msg": problem, "type": "date_order"}],
             )
         record.revoked_on = day
         record.version += 1

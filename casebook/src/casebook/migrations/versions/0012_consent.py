@@ -23,7 +23,9 @@ COUNTERPARTY_INDEX = [
     "organization_id", "case_id", "counterparty", "posted_on", "direction", "currency",
     "amount_cents",
 ]  # fmt: skip
-ACCOUNT_INDEX = ["account_id", "posted_on", "direction", "currency", "amount_cents"]
+ACCOUNT_INDEX = [
+    "account_id", "posted_on", "direction", "currency", "amount_cents", "organization_id",
+]  # fmt: skip
 
 
 def upgrade() -> None:
