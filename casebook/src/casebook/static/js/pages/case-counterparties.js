@@ -44,7 +44,8 @@ async function drill(root, kase, name, signal) {
     el("p", {}, el("a", { href: `/app/cases/${kase.id}/counterparties` }, "← All counterparties")),
     el("h3", { id: "counterparty-name" }, shown(name)),
     el("p", { class: "meta", id: "counterparty-totals" }, `${count(detail.count)} entries · in: ${totalsText(detail.totals, "credit")} · out: ${totalsText(detail.totals, "debit")}`),
-    months.length ? [monthlyChart(months, currency, { width: root.clientWidth || 720, href: () => "#counterparty-ledger" }), legend(currency)] : null,
+    months.length ? [monthlyChart(months, currency, { width: root.clientWidth || 720,
+      href: (m) => `/app/cases/${kase.id}/transactions?${new URLSearchParams({ counterparty: name, month: m })}` }), legend(currency)] : null,
     table([
       { label: "Month", value: (m) => monthName(m.month) },
       { label: "Credits", num: true, value: (m) => el("span", { class: "credit" }, money(m.credit, currency)) },
