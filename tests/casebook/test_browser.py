@@ -332,6 +332,7 @@ PAGES = [
     ("case-overview", "/app/cases/{id}", "#dashboard-rows tr"),
     ("case-transactions", "/app/cases/{id}/transactions", "#txn-rows tr"),
     ("case-subjects", "/app/cases/{id}/subjects", "#subject-rows tr"),
+    ("case-counterparties", "/app/cases/{id}/counterparties", "#counterparty-rows tr"),
     ("case-imports", "/app/cases/{id}/imports", "#import"),
     ("case-reports", "/app/cases/{id}/reports", "#request-report"),
     ("dashboard", "/app/dashboard", "svg.chart a"),

@@ -14,8 +14,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import case, func, select, update
 
+from casebook.consent import consent_status
 from casebook.models import ConsentRecord, Direction, Subject, Transaction
-from casebook.report_data import consent_status
 from casebook.reports import money, render_case_report
 from casebook.services import Services
 from lockstep.audit import audit_table
@@ -70,23 +70,38 @@ async def test_the_report_shows_decisions_consent_audit_and_its_as_of_position(
     assert (await reviewer.post(f"{url}/decide", json=decision)).status_code == 200
     still_open = await _flag(analyst, case_id, "Counterparty on a watch list")
 
-    async with services.db.writer() as session:  # consent: one revoked, one never given
+    today = dt.datetime.now(dt.UTC).date()
+    async with services.db.writer() as session:  # consent: revoked, never given, expired
         subjects = (
             await session.scalars(
                 select(Subject).where(Subject.case_id == case_id).order_by(Subject.id)
             )
         ).all()
-        assert len(subjects) >= 2
-        revoked, never = subjects[0], subjects[1]
+        assert len(subjects) >= 3
+        revoked, never, expired = subjects[0], subjects[1], subjects[2]
         await session.execute(
             update(ConsentRecord)
             .where(ConsentRecord.subject_id == revoked.id)
-            .values(revoked_on=dt.date.today() - dt.timedelta(days=1))
+            .values(revoked_on=today - dt.timedelta(days=1))
         )
         await session.execute(
             ConsentRecord.__table__.delete().where(ConsentRecord.subject_id == never.id)
         )
+        await session.execute(
+            update(ConsentRecord)
+            .where(ConsentRecord.subject_id == expired.id)
+            .values(revoked_on=None, expires_on=today)
+        )
         names = {s.id: s.name for s in subjects}
+        records = (
+            await session.scalars(
+                select(ConsentRecord).where(ConsentRecord.subject_id.in_(list(names)))
+            )
+        ).all()
+        expected = {
+            names[sid]: consent_status([r for r in records if r.subject_id == sid], today).value
+            for sid in names
+        }
         debit = func.sum(
             case((Transaction.direction == Direction.DEBIT, Transaction.amount_cents), else_=0)
         )
@@ -123,7 +138,8 @@ async def test_the_report_shows_decisions_consent_audit_and_its_as_of_position(
     status = {lines[i]: lines[i + 1] for i in range(len(lines) - 1) if lines[i] in names.values()}
     assert status[names[revoked.id]] == "revoked"
     assert status[names[never.id]] == "none"
-    assert {status[n] for sid, n in names.items() if sid not in (revoked.id, never.id)} <= {"valid"}
+    assert status[names[expired.id]] == "expired"
+    assert status == expected  # as the API and the UI decide it (casebook.consent)
     # The audit summary: entries per table and action, and the chain's head as read.
     at = lines.index("Audit summary")
     assert lines[at + 1 : at + 4] == ["Table", "Action", "Entries"]
@@ -159,17 +175,6 @@ async def test_the_report_shows_decisions_consent_audit_and_its_as_of_position(
     tables = {change.table for changeset in after for change in changeset.changes}
     assert "reports" in tables  # ready: after the snapshot
     assert not tables & {"consent_records", "adjudication_items", "organizations"}
-
-
-async def test_consent_status_on_a_day() -> None:
-    day = dt.date(2026, 6, 1)
-    earlier, later = dt.date(2026, 1, 1), dt.date(2026, 12, 1)
-    assert consent_status([], day) == "none"
-    assert consent_status([(later, None)], day) == "none"  # granted after the report date
-    assert consent_status([(earlier, None)], day) == "valid"
-    assert consent_status([(earlier, later)], day) == "valid"  # revoked only later
-    assert consent_status([(earlier, day)], day) == "revoked"
-    assert consent_status([(earlier, day), (earlier, None)], day) == "valid"
 
 
 def _data(**extra: Any) -> dict[str, Any]:

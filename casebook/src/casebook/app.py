@@ -16,10 +16,13 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from casebook.api import (
+    accounts,
     adjudication,
     audit,
     auth,
     cases,
+    consent,
+    counterparties,
     dashboard,
     imports,
     organization,
@@ -124,6 +127,8 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         registry=services.lockstep.registry,
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
+        app.include_router(module.router, prefix="/api/v1")
+    for module in (accounts, consent, counterparties):
         app.include_router(module.router, prefix="/api/v1")
     for module in (reports, jobs_api, outbox, adjudication, audit, users, organization):
         app.include_router(module.router, prefix="/api/v1")

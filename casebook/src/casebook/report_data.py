@@ -14,7 +14,6 @@ in the worker's process pool.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from sqlalchemy import case, extract, func, select
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from casebook.audit import case_entries
+from casebook.consent import consent_status
 from casebook.models import (
     AdjudicationItem,
     AdjudicationStatus,
@@ -48,23 +48,6 @@ class Feed(Protocol):
     """The change feed (``Lockstep.changes.feed``), as far as a report needs it."""
 
     async def position(self, session: Any) -> Cursor: ...
-
-
-def consent_status(records: Iterable[tuple[dt.date, dt.date | None]], on: dt.date) -> str:
-    """A subject's consent on day ``on`` from its records' ``(granted_on, revoked_on)``:
-    ``valid`` (a record granted on or before ``on`` and not revoked by then), ``revoked``
-    (there were grants, every one revoked by ``on``), ``none`` (nothing granted by ``on``).
-
-    ``expired`` belongs to the same vocabulary but needs an expiry date, which these
-    records do not carry yet: this is the one function to replace when consent records
-    gain one.
-    """
-    granted = [(g, r) for g, r in records if g <= on]
-    if not granted:
-        return "none"
-    if any(r is None or r > on for _, r in granted):
-        return "valid"
-    return "revoked"
 
 
 async def one_snapshot(session: AsyncSession, database: Database) -> None:
@@ -247,21 +230,22 @@ def _transaction(row: Any) -> dict[str, Any]:
 
 
 async def _consents(session: AsyncSession, case_id: int, on: dt.date) -> list[dict[str, Any]]:
-    """Each subject of the case with its consent status on ``on`` (:func:`consent_status`)."""
+    """Each subject of the case with its consent status on ``on``, decided as the API and
+    the UI decide it (:func:`casebook.consent.consent_status`)."""
     subjects = (
         await session.execute(
             select(Subject.id, Subject.name).where(Subject.case_id == case_id).order_by(Subject.id)
         )
     ).all()
-    records: dict[int, list[tuple[dt.date, dt.date | None]]] = {}
-    for subject_id, granted, revoked in await session.execute(
-        select(ConsentRecord.subject_id, ConsentRecord.granted_on, ConsentRecord.revoked_on)
+    records: dict[int, list[ConsentRecord]] = {}
+    for record in await session.scalars(
+        select(ConsentRecord)
         .join(Subject, Subject.id == ConsentRecord.subject_id)
         .where(Subject.case_id == case_id)
     ):
-        records.setdefault(subject_id, []).append((granted, revoked))
+        records.setdefault(record.subject_id, []).append(record)
     return [
-        {"subject": name, "status": consent_status(records.get(sid, []), on)}
+        {"subject": name, "status": consent_status(records.get(sid, []), on).value}
         for sid, name in subjects
     ]
 

@@ -44,7 +44,11 @@ def tracking() -> Tracking:
     return Tracking(
         Base.metadata,
         scopes=["organization_id", "case_id"],
-        per_table={"accounts": ["subject_id"], "consent_records": ["subject_id"]},
+        per_table={
+            "accounts": ["subject_id"],
+            "consent_records": ["subject_id"],
+            "transactions": ["account_id"],  # an account's balance and ledger (0012)
+        },
     )
 
 

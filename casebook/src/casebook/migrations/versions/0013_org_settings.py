@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_org_settings"
-down_revision = "0010_adjudication"
+down_revision = "0012_consent"
 branch_labels = None
 depends_on = None
 

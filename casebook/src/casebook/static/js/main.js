@@ -16,6 +16,7 @@ export const ROUTES = [
   { path: "cases", page: "cases", nav: "Cases" },
   { path: "cases/new", page: "case-new", under: "cases", roles: ["analyst", "admin"] },
   { path: "cases/:id/:tab?", page: "case", under: "cases" },
+  { path: "accounts/:id", page: "account", under: "cases" },
   { path: "dashboard", page: "dashboard", nav: "Dashboard" },
   { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
   { path: "users", page: "users", nav: "Users", roles: ["admin"] },
