@@ -21,7 +21,9 @@ from casebook.api import (
     auth,
     cases,
     dashboard,
+    evidence,
     imports,
+    notes,
     outbox,
     profiles,
     reports,
@@ -106,7 +108,10 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         anonymous_max_body_bytes=settings.anonymous_max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         route_limits={
-            "POST /api/v1/cases/{case_id}/imports": settings.import_max_bytes + MULTIPART_OVERHEAD
+            "POST /api/v1/cases/{case_id}/imports": settings.import_max_bytes + MULTIPART_OVERHEAD,
+            "POST /api/v1/cases/{case_id}/evidence": (
+                settings.evidence_max_bytes + MULTIPART_OVERHEAD
+            ),
         },
         identify=services.identify,
     )
@@ -123,7 +128,7 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox, adjudication, audit, users):
+    for module in (reports, jobs_api, outbox, adjudication, audit, users, notes, evidence):
         app.include_router(module.router, prefix="/api/v1")
     services.offline.install(app)  # GET /v1/shape, POST /sync/push
     app.include_router(live_api.router, prefix="/api/v1")

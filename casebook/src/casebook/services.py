@@ -43,7 +43,11 @@ def tracking() -> Tracking:
     return Tracking(
         Base.metadata,
         scopes=["organization_id", "case_id"],
-        per_table={"accounts": ["subject_id"], "consent_records": ["subject_id"]},
+        per_table={
+            "accounts": ["subject_id"],
+            "consent_records": ["subject_id"],
+            "evidence_custody": ["evidence_id"],
+        },
     )
 
 
