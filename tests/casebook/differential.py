@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from casebook.models import AdjudicationItem, Case, Subject, Transaction, User
+from casebook.models import AdjudicationItem, Case, Evidence, Note, Subject, Transaction, User
 from casebook.seed import CATEGORIES
 from lockstep.testing.differential import Caller, DifferentialReport, check_cached_routes
 
@@ -43,6 +43,8 @@ async def run(
             subjects = list(await session.scalars(select(Subject.id).limit(40)))
             users = list(await session.scalars(select(User.id)))
             items = list(await session.scalars(select(AdjudicationItem.id).limit(40)))
+            notes = list(await session.scalars(select(Note.id).limit(40)))
+            evidence = list(await session.scalars(select(Evidence.id).limit(40)))
             months = {
                 d.strftime("%Y-%m")
                 for d in await session.scalars(
@@ -59,6 +61,8 @@ async def run(
             "subject_id": [*subjects, MISSING_ID],
             "user_id": [*users, MISSING_ID],
             "item_id": [*items, MISSING_ID],
+            "note_id": [*notes, MISSING_ID],
+            "evidence_id": [*evidence, MISSING_ID],
             "category": [*CATEGORIES[:4], "no-such-category"],
             "month": sorted(months)[-6:],
             "from": [*sorted(months)[-4:], *dates],
@@ -123,6 +127,33 @@ async def run(
         response = await client.post(f"/api/v1/cases/{case_id}/subjects", json=body)
         return f"subject in case {case_id} -> {response.status_code}"
 
+    async def add_a_note(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        body = {"body": f"note {rng.randrange(10_000)}"}
+        response = await client.post(f"/api/v1/cases/{case_id}/notes", json=body)
+        return f"note in case {case_id} -> {response.status_code}"
+
+    async def add_evidence(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        content = f"evidence {rng.randrange(10_000)}".encode()
+        response = await client.post(
+            f"/api/v1/cases/{case_id}/evidence", files={"file": ("e.txt", content)}
+        )
+        return f"evidence in case {case_id} -> {response.status_code}"
+
+    async def verify_evidence(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        items = (await client.get(f"/api/v1/cases/{case_id}/evidence?limit=5")).json()
+        ids = [item["id"] for item in items.get("items", [])]
+        if not ids:
+            return "no evidence"
+        evidence_id = rng.choice(ids)
+        response = await client.post(f"/api/v1/evidence/{evidence_id}/verify")
+        return f"evidence {evidence_id} verified -> {response.status_code}"
+
     return await check_cached_routes(
         app,
         callers=callers,
@@ -133,6 +164,9 @@ async def run(
             recategorize_a_transaction,
             delete_a_transaction,
             add_a_subject,
+            add_a_note,
+            add_evidence,
+            verify_evidence,
         ],
         steps=steps,
         seed=seed,

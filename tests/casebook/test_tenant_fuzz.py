@@ -1,16 +1,16 @@
 """Tenant isolation over every route: another organization's ids answer exactly what ids
 that do not exist answer (issue #13).
 
-For every operation in the OpenAPI document, every parameter that names a row (path ids,
-id filters), every kind of row the other organization has (cases, subjects, transactions,
-imports, reports, jobs, users), as each of the caller's roles, with and without the owner's
-validators (``If-None-Match`` / ``If-Match`` carrying the owner's ETag): the answer to the
-foreign id must equal the answer to a missing id — status, body and headers, the id's own
-digits and the request id aside — and a path id must be a 404 (or a 403 the caller's role
-gets whatever the id). An id filter's ETag names its URL, so it differs between two ids; it
-must not depend on the foreign row either: the owner changes every probed row and each such
-answer keeps its ETag. Afterwards the owner's rows are as the probes found them. On SQLite
-and PostgreSQL.
+For every operation in the OpenAPI document, every parameter that names a row (path ids, id
+filters), every kind of row the other organization has (cases, subjects, transactions,
+imports, reports, jobs, users, notes, evidence), as each of the caller's roles, with and
+without the owner's validators (``If-None-Match`` / ``If-Match`` carrying the owner's ETag):
+the answer to the foreign id must equal the answer to a missing id — status, body and
+headers, the id's own digits and the request id aside — and a path id must be a 404 (or a
+403 the caller's role gets whatever the id). An id filter's ETag names its URL, so it
+differs between two ids; it must not depend on the foreign row either: the owner changes
+every probed row and each such answer keeps its ETag. Afterwards the owner's rows are as the
+probes found them. On SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ KINDS = {
     "assignee_id": "users",
     "user_id": "users",
     "item_id": "adjudication_items",
+    "note_id": "notes",
+    "evidence_id": "evidence",
 }
 BODIES: dict[str, dict[str, Any]] = {
     "update_case": {"json": {"title": "taken over"}},
@@ -57,6 +59,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "flag_transaction": {"json": {"reason": "planted"}},
     "decide_adjudication_item": {"json": {"outcome": "cleared", "reason": "taken over"}},
     "update_user": {"json": {"full_name": "taken over"}},
+    "create_note": {"json": {"body": "planted"}},
+    "update_note": {"json": {"body": "taken over"}},
+    "upload_evidence": {"files": {"file": ("planted.txt", b"planted")}},
 }
 QUERIES = {"category_transactions": {"month": "2026-01"}}
 
@@ -73,6 +78,12 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
     assert upload.status_code in (201, 202), upload.text
     report = await acme.post(f"/api/v1/cases/{cases[0]}/reports")
     assert report.status_code == 202, report.text
+    note = await acme.post(f"/api/v1/cases/{cases[0]}/notes", json={"body": "owner's"})
+    assert note.status_code == 201, note.text
+    evidence = await acme.post(
+        f"/api/v1/cases/{cases[0]}/evidence", files={"file": ("e.txt", b"owner's evidence")}
+    )
+    assert evidence.status_code == 201, evidence.text
     me = (await acme.get("/api/v1/auth/me")).json()
     jobs = [j["id"] for j in (await admin.get("/api/v1/jobs")).json()["items"]]
     assert jobs
@@ -82,6 +93,8 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
         "transactions": [t["id"] for t in txns],
         "imports": [upload.json()["id"]],
         "reports": [report.json()["id"]],
+        "notes": [note.json()["id"]],
+        "evidence": [evidence.json()["id"]],
         "jobs": jobs[:2],
         "users": [me["id"]],
         "adjudication_items": [

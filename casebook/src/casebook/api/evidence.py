@@ -86,7 +86,6 @@ CONTENT: dict[int | str, dict[str, Any]] = {
         "description": "The file, as an attachment (ETag: its SHA-256)",
         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
     },
-    304: {"description": "Not modified (If-None-Match named its SHA-256)"},
 }
 
 

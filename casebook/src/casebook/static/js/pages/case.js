@@ -16,6 +16,7 @@ export const TABS = [
   { id: "subjects", label: "Subjects" },
   { id: "imports", label: "Imports" },
   { id: "reports", label: "Reports" },
+  { id: "notes", label: "Notes & evidence" },
   { id: "audit", label: "Audit" },
 ];
 
