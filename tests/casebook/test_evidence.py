@@ -299,6 +299,10 @@ async def test_the_size_limit_is_a_clear_413_and_leaves_nothing(
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "payload_too_large"
     assert response.json()["error"]["details"]["max_bytes"] == LIMIT
+    # Far over the limit: refused from its Content-Length, before the body is read.
+    early = await _upload(analyst, case_id, b"x" * (LIMIT + 200_000))
+    assert early.status_code == 413, early.text
+    assert early.json()["error"]["code"] == "payload_too_large"
     assert (await _upload(analyst, case_id, b"x" * LIMIT)).status_code == 201
     stored = [p for p in (casebook_settings.data_dir / "evidence").rglob("*") if p.is_file()]
     assert len(stored) == 1  # the refused upload's partial file is gone
