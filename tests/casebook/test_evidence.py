@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from casebook.evidence import display_name, stored_path
-from casebook.models import Evidence
+from casebook.models import CustodyEvent, Evidence
 from casebook.settings import CasebookSettings
 
 from .conftest import Login
@@ -307,6 +308,23 @@ async def test_the_size_limit_is_a_clear_413_and_leaves_nothing(
     stored = [p for p in (casebook_settings.data_dir / "evidence").rglob("*") if p.is_file()]
     assert len(stored) == 1  # the refused upload's partial file is gone
     assert (await _upload(analyst, case_id, b"x", description="d" * 501)).status_code == 422
+
+
+async def test_the_database_refuses_to_change_a_custody_event(
+    casebook_app: FastAPI, login: Login
+) -> None:
+    analyst = await login("analyst@acme.test")
+    item = (await _upload(analyst, await _case(analyst))).json()
+    db = casebook_app.state.services.db
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with db.writer() as session:
+            await session.execute(
+                update(CustodyEvent)
+                .where(CustodyEvent.evidence_id == item["id"])
+                .values(sha256="0" * 64)
+            )
+    events = await _custody(analyst, item["id"])
+    assert [e["sha256"] for e in events] == [item["sha256"]]
 
 
 async def test_roles_tenants_and_tombstones(casebook_app: FastAPI, login: Login) -> None:

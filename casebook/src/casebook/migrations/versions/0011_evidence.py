@@ -6,7 +6,8 @@ Create Date: 2026-12-06
 
 Three new tables (``AUTOINCREMENT`` on SQLite, like every other since 0008): ``notes``,
 ``evidence`` (a file's metadata; the file itself lives in the data directory under its
-SHA-256) and ``evidence_custody`` (append-only events of each item).
+SHA-256) and ``evidence_custody`` (append-only events of each item: a trigger refuses any
+UPDATE of one).
 """
 
 from __future__ import annotations
@@ -125,8 +126,28 @@ def upgrade() -> None:
     op.create_index("ix_evidence_custody_case_id", "evidence_custody", ["case_id"])
     op.create_index("ix_evidence_custody_evidence_id_id", "evidence_custody", ["evidence_id", "id"])
 
+    # Custody events are never changed: the database refuses an UPDATE of one, whoever
+    # sends it (deleting a case still removes its events, through the foreign keys).
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(
+            "CREATE TRIGGER evidence_custody_append_only BEFORE UPDATE ON evidence_custody "
+            "BEGIN SELECT RAISE(ABORT, 'evidence custody is append-only'); END"
+        )
+    else:
+        op.execute(
+            "CREATE FUNCTION evidence_custody_append_only() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'evidence custody is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER evidence_custody_append_only BEFORE UPDATE ON evidence_custody "
+            "FOR EACH ROW EXECUTE FUNCTION evidence_custody_append_only()"
+        )
+
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute("DROP TRIGGER evidence_custody_append_only ON evidence_custody")
+        op.execute("DROP FUNCTION evidence_custody_append_only()")
     op.drop_table("evidence_custody")
     op.drop_table("evidence")
     op.drop_table("notes")
