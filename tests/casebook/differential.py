@@ -20,6 +20,8 @@ from casebook.models import (
     AdjudicationItem,
     Case,
     ConsentRecord,
+    Evidence,
+    Note,
     Subject,
     Transaction,
     User,
@@ -55,6 +57,8 @@ async def run(
             items = list(await session.scalars(select(AdjudicationItem.id).limit(40)))
             accounts = list(await session.scalars(select(Account.id).limit(40)))
             consents = list(await session.scalars(select(ConsentRecord.id).limit(40)))
+            notes = list(await session.scalars(select(Note.id).limit(40)))
+            evidence = list(await session.scalars(select(Evidence.id).limit(40)))
             months = {
                 d.strftime("%Y-%m")
                 for d in await session.scalars(
@@ -75,6 +79,8 @@ async def run(
             "consent_id": [*consents, MISSING_ID],
             "name": [*COUNTERPARTIES[:3], "", "nobody"],
             "as_of": ["2025-01-01", dt.date.today().isoformat()],
+            "note_id": [*notes, MISSING_ID],
+            "evidence_id": [*evidence, MISSING_ID],
             "category": [*CATEGORIES[:4], "no-such-category"],
             "month": sorted(months)[-6:],
             "from": [*sorted(months)[-4:], *dates],
@@ -191,6 +197,33 @@ async def run(
         response = await client.post(f"/api/v1/subjects/{subject}/consents", json=body)
         return f"consent for subject {subject} -> {response.status_code}"
 
+    async def add_a_note(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        body = {"body": f"note {rng.randrange(10_000)}"}
+        response = await client.post(f"/api/v1/cases/{case_id}/notes", json=body)
+        return f"note in case {case_id} -> {response.status_code}"
+
+    async def add_evidence(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        content = f"evidence {rng.randrange(10_000)}".encode()
+        response = await client.post(
+            f"/api/v1/cases/{case_id}/evidence", files={"file": ("e.txt", content)}
+        )
+        return f"evidence in case {case_id} -> {response.status_code}"
+
+    async def verify_evidence(rng: random.Random) -> str:
+        client = rng.choice(writers)
+        case_id = await case_of(rng, client)
+        items = (await client.get(f"/api/v1/cases/{case_id}/evidence?limit=5")).json()
+        ids = [item["id"] for item in items.get("items", [])]
+        if not ids:
+            return "no evidence"
+        evidence_id = rng.choice(ids)
+        response = await client.post(f"/api/v1/evidence/{evidence_id}/verify")
+        return f"evidence {evidence_id} verified -> {response.status_code}"
+
     return await check_cached_routes(
         app,
         callers=callers,
@@ -205,6 +238,9 @@ async def run(
             rename_a_counterparty,
             add_or_edit_an_account,
             record_or_revoke_consent,
+            add_a_note,
+            add_evidence,
+            verify_evidence,
         ],
         steps=steps,
         seed=seed,

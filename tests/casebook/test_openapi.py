@@ -85,8 +85,11 @@ async def test_bearer_auth_uploads_files_and_links_are_declared(document: dict[s
         public = name in {"login", "refresh", "logout"}
         assert bool(operation.get("security")) is not public, name
         assert "401" in operation["responses"], name  # bad credentials, on login too
-    upload = ops["upload"][2]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert upload["properties"]["file"] == {"type": "string", "format": "binary"}
+    for name in ("upload", "upload_evidence"):
+        upload = ops[name][2]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert upload["properties"]["file"] == {"type": "string", "format": "binary"}
+    evidence = ops["download_evidence"][2]["responses"]["200"]["content"]
+    assert evidence == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     pdf = ops["report_file"][2]["responses"]["200"]["content"]
     assert pdf == {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
     assert "text/csv" in ops["download_rejects"][2]["responses"]["200"]["content"]

@@ -1,16 +1,16 @@
 """Tenant isolation over every route: another organization's ids answer exactly what ids
 that do not exist answer (issue #13).
 
-For every operation in the OpenAPI document, every parameter that names a row (path ids,
-id filters), every kind of row the other organization has (cases, subjects, transactions,
-imports, reports, jobs, users), as each of the caller's roles, with and without the owner's
-validators (``If-None-Match`` / ``If-Match`` carrying the owner's ETag): the answer to the
-foreign id must equal the answer to a missing id — status, body and headers, the id's own
-digits and the request id aside — and a path id must be a 404 (or a 403 the caller's role
-gets whatever the id). An id filter's ETag names its URL, so it differs between two ids; it
-must not depend on the foreign row either: the owner changes every probed row and each such
-answer keeps its ETag. Afterwards the owner's rows are as the probes found them. On SQLite
-and PostgreSQL.
+For every operation in the OpenAPI document, every parameter that names a row (path ids, id
+filters), every kind of row the other organization has (cases, subjects, transactions,
+imports, reports, jobs, users, notes, evidence), as each of the caller's roles, with and
+without the owner's validators (``If-None-Match`` / ``If-Match`` carrying the owner's ETag):
+the answer to the foreign id must equal the answer to a missing id — status, body and
+headers, the id's own digits and the request id aside — and a path id must be a 404 (or a
+403 the caller's role gets whatever the id). An id filter's ETag names its URL, so it
+differs between two ids; it must not depend on the foreign row either: the owner changes
+every probed row and each such answer keeps its ETag. Afterwards the owner's rows are as the
+probes found them. On SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ KINDS = {
     "item_id": "adjudication_items",
     "account_id": "accounts",
     "consent_id": "consent_records",
+    "note_id": "notes",
+    "evidence_id": "evidence",
 }
 BODIES: dict[str, dict[str, Any]] = {
     "update_case": {"json": {"title": "taken over"}},
@@ -63,6 +65,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "update_account": {"json": {"institution": "taken over"}},
     "create_consent": {"json": {"purpose": "planted", "granted_on": "2026-01-01"}},
     "revoke_consent": {"json": {"revoked_on": "2026-01-02"}},
+    "create_note": {"json": {"body": "planted"}},
+    "update_note": {"json": {"body": "taken over"}},
+    "upload_evidence": {"files": {"file": ("planted.txt", b"planted")}},
 }
 QUERIES = {"category_transactions": {"month": "2026-01"}, "get_counterparty": {"name": "x"}}
 
@@ -79,6 +84,12 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
     assert upload.status_code in (201, 202), upload.text
     report = await acme.post(f"/api/v1/cases/{cases[0]}/reports")
     assert report.status_code == 202, report.text
+    note = await acme.post(f"/api/v1/cases/{cases[0]}/notes", json={"body": "owner's"})
+    assert note.status_code == 201, note.text
+    evidence = await acme.post(
+        f"/api/v1/cases/{cases[0]}/evidence", files={"file": ("e.txt", b"owner's evidence")}
+    )
+    assert evidence.status_code == 201, evidence.text
     me = (await acme.get("/api/v1/auth/me")).json()
     accounts = (await acme.get(f"/api/v1/cases/{cases[0]}/accounts")).json()["items"]
     consents = (await acme.get(f"/api/v1/subjects/{subjects[0]}/consents")).json()["items"]
@@ -92,6 +103,8 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
         "transactions": [t["id"] for t in txns],
         "imports": [upload.json()["id"]],
         "reports": [report.json()["id"]],
+        "notes": [note.json()["id"]],
+        "evidence": [evidence.json()["id"]],
         "jobs": jobs[:2],
         "users": [me["id"]],
         "accounts": [a["id"] for a in accounts[:2]],

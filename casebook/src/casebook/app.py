@@ -24,7 +24,9 @@ from casebook.api import (
     consent,
     counterparties,
     dashboard,
+    evidence,
     imports,
+    notes,
     organization,
     outbox,
     profiles,
@@ -111,7 +113,10 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         anonymous_max_body_bytes=settings.anonymous_max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         route_limits={
-            "POST /api/v1/cases/{case_id}/imports": settings.import_max_bytes + MULTIPART_OVERHEAD
+            "POST /api/v1/cases/{case_id}/imports": settings.import_max_bytes + MULTIPART_OVERHEAD,
+            "POST /api/v1/cases/{case_id}/evidence": (
+                settings.evidence_max_bytes + MULTIPART_OVERHEAD
+            ),
         },
         identify=services.identify,
     )
@@ -126,11 +131,11 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
         informational=None if settings.cache_fail_closed else redis,
         registry=services.lockstep.registry,
     )
-    for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (accounts, consent, counterparties):
-        app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox, adjudication, audit, users, organization):
+    for module in (
+        *(auth, cases, subjects, transactions, dashboard, imports, profiles),
+        *(accounts, consent, counterparties, notes, evidence, reports, jobs_api, outbox),
+        *(adjudication, audit, users, organization),
+    ):
         app.include_router(module.router, prefix="/api/v1")
     # GET /v1/shape, POST /sync/push, GET /v1/sync/scopes/{name} (in the OpenAPI: bearer)
     services.offline.install(app, scope_dependencies=[Depends(bearer)])

@@ -31,7 +31,10 @@ from casebook.models import (
     Account,
     AdjudicationItem,
     Base,
+    CustodyEvent,
+    Evidence,
     ImportRecord,
+    Note,
     Report,
     Subject,
     Transaction,
@@ -43,6 +46,17 @@ from lockstep.audit import audit_table
 NOT_AUDITED = frozenset({"refresh_tokens"})
 IGNORED_COLUMNS = ("password_hash", "updated_at", "version")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The tables whose rows carry ``case_id`` (the case's entries are theirs, and the case's).
+CASE_ROWS = (
+    Subject,
+    Transaction,
+    AdjudicationItem,
+    ImportRecord,
+    Report,
+    Note,
+    Evidence,
+    CustodyEvent,
+)
 
 
 def audit_trail() -> Audit:
@@ -110,7 +124,7 @@ def _of_case(c: Any, organization_id: int, case_id: int) -> ColumnElement[bool]:
             and_(c.table_name == "accounts", c.row_key.in_(accounts)),
             *(
                 and_(c.table_name == model.__tablename__, c.row_key.in_(_keys_of(model, case_id)))
-                for model in (Subject, Transaction, AdjudicationItem, ImportRecord, Report)
+                for model in CASE_ROWS
             ),
             _recorded_in_case(c, case_id),
             tuple_(c.table_name, c.row_key).in_(once_in_case),

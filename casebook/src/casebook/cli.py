@@ -15,6 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from casebook.console import err, out, run_command, settings_for
+from casebook.evidence_cli import evidence_app
 from casebook.jobs_cli import worker_command
 from casebook.ledger_cli import import_command, sweep_uploads_command
 from casebook.settings import CasebookSettings
@@ -51,6 +52,7 @@ app.add_typer(
     help="Check and fix the dashboard rollups against the ledger.",
 )
 app.add_typer(audit_app, name="audit", help="The audit trail: verify its hash chains.")
+app.add_typer(evidence_app, name="evidence")
 app.command("import")(import_command)
 app.command("sweep-uploads")(sweep_uploads_command)
 

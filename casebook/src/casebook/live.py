@@ -3,7 +3,8 @@
 Channels (every subscription authorized against the caller's token; another tenant's
 channel is refused with 103, exactly as its resources are 404s over HTTP):
 
-* ``case:{id}``: the case's transactions, subjects, imports and reports, as they commit;
+* ``case:{id}``: the case's transactions, subjects, imports, reports, notes, evidence and
+  custody events, as they commit;
 * ``org:{id}``: the organization's cases (the case list);
 * ``user:{id}``: notifications for one user (a case assigned to them changed), subscribed
   on the server's side at connect;
@@ -24,7 +25,10 @@ from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
     Case,
+    CustodyEvent,
+    Evidence,
     ImportRecord,
+    Note,
     Report,
     Role,
     Subject,
@@ -130,6 +134,9 @@ def build(settings: Settings, db: Database, jobs: Jobs, standing: Standing, **kw
             broadcast(Subject, "case:{case_id}"),
             broadcast(ImportRecord, "case:{case_id}"),
             broadcast(Report, "case:{case_id}"),
+            broadcast(Note, "case:{case_id}"),
+            broadcast(Evidence, "case:{case_id}"),
+            broadcast(CustodyEvent, "case:{case_id}"),
             broadcast(Case, "case:{id}"),
             broadcast(Case, "org:{organization_id}"),
             broadcast(Case, "user:{assignee_id}"),

@@ -488,6 +488,68 @@ class RefreshToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Note(Base):
+    """An analyst's note on a case (0011_evidence): its author edits it (``version``, the
+    If-Match the API compares), its author or an admin deletes it."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Evidence(Base):
+    """A file attached to a case (0011_evidence). The file lives in the data directory under
+    its content's SHA-256 (:func:`casebook.evidence.stored_path`); ``filename`` is only for
+    display. A deleted item keeps its row (``deleted_at``: a tombstone) and its custody
+    history; only the file goes. ``verified_at``/``verify_status`` are the last check's."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    verify_status: Mapped[str | None] = mapped_column(String(20))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class CustodyEvent(Base):
+    """One link of an evidence item's chain of custody (0011_evidence): ``uploaded``,
+    ``downloaded``, ``verified`` (``outcome`` ok, mismatch or missing) or ``deleted``, by
+    whom (``actor``: ``user:{id}`` or ``cli:{command}``), when, and the SHA-256 seen then
+    (empty when there was no file to hash). Rows are only ever inserted."""
+
+    __tablename__ = "evidence_custody"
+    __table_args__ = (Index("ix_evidence_custody_evidence_id_id", "evidence_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20), default="")
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # Ids are never reused, on SQLite either (AUTOINCREMENT; migration 0008_ids_never_reused):
 # a deleted row's id named by a link, a job or a cached answer never names another row.
 for _table in Base.metadata.tables.values():

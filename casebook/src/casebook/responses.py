@@ -402,6 +402,75 @@ class ReportList(Out):
     items: list[ReportOut]
 
 
+class PersonRef(Out):
+    """Who wrote, uploaded or handled something: the user's id and name."""
+
+    id: int
+    full_name: str
+
+
+class NoteOut(Out):
+    """A note on a case; ``author`` is null when its author's account is gone."""
+
+    id: int
+    case_id: int
+    author_id: int | None
+    author: PersonRef | None
+    body: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+NotePage = page_of(NoteOut)
+
+
+class EvidenceOut(Out):
+    """A file attached to a case. ``sha256`` and ``size_bytes`` were computed by the server
+    while the upload streamed in; ``filename`` is the client's, sanitized, for display only.
+    ``verify_status`` (ok, mismatch, missing) is the last verification's. A deleted item
+    keeps its metadata (``deleted_at``) and custody; its ``content_url`` is then null."""
+
+    id: int
+    case_id: int
+    filename: str
+    content_type: str
+    description: str
+    size_bytes: int
+    sha256: str
+    uploaded_by_id: int | None
+    uploaded_by: PersonRef | None
+    created_at: dt.datetime
+    verified_at: dt.datetime | None
+    verify_status: str | None
+    deleted_at: dt.datetime | None
+    deleted_by_id: int | None
+    content_url: str | None
+    version: int
+
+
+EvidencePage = page_of(EvidenceOut)
+
+
+class CustodyEventOut(Out):
+    """One event of an evidence item's chain of custody: ``uploaded``, ``downloaded``,
+    ``verified`` (``outcome`` ok, mismatch or missing) or ``deleted``; ``sha256`` is the
+    hash seen then (null when there was no file); ``actor`` is ``user:{id}`` or
+    ``cli:{command}``."""
+
+    id: int
+    evidence_id: int
+    action: str
+    outcome: str | None
+    sha256: str | None
+    actor: str
+    user: PersonRef | None
+    at: dt.datetime
+
+
+CustodyPage = page_of(CustodyEventOut)
+
+
 class JobOut(Out):
     """A job as admins see it in lists."""
 

@@ -354,6 +354,17 @@ def consent_out(record: ConsentRecord) -> dict[str, Any]:
     }
 
 
+NoteText = Annotated[str, _text(10_000, required=True)]
+
+
+class NoteCreate(Body):
+    body: NoteText
+
+
+class NoteUpdate(Patch):
+    body: NoteText | SkipJsonSchema[None] = None
+
+
 def to_cents(amount: str | Decimal) -> int:
     """Cents of a :data:`Money` (or :data:`MoneyQuery`) string: exact, never a float."""
     return int(Decimal(amount) * 100)

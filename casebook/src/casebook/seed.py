@@ -169,9 +169,15 @@ async def seed(
         if adjudications:
             await session.execute(insert(AdjudicationItem), adjudications)
         if db.backend == "postgresql":
-            # Rows were written with explicit ids: move each id sequence past them.
+            # Rows were written with explicit ids: move each id sequence past them (of the
+            # tables there are: a database at an older revision lacks the newer ones).
+            present = set(
+                await session.scalars(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+                )
+            )
             for table in Base.metadata.sorted_tables:
-                if "id" not in table.c:
+                if "id" not in table.c or table.name not in present:
                     continue  # rollup tables: keyed by their groups
                 await session.execute(
                     text(

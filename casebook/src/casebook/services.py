@@ -48,6 +48,7 @@ def tracking() -> Tracking:
             "accounts": ["subject_id"],
             "consent_records": ["subject_id"],
             "transactions": ["account_id"],  # an account's balance and ledger (0012)
+            "evidence_custody": ["evidence_id"],
         },
     )
 

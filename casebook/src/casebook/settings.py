@@ -22,6 +22,7 @@ class CasebookSettings(Settings):
     # How long a reviewer's claim on an adjudication item lasts (a claim renews it).
     adjudication_lease_minutes: int = Field(15, ge=1, le=24 * 60)
     import_max_bytes: int = Field(100 * 1024 * 1024, ge=1)  # largest CSV upload accepted
+    evidence_max_bytes: int = Field(50 * 1024 * 1024, ge=1)  # largest evidence file accepted
     # Password checks: threads running them at once, and how many more may wait for one
     # (past that a sign-in is a 503 + Retry-After at once).
     password_workers: int = Field(2, ge=1, le=64)

@@ -26,8 +26,9 @@ from casebook.api.deps import (
     WriterDep,
 )
 from casebook.auth import Principal
+from casebook.evidence import stored_path
 from casebook.imports import spool_path
-from casebook.models import Case, CaseStatus, ImportRecord, Report, User
+from casebook.models import Case, CaseStatus, Evidence, ImportRecord, Report, User
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
 from casebook.responses import CaseFields, CaseListPage, CaseOut
 from casebook.schemas import (
@@ -231,8 +232,9 @@ async def update_case(
 @router.delete("/{case_id}", status_code=204, responses=error_responses(403, 412))
 @precondition(get_case)
 async def delete_case(case_id: IdPath, principal: AdminDep, services: ServicesDep) -> Response:
-    """Delete the case with its subjects, ledger, imports and reports — and their files
-    (report PDFs, uploads waiting for their import) once the delete has committed. A file
+    """Delete the case with its subjects, ledger, imports, reports, notes and evidence (its
+    custody history too) — and their files (report PDFs, uploads waiting for their import,
+    evidence files) once the delete has committed. A file
     left by a crash in between is an upload the sweep removes, or a PDF nothing links to."""
     async with services.db.writer() as session:
         case = await load_case(session, principal, case_id)
@@ -247,7 +249,14 @@ async def _files_of(session: AsyncSession, data_dir: Path, case_id: int) -> list
         select(Report.file_path).where(Report.case_id == case_id, Report.file_path != "")
     )
     imports = await session.scalars(select(ImportRecord.id).where(ImportRecord.case_id == case_id))
-    return [Path(p) for p in reports] + [spool_path(data_dir, i) for i in imports]
+    kept = await session.scalars(
+        select(Evidence).where(Evidence.case_id == case_id, Evidence.deleted_at.is_(None))
+    )
+    return (
+        [Path(p) for p in reports]
+        + [spool_path(data_dir, i) for i in imports]
+        + [stored_path(data_dir, item) for item in kept]
+    )
 
 
 def _remove(files: list[Path]) -> None:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_consent"
-down_revision = "0010_adjudication"
+down_revision = "0011_evidence"
 branch_labels = None
 depends_on = None
 

@@ -17,6 +17,7 @@ export const TABS = [
   { id: "counterparties", label: "Counterparties" },
   { id: "imports", label: "Imports" },
   { id: "reports", label: "Reports" },
+  { id: "notes", label: "Notes & evidence" },
   { id: "audit", label: "Audit" },
 ];
 
