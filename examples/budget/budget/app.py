@@ -9,13 +9,15 @@ realtime and offline sync are in ``budget/live.py``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Header, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import inspect, select
 
@@ -29,6 +31,7 @@ from lockstep import (
     JOBS_TABLES,
     REALTIME_TABLES,
     Database,
+    JobFailedError,
     Jobs,
     JSONBytesResponse,
     Lockstep,
@@ -95,6 +98,15 @@ class EntryPatch(BaseModel):
 class StatementIn(BaseModel):
     month: str = Field(pattern=MONTH)
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=200)
+
+
+def _wait_seconds(prefer: str) -> float:
+    """``Prefer: wait=N`` (RFC 7240), bounded to 30 seconds; 0 when absent or unreadable."""
+    for preference in prefer.split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.lower() == "wait" and value.isdigit():
+            return min(float(value), 30.0)
+    return 0.0
 
 
 def _household(household_id: int) -> int:
@@ -232,15 +244,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONBytesResponse(asdict(await figures.tax(household_id, year)))
 
     @app.post("/households/{household_id}/statements", status_code=202)
-    async def request_statement(household_id: int, body: StatementIn) -> JSONBytesResponse:
-        """Mail the month's summary: the statement and its job commit together, or neither."""
+    async def request_statement(
+        household_id: int, body: StatementIn, prefer: Annotated[str, Header()] = ""
+    ) -> JSONBytesResponse:
+        """Mail the month's summary: the statement and its job commit together, or neither.
+        With ``Prefer: wait=N`` (seconds, at most 30) the answer waits for the job."""
         await members_of(household_id)
         async with db.writer() as session:
             statement = Statement(household_id=household_id, month=body.month, email=body.email)
             session.add(statement)
             await session.flush()
             job_id = await enqueue(session, send_statement, {"statement_id": statement.id})
-        return JSONBytesResponse({"id": statement.id, "job_id": job_id}, status_code=202)
+        if (wait := _wait_seconds(prefer)) and job_id is not None:
+            with contextlib.suppress(TimeoutError, JobFailedError):
+                async with asyncio.timeout(wait):
+                    await jobs.result(job_id)
+        async with db.reader() as session:
+            status = await session.scalar(
+                select(Statement.status).where(Statement.id == statement.id)
+            )
+        out = {"id": statement.id, "job_id": job_id, "status": status}
+        return JSONBytesResponse(out, status_code=201 if status == "sent" else 202)
 
     @app.get("/statements/{statement_id}")
     @cached(

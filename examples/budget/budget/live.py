@@ -32,7 +32,15 @@ from lockstep.realtime import (
 
 TABLES = Base.metadata.tables
 CHANNEL = "household:{household_id}"
-ENTRY_FIELDS = ("id", "member_id", "posted_on", "category", "expense_type", "amount_cents")
+ENTRY_FIELDS = (
+    "id",
+    "member_id",
+    "posted_on",
+    "category",
+    "expense_type",
+    "amount_cents",
+    "excluded",
+)
 STATEMENT_FIELDS = ("id", "month", "status")
 
 
@@ -71,5 +79,5 @@ def realtime(settings: Settings, db: Database, registry: CollectorRegistry) -> R
 
 
 def offline(db: Database, changes: Changes) -> Offline:
-    entries = Shape(TABLES["entries"], columns=[*ENTRY_FIELDS, "household_id", "excluded"])
+    entries = Shape(TABLES["entries"], columns=[*ENTRY_FIELDS, "household_id"])
     return Offline(db, changes, shapes=[entries])

@@ -182,13 +182,19 @@ async def test_a_statement_is_mailed_through_the_outbox_once(budget: httpx.Async
     app: FastAPI = budget._transport.app  # type: ignore[attr-defined]
     async with asyncio.timeout(30):  # the worker runs in the app's lifespan
         assert (await app.state.jobs.result(job_id))["outbox_id"] > 0
+    waited = await budget.post(
+        f"/households/{h}/statements",
+        json={"month": "2026-02", "email": "bob@example.test"},
+        headers={"Prefer": "wait=30"},
+    )
+    assert (waited.status_code, waited.json()["status"]) == (201, "sent")
     shown = (await budget.get(f"/statements/{statement}")).json()
     assert shown["status"] == "sent"
     assert shown["email"]["to"] == "ann@example.test"
     assert shown["email"]["subject"] == "Your budget for 2026-03"
     assert "Net          1,800.00" in shown["email"]["body"]
     async with app.state.db.reader() as session:
-        assert await session.scalar(select(func.count()).select_from(Outbox)) == 1
+        assert await session.scalar(select(func.count()).select_from(Outbox)) == 2
 
     # The job is enqueued by the request's transaction: no household, no statement, no job.
     missing = await budget.post(
@@ -196,7 +202,7 @@ async def test_a_statement_is_mailed_through_the_outbox_once(budget: httpx.Async
     )
     assert missing.status_code == 404
     async with app.state.db.reader() as session:
-        assert await session.scalar(select(func.count()).select_from(Statement)) == 1
+        assert await session.scalar(select(func.count()).select_from(Statement)) == 2
     bad = await budget.post(f"/households/{h}/statements", json={"month": "2026-3", "email": "x"})
     assert bad.status_code == 422
 
