@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(data_dir=args.data_dir)
     asyncio.run(prepare(settings))
-    print(f"budget on http://{args.host}:{args.port}  (API docs: /docs; Ctrl-C stops)", flush=True)
+    print(
+        f"budget on http://{args.host}:{args.port}  (OpenAPI: /openapi.json; Ctrl-C stops)",
+        flush=True,
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
 
 

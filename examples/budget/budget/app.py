@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Response
+from fastapi import FastAPI, Header, Path, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import inspect, select
 
@@ -43,12 +43,15 @@ from lockstep import (
     create_rollups,
     enqueue,
     install_observability,
+    install_openapi,
     load_settings,
     precondition,
 )
 from lockstep.offline import OFFLINE_TABLES
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MAX_ID = 2**31 - 1  # ids beyond what the tables hold are a 422, not a database error
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 ExpenseType = Annotated[str, Field(pattern="^(" + "|".join(EXPENSE_TYPES) + ")$")]
 
 
@@ -77,11 +80,11 @@ class HouseholdIn(BaseModel):
 
 
 class EntryIn(BaseModel):
-    member_id: int
+    member_id: int = Field(ge=1, le=MAX_ID)
     posted_on: dt.date
     category: str = Field(max_length=40)
     expense_type: ExpenseType
-    amount_cents: int = Field(gt=0)
+    amount_cents: int = Field(ge=1, le=10**12)
     excluded: bool = False
     note: str = Field("", max_length=200)
 
@@ -90,7 +93,7 @@ class EntryPatch(BaseModel):
     posted_on: dt.date | None = None
     category: str | None = Field(None, max_length=40)
     expense_type: ExpenseType | None = None
-    amount_cents: int | None = Field(None, gt=0)
+    amount_cents: int | None = Field(None, ge=1, le=10**12)
     excluded: bool | None = None
     note: str | None = Field(None, max_length=200)
 
@@ -136,12 +139,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         await db.dispose()
 
-    app = FastAPI(title="budget", default_response_class=JSONBytesResponse, lifespan=lifespan)
+    app = FastAPI(
+        title="budget",
+        default_response_class=JSONBytesResponse,
+        lifespan=lifespan,
+        docs_url=None,  # its page loads from a CDN, which the security headers' CSP refuses
+        redoc_url=None,
+    )
     runtime.install(app)
     # The error envelope (an unknown household is a 404, not a 500), request ids, metrics.
     install_observability(app, settings, database=db, registry=runtime.registry)
     realtime.install(app)  # /connection/websocket, /connection/uni_sse
     offline.install(app)  # GET /v1/shape
+    install_openapi(app)  # every error documented as the one envelope
     app.state.db, app.state.figures, app.state.jobs = db, figures, jobs
 
     async def members_of(household_id: int) -> set[int]:
@@ -173,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONBytesResponse(out, status_code=201)
 
     @app.post("/households/{household_id}/entries", status_code=201)
-    async def add_entries(household_id: int, body: list[EntryIn]) -> JSONBytesResponse:
+    async def add_entries(household_id: Id, body: list[EntryIn]) -> JSONBytesResponse:
         """Add entries (one or a whole statement: one transaction, one rollup upsert per
         touched group)."""
         rows = await checked(household_id, body)
@@ -196,13 +206,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/entries/{entry_id}")
     @cached(name="budget.entry", depends=lambda entry_id: [Row("entries", entry_id)], public=True)
-    async def get_entry(entry_id: int) -> JSONBytesResponse:
+    async def get_entry(entry_id: Id) -> JSONBytesResponse:
         async with db.reader() as session:
             return JSONBytesResponse(entry_out(await owned(session, entry_id)))
 
     @app.patch("/entries/{entry_id}")
     @precondition(get_entry)  # If-Match: compared with GET's ETag inside the transaction
-    async def edit_entry(entry_id: int, body: EntryPatch) -> JSONBytesResponse:
+    async def edit_entry(entry_id: Id, body: EntryPatch) -> JSONBytesResponse:
         async with db.writer() as session:
             entry = await owned(session, entry_id)
             for name, value in body.model_dump(exclude_unset=True).items():
@@ -211,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.delete("/entries/{entry_id}", status_code=204)
     @precondition(get_entry)
-    async def delete_entry(entry_id: int) -> Response:
+    async def delete_entry(entry_id: Id) -> Response:
         async with db.writer() as session:
             await session.delete(await owned(session, entry_id))
         return Response(status_code=204)
@@ -222,7 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/summary")
     @cached(name="budget.summary", depends=depends, vary=_household)
     async def summary(
-        household_id: int, month: Annotated[str, Query(pattern=MONTH)]
+        household_id: Id, month: Annotated[str, Query(pattern=MONTH)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.summary(household_id, month)))
@@ -230,7 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/provisions")
     @cached(name="budget.provisions", depends=depends, vary=_household)
     async def provisions(
-        household_id: int, month: Annotated[str, Query(pattern=MONTH)]
+        household_id: Id, month: Annotated[str, Query(pattern=MONTH)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.provisions(household_id, month)))
@@ -238,14 +248,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/households/{household_id}/tax")
     @cached(name="budget.tax", depends=depends, vary=_household)
     async def tax(
-        household_id: int, year: Annotated[int, Query(ge=1900, le=2999)]
+        household_id: Id, year: Annotated[int, Query(ge=1900, le=2999)]
     ) -> JSONBytesResponse:
         await members_of(household_id)
         return JSONBytesResponse(asdict(await figures.tax(household_id, year)))
 
     @app.post("/households/{household_id}/statements", status_code=202)
     async def request_statement(
-        household_id: int, body: StatementIn, prefer: Annotated[str, Header()] = ""
+        household_id: Id, body: StatementIn, prefer: Annotated[str, Header()] = ""
     ) -> JSONBytesResponse:
         """Mail the month's summary: the statement and its job commit together, or neither.
         With ``Prefer: wait=N`` (seconds, at most 30) the answer waits for the job."""
@@ -272,7 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         depends=lambda statement_id: [Row("statements", statement_id)],
         public=True,
     )
-    async def get_statement(statement_id: int) -> JSONBytesResponse:
+    async def get_statement(statement_id: Id) -> JSONBytesResponse:
         async with db.reader() as session:
             statement = await session.get(Statement, statement_id)
             if statement is None:

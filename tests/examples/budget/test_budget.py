@@ -14,7 +14,7 @@ from budget.statements import render
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from lockstep import count_statements
+from lockstep import count_statements, unbounded_integers
 
 
 async def household(client: httpx.AsyncClient) -> tuple[int, int, int]:
@@ -239,3 +239,21 @@ def test_the_statement_email_is_a_plain_function() -> None:
     subject, body = render(summarize(7, "2026-01", cells))
     assert subject == "Your budget for 2026-01"
     assert body.splitlines()[0] == "Income       2,500.00"
+
+
+async def test_bad_input_is_a_4xx_in_the_error_envelope(budget: httpx.AsyncClient) -> None:
+    huge = 10**25
+    for method, url, body in [
+        ("GET", f"/entries/{huge}", None),
+        ("GET", f"/households/{huge}/summary?month=2026-01", None),
+        ("GET", "/households/1/summary?month=2026-13", None),
+        ("PATCH", "/entries/1", {"amount_cents": huge}),
+        ("POST", "/households/1/entries", [entry(huge, "2026-01-01", "x", "fixed", 1)]),
+        ("POST", "/households/1/statements", {"month": "2026-01", "email": "nobody"}),
+        ("GET", "/statements/0", None),
+    ]:
+        answer = await budget.request(method, url, json=body)
+        assert 400 <= answer.status_code < 500, (method, url, answer.text)
+        assert answer.json()["error"]["code"] in ("validation_error", "not_found")
+    document = (await budget.get("/openapi.json")).json()
+    assert unbounded_integers(document) == []
