@@ -18,7 +18,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import inspect, select
 
 from budget import live
@@ -96,6 +96,14 @@ class EntryPatch(BaseModel):
     amount_cents: int | None = Field(None, ge=1, le=10**12)
     excluded: bool | None = None
     note: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def no_nulls(self) -> EntryPatch:
+        """Leave a field out to keep it; none of them can be emptied (a 422, not a 500)."""
+        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
 
 
 class StatementIn(BaseModel):

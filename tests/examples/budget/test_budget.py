@@ -242,12 +242,18 @@ def test_the_statement_email_is_a_plain_function() -> None:
 
 
 async def test_bad_input_is_a_4xx_in_the_error_envelope(budget: httpx.AsyncClient) -> None:
+    h, ann, _ = await household(budget)
+    made = await budget.post(
+        f"/households/{h}/entries", json=[entry(ann, "2026-01-02", "x", "fixed", 5)]
+    )
+    assert made.json()["ids"] == [1]
     huge = 10**25
     for method, url, body in [
         ("GET", f"/entries/{huge}", None),
         ("GET", f"/households/{huge}/summary?month=2026-01", None),
         ("GET", "/households/1/summary?month=2026-13", None),
         ("PATCH", "/entries/1", {"amount_cents": huge}),
+        ("PATCH", "/entries/1", {"excluded": None}),
         ("POST", "/households/1/entries", [entry(huge, "2026-01-01", "x", "fixed", 1)]),
         ("POST", "/households/1/statements", {"month": "2026-01", "email": "nobody"}),
         ("GET", "/statements/0", None),
