@@ -12,7 +12,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 SEED_TRANSACTIONS ?= 20000
 
-.PHONY: demo test fuzz lint typecheck fmt bench install clean
+.PHONY: demo budget test fuzz lint typecheck fmt bench install clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -26,6 +26,10 @@ install: $(VENV)/.installed
 
 demo: install
 	LOCKSTEP_LOG_FORMAT=$${LOCKSTEP_LOG_FORMAT:-console} $(BIN)/casebook serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --seed $(SEED_TRANSACTIONS)
+
+# The tutorial's app (docs/tutorial.md): the household budget of examples/budget, on SQLite.
+budget: install
+	PYTHONPATH=examples/budget LOCKSTEP_LOG_FORMAT=$${LOCKSTEP_LOG_FORMAT:-console} $(BIN)/python -m budget serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)/budget
 
 lint: install
 	$(BIN)/ruff check src casebook/src tests bench examples

@@ -4,13 +4,26 @@ Amounts are positive integer cents; ``expense_type`` says what the line is: ``in
 (gross pay), ``tax`` (taxes paid), and the spending types ``fixed`` (rent, subscriptions),
 ``variable`` (groceries) and ``irregular`` (car repairs, yearly insurance: what provisions
 smooth out). An ``excluded`` line stays in the ledger but out of every figure.
+
+A ``Statement`` is a month's summary mailed to someone: requested by a write that also
+enqueues the job that renders it into the ``outbox`` (where a mailer would pick it up).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EXPENSE_TYPES = ("income", "tax", "fixed", "variable", "irregular")
@@ -49,3 +62,25 @@ class Entry(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Statement(Base):
+    __tablename__ = "statements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"))
+    month: Mapped[str] = mapped_column(String(7))
+    email: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sent
+
+
+class Outbox(Base):
+    """E-mails to send: the statement job writes them here, in its own transaction."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id", ondelete="CASCADE"))
+    to_address: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)

@@ -1,8 +1,8 @@
 """The differential cache harness on another app than casebook: the budget example.
 
-Any app on lockstep can run ``lockstep.testing.differential``; here its three cached routes
-(month summary, provisions, tax) answer what they answer uncached while entries are added,
-excluded and deleted.
+Any app on lockstep can run ``lockstep.testing.differential``; here its five cached routes
+(month summary, provisions, tax, an entry, a statement) answer what they answer uncached
+while entries are added, excluded and deleted and statements are mailed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-from budget.models import Entry
+from budget.models import Entry, Statement
 from sqlalchemy import select
 
 from lockstep import Settings
@@ -75,8 +75,19 @@ async def test_budget_routes_answer_as_uncached(settings: Settings) -> None:
                 return "no entry"
             return f"entry {entry} -> {(await client.delete(f'/entries/{entry}')).status_code}"
 
+        async def request_a_statement(rng: random.Random) -> str:
+            household = rng.choice(list(households))
+            body = {"month": rng.choice(MONTHS), "email": "ann@example.test"}
+            response = await client.post(f"/households/{household}/statements", json=body)
+            return f"statement of {household} -> {response.status_code}"
+
         async def values() -> Mapping[str, Sequence[Any]]:
+            async with app.state.db.reader() as session:
+                entries = list(await session.scalars(select(Entry.id).limit(5)))
+                statements = list(await session.scalars(select(Statement.id).limit(5)))
             return {
+                "entry_id": [*entries, 987_654],
+                "statement_id": [*statements, 987_654],
                 "household_id": [*households, 987_654],
                 "month": [*MONTHS, "2026-13"],
                 "year": [2026, 2025],
@@ -86,10 +97,10 @@ async def test_budget_routes_answer_as_uncached(settings: Settings) -> None:
             app,
             callers=[Caller("anyone", {})],
             values=values,
-            writes=[add_entries, exclude_an_entry, delete_an_entry],
+            writes=[add_entries, exclude_an_entry, delete_an_entry, request_a_statement],
             steps=200,
             seed=3,
         )
     report.raise_for_mismatches()
-    assert len(report.routes) == 3
+    assert len(report.routes) == 5
     assert report.hits > 0
