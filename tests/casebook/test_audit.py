@@ -125,6 +125,29 @@ async def test_case_audit_covers_the_case_and_its_rows_even_deleted_ones(login: 
     }
 
 
+async def test_case_audit_holds_the_accounts_and_consent_its_subjects_hold(login: Login) -> None:
+    """Accounts and consent records carry no case id: their subject places them."""
+    analyst = await login("analyst@acme.test")
+    case = (await analyst.post("/api/v1/cases", json={"reference": "AUD-2", "title": "T"})).json()
+    url = f"/api/v1/cases/{case['id']}"
+    subject = (await analyst.post(f"{url}/subjects", json={"kind": "person", "name": "S"})).json()
+    held = f"/api/v1/subjects/{subject['id']}"
+    account = await analyst.post(
+        f"{held}/accounts", json={"institution": "Bank", "identifier": "12345678"}
+    )
+    assert account.status_code == 201, account.text
+    consent = await analyst.post(
+        f"{held}/consents", json={"purpose": "audit test", "granted_on": "2026-01-02"}
+    )
+    assert consent.status_code == 201, consent.text
+    entries = await _entries(analyst, f"{url}/audit")
+    assert [(e["table"], e["op"]) for e in entries[:2]] == [
+        ("consent_records", "insert"),
+        ("accounts", "insert"),
+    ]
+    assert entries[0]["changes"]["purpose"] == [None, "audit test"]
+
+
 async def test_user_audit_is_for_admins_and_lists_that_users_writes(login: Login) -> None:
     analyst = await login("analyst@acme.test")
     admin = await login("admin@acme.test")

@@ -1,10 +1,12 @@
 """The whole journey of the casebook issue, in real browsers (one context per person),
-against ``casebook serve``: an analyst creates a case, imports a statement with a bad row,
+against ``casebook serve``: an analyst creates a case, adds a subject with an account (a
+wrong IBAN refused first) and its consent, imports a statement with a bad row,
 sees the reject (nothing stored), imports the corrected file, sees the totals and flags two
 transactions; a reviewer claims one, a second reviewer (the admin) cannot claim it, the
 reviewer decides it; the four-eyes rule refuses the admin an item they flagged; an admin
-deactivates a user whose open session then fails at its next step; the case's audit tab
-shows every step. Reload and Back keep the page at every step. Screenshots in
+deactivates a user whose open session then fails at its next step; the analyst's PDF
+report holds the case number, the totals and the decisions; the case's audit tab shows
+every step. Reload and Back keep the page at every step. Screenshots in
 build/screenshots/journey-*.png."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
+from .pdf_runs import pdf_text
 from .test_browser import SCREENSHOTS, api_token, browser, log_in, tab, watch_errors
 from .test_browser_review import expected_refusals, flag
 
@@ -64,6 +67,36 @@ def test_the_casebook_journey(served: Any, browser: Browser, tmp_path: Path) -> 
     form.get_by_role("button", name="Create case").click()
     expect(analyst.locator("#new-case-message").get_by_role("alert")).to_contain_text("409")
     expect(form.get_by_label("Title")).to_have_value("a duplicate")
+
+    # -- a subject, an account it holds, its consent -----------------------------------
+    analyst.goto(f"{case_url}/subjects")
+    expect(analyst.get_by_role("heading", name="Subjects", level=2)).to_be_visible()
+    expect(analyst.get_by_text("No subjects recorded for this case yet.")).to_be_visible()
+    new_subject = analyst.get_by_role("form", name="New subject")
+    new_subject.get_by_label("Name").fill("Blue Harbour Ltd")
+    new_subject.get_by_label("Kind").select_option("company")
+    new_subject.get_by_label("Country").fill("gb")
+    new_subject.get_by_label("Risk").select_option("4")
+    new_subject.get_by_role("button", name="Add subject").click()
+    subject_row = analyst.locator("#subject-rows tr", has_text="Blue Harbour Ltd")
+    expect(subject_row).to_contain_text("no consent recorded")
+    account = analyst.get_by_role("form", name="Account for Blue Harbour Ltd")
+    account.get_by_label("Institution").fill("Westminster Bank")
+    account.get_by_label("IBAN or number").fill("GB82 WEST 1234 5698 7654 33")  # bad check
+    account.get_by_role("button", name="Add account").click()
+    expect(account.get_by_role("alert")).to_contain_text("422")
+    account.get_by_label("IBAN or number").fill("GB82 WEST 1234 5698 7654 32")
+    account.get_by_role("button", name="Add account").click()
+    accounts = analyst.get_by_role("table", name="Accounts of Blue Harbour Ltd")
+    expect(accounts.locator("tr", has_text="Westminster Bank")).to_contain_text("****5432")
+    consent = analyst.get_by_role("form", name="Consent for Blue Harbour Ltd")
+    consent.get_by_label("Legal basis").select_option("legal_obligation")
+    consent.get_by_role("button", name="Record consent").click()
+    expect(subject_row).to_contain_text("consent valid")
+    reload_keeps(analyst, "Subjects", level=2)
+    expect(subject_row).to_contain_text("consent valid")
+    shot(analyst, "subjects")
+
     analyst.goto(f"{case_url}/imports")
     expect(analyst.get_by_role("heading", name="Imports", level=2)).to_be_visible()
     reload_keeps(analyst, "Imports", level=2)
@@ -171,6 +204,25 @@ def test_the_casebook_journey(served: Any, browser: Browser, tmp_path: Path) -> 
     expect(leaving.get_by_role("heading", name="Log in")).to_be_visible()
     shot(leaving, "deactivated")
 
+    # -- a PDF report: the case, its totals and the decision -----------------------------
+    tab(analyst, "Reports")
+    analyst.get_by_role("button", name="Generate PDF report").click()
+    report = analyst.locator("#report-rows tr").first
+    expect(report).to_contain_text("ready", timeout=120_000)  # a job on a shared machine
+    with analyst.expect_download() as info:
+        report.get_by_role("button", name="Download PDF").click()
+    text = " ".join(pdf_text(info.value.path().read_bytes()).split())  # cells wrap lines
+    for expected in (
+        "JRN-0001",
+        "EUR 29,750.00",  # debits
+        "EUR 12,000.00",  # credits
+        "suspicious",
+        "structuring: three transfers just below 10,000",
+        "journey B: a new counterparty",  # still open
+        "Blue Harbour Ltd valid",  # the subject's consent
+    ):
+        assert expected in text, expected
+
     # -- the audit tab shows every step, with who did it --------------------------------
     reviewer.goto(f"{case_url}/audit")
     rows = reviewer.locator("#audit-rows tr")
@@ -180,6 +232,9 @@ def test_the_casebook_journey(served: Any, browser: Browser, tmp_path: Path) -> 
     expect(rows.filter(has_text="outcome").filter(has_text="suspicious")).to_have_count(1)
     # An import is audited by its record and its row count, not row by row (docs/audit.md).
     expect(rows.filter(has_text="march.csv").first).to_be_visible()
+    expect(rows.filter(has_text="Westminster Bank").filter(has_text="insert")).to_have_count(1)
+    expect(rows.filter(has_text="legal_obligation").filter(has_text="insert")).to_have_count(1)
+    expect(rows.filter(has_text="reports").first).to_be_visible()
     reload_keeps(reviewer, "Audit", level=2)
     shot(reviewer, "audit")
 

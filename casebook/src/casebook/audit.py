@@ -31,6 +31,7 @@ from casebook.models import (
     Account,
     AdjudicationItem,
     Base,
+    ConsentRecord,
     CustodyEvent,
     Evidence,
     ImportRecord,
@@ -112,16 +113,22 @@ def _of_case(c: Any, organization_id: int, case_id: int) -> ColumnElement[bool]:
         _recorded_in_case(once.c, case_id),
         once.c.row_key.is_not(None),
     )
-    accounts = (
-        select(cast(Account.id, String))
-        .join(Subject, Subject.id == Account.subject_id)
-        .where(Subject.case_id == case_id)
-    )
     return and_(
         chain,
         or_(
             and_(c.table_name == "cases", c.row_key == str(case_id)),
-            and_(c.table_name == "accounts", c.row_key.in_(accounts)),
+            *(
+                # Rows a subject of the case holds (no case_id of their own).
+                and_(
+                    c.table_name == model.__tablename__,
+                    c.row_key.in_(
+                        select(cast(model.id, String))
+                        .join(Subject, Subject.id == model.subject_id)
+                        .where(Subject.case_id == case_id)
+                    ),
+                )
+                for model in (Account, ConsentRecord)
+            ),
             *(
                 and_(c.table_name == model.__tablename__, c.row_key.in_(_keys_of(model, case_id)))
                 for model in CASE_ROWS

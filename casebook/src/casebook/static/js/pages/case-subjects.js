@@ -41,7 +41,10 @@ function accountForm(subject, done) {
   let editing = null;
   const submit = form.querySelector("button[type=submit]");
   const cancel = form.querySelector("[data-cancel]");
-  const reset = () => { editing = null; form.reset(); submit.textContent = "Add account"; cancel.hidden = true; form.identifier.required = true; };
+  const reset = () => {
+    editing = null; form.reset(); submit.textContent = "Add account"; cancel.hidden = true; form.identifier.required = true;
+    form.querySelector(".form-error").replaceChildren();
+  };
   cancel.addEventListener("click", reset);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -87,6 +90,8 @@ function consentForm(subject, done) {
     if (!body.expires_on) delete body.expires_on;
     try {
       await call(`/subjects/${subject.id}/consents`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify(body) });
+      form.reset();
+      form.querySelector(".form-error").replaceChildren();
       done();
     } catch (error) {
       form.querySelector(".form-error").replaceChildren(errorBox(error, "Could not record the consent"));
@@ -95,12 +100,51 @@ function consentForm(subject, done) {
   return form;
 }
 
+function subjectForm(kase, done) {
+  const form = el("form", { class: "edit", id: "subject-form", "aria-label": "New subject" },
+    el("label", {}, "Name", el("input", { name: "name", required: true, maxlength: 200 })),
+    el("label", {}, "Kind", el("select", { name: "kind" },
+      el("option", { value: "person" }, "person"), el("option", { value: "company" }, "company"))),
+    el("label", {}, "Country (ISO code)", el("input", { name: "country", maxlength: 2, size: 3, pattern: "[A-Za-z]{2}", autocomplete: "off" })),
+    el("label", {}, "Risk", el("select", { name: "risk_level" },
+      RISK.slice(1).map((text, i) => el("option", { value: String(i + 1) }, `${i + 1} · ${text}`)))),
+    el("button", { type: "submit" }, "Add subject"),
+    el("div", { class: "form-error" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = fieldsOf(form);
+    body.country = body.country.toUpperCase();
+    body.risk_level = Number(body.risk_level);
+    try {
+      await call(`/cases/${kase.id}/subjects`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify(body) });
+      form.reset();
+      form.querySelector(".form-error").replaceChildren();
+      done();
+    } catch (error) {
+      form.querySelector(".form-error").replaceChildren(errorBox(error, "Could not add the subject"));
+    }
+  });
+  return form;
+}
+
+// A subject's forms outlive the redraws (another user's write redraws the tab): what the
+// user typed, and an error shown, stay where they were.
+const kept = new WeakMap();
+
+function formsOf(holder, subject, refresh) {
+  let forms = kept.get(holder);
+  if (!forms) kept.set(holder, (forms = new Map()));
+  if (!forms.has(subject.id)) forms.set(subject.id, { account: accountForm(subject, refresh), consent: consentForm(subject, refresh) });
+  return forms.get(subject.id);
+}
+
 async function subjectSection(ctx, subject, accounts, status, refresh) {
   const editable = ctx.can("analyst", "admin");
   const consents = await call(`/subjects/${subject.id}/consents`, { signal: ctx.signal });
   const section = el("section", { class: "subject", id: `subject-${subject.id}`, "aria-labelledby": `subject-${subject.id}-name` },
     el("h3", { id: `subject-${subject.id}-name` }, subject.name, " ", consentBadge(status.status, status.until)));
-  const form = editable ? accountForm(subject, refresh) : null;
+  const forms = editable ? formsOf(ctx.root, subject, refresh) : null;
+  const form = forms ? forms.account : null;
   section.append(el("h4", {}, "Accounts"), table([
     { label: "Institution", value: (a) => el("a", { href: `/app/accounts/${a.id}` }, a.institution) },
     { label: "Number", value: (a) => a.number_masked },
@@ -122,7 +166,7 @@ async function subjectSection(ctx, subject, accounts, status, refresh) {
         try { await guarded(`/consents/${c.id}`, "POST", {}); refresh(); } catch (error) { event.target.after(errorBox(error, "Could not revoke")); }
       } }, "Revoke")) }] : []),
   ], consents.items, { id: `consents-${subject.id}`, caption: `Consent records of ${subject.name}`, empty: "No consent recorded." }));
-  if (editable) section.append(consentForm(subject, refresh));
+  if (forms) section.append(forms.consent);
   return section;
 }
 
@@ -135,13 +179,15 @@ export async function render(ctx, kase) {
     el("p", { class: "hint" }, "Risk runs from 1 (very low) to 5 (very high), as the analyst assessed it. ",
       "⚠ marks a subject without valid consent today."),
     details,
+    ...(editable ? [el("h3", {}, "New subject"), subjectForm(kase, () => draw())] : []),
     // Edited through lockstep's outbox (offline.js): kept offline, shown at once, live.
     ...(editable ? [el("h3", {}, "Notes"), subjectNotes(ctx, kase)] : []));
   const draw = async () => {
-    let consent, accounts;
+    let consent, accounts, subjects;
     try {
-      [consent, accounts] = await Promise.all([
-        call(`/cases/${kase.id}/consent`, { signal }), call(`/cases/${kase.id}/accounts?limit=200`, { signal })]);
+      [consent, accounts, subjects] = await Promise.all([
+        call(`/cases/${kase.id}/consent`, { signal }), call(`/cases/${kase.id}/accounts?limit=200`, { signal }),
+        call(`/cases/${kase.id}/subjects?limit=200`, { signal })]);
     } catch (error) {
       details.replaceChildren(errorBox(error, "Could not load accounts and consent"));
       return;
@@ -155,9 +201,9 @@ export async function render(ctx, kase) {
       { label: "Risk", value: (s) => el("span", { class: `risk r${s.risk_level}` }, `${s.risk_level} · ${RISK[s.risk_level] || ""}`) },
       { label: "Consent", value: (s) => { const c = statuses.get(s.id) || none; return consentBadge(c.status, c.until); } },
       ...(editable ? [] : [{ label: "Notes", value: (s) => s.notes || "" }]),
-    ], kase.subjects, { id: "subject-rows", caption: "Subjects", empty: "No subjects recorded for this case yet." }));
+    ], subjects.items, { id: "subject-rows", caption: "Subjects", empty: "No subjects recorded for this case yet." }));
     const sections = [];
-    for (const subject of kase.subjects) {
+    for (const subject of subjects.items) {
       const held = accounts.items.filter((a) => a.subject_id === subject.id);
       sections.push(await subjectSection(ctx, subject, held, statuses.get(subject.id) || none, draw));
     }
