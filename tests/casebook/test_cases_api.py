@@ -172,6 +172,12 @@ async def test_bad_cursor_is_400(login: Login) -> None:
 async def test_listing_cases_is_not_n_plus_1(login: Login, casebook_app: FastAPI) -> None:
     client = await login("analyst@acme.test")
     db = casebook_app.state.services.db
+    # The caller's standing is read once, then memoized (casebook.standing): not per request.
+    with count_statements(db.reader_engine, db.writer_engine) as first:
+        assert (await client.get("/api/v1/auth/me")).status_code == 200
+    with count_statements(db.reader_engine, db.writer_engine) as again:
+        assert (await client.get("/api/v1/auth/me")).status_code == 200
+    assert again.count == first.count - 1, first.statements
     with count_statements(db.reader_engine, db.writer_engine) as few:
         small = await client.get("/api/v1/cases?limit=2")
     with count_statements(db.reader_engine, db.writer_engine) as many:

@@ -12,15 +12,19 @@ import base64
 import binascii
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import orjson
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from lockstep import BadRequestError
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 _ID_MAX = 2**31 - 1
+T = TypeVar("T")
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -81,3 +85,23 @@ def project(item: dict[str, Any], fields: frozenset[str] | None) -> dict[str, An
 
 def page(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
+
+
+async def by_id(
+    session: AsyncSession,
+    stmt: Select[T],
+    id_column: InstrumentedAttribute[int],
+    cursor: str | None,
+    limit: int,
+    order: Literal["newest", "oldest"],
+) -> tuple[list[T], str | None]:
+    """One page of ``stmt``'s rows in id order (``newest`` first or ``oldest`` first),
+    after the row ``cursor`` names, and the cursor of the next page (None: the last)."""
+    if cursor:
+        (last_id,) = decode_cursor(cursor, int)
+        stmt = stmt.where(id_column < last_id if order == "newest" else id_column > last_id)
+    ordered = id_column.desc() if order == "newest" else id_column.asc()
+    rows = list((await session.scalars(stmt.order_by(ordered).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor([getattr(rows[limit - 1], id_column.key)])

@@ -17,7 +17,7 @@ from casebook.api.transactions import ledger_query, ledger_response
 from casebook.auth import Principal
 from casebook.iban import mask
 from casebook.models import Account, Direction, Subject, Transaction
-from casebook.pagination import decode_cursor, encode_cursor, page
+from casebook.pagination import by_id, page
 from casebook.responses import AccountOut, AccountPage, BalanceOut, TransactionPage
 from casebook.schemas import (
     MONTH,
@@ -99,17 +99,11 @@ async def list_case_accounts(
             Account.organization_id == principal.organization_id,
         )
     )
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(Account.id > last_id)
-    stmt = stmt.order_by(Account.id).limit(limit + 1)
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
-        accounts = list((await session.scalars(stmt)).all())
-    more = len(accounts) > limit
-    accounts = accounts[:limit]
+        accounts, next_cursor = await by_id(session, stmt, Account.id, cursor, limit, "oldest")
     items = [account_out(a, case_id) for a in accounts]
-    return JSONBytesResponse(page(items, encode_cursor([accounts[-1].id]) if more else None))
+    return JSONBytesResponse(page(items, next_cursor))
 
 
 @router.post(

@@ -32,7 +32,7 @@ from casebook.api.deps import (
 from casebook.auth import Principal
 from casebook.evidence import custody_out, evidence_out, load_evidence, users_of
 from casebook.models import CustodyEvent, Evidence
-from casebook.pagination import decode_cursor, encode_cursor, page
+from casebook.pagination import by_id, page
 from casebook.responses import CustodyPage, EvidenceOut, EvidencePage
 from casebook.schemas import NO_NUL, CursorQuery, IdPath
 from casebook.uploads import receive_upload
@@ -201,18 +201,10 @@ async def list_case_evidence(
     stmt = select(Evidence).where(
         Evidence.organization_id == principal.organization_id, Evidence.case_id == case_id
     )
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(Evidence.id < last_id)
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
-        items = list(
-            (await session.scalars(stmt.order_by(Evidence.id.desc()).limit(limit + 1))).all()
-        )
-        more = len(items) > limit
-        items = items[:limit]
+        items, next_cursor = await by_id(session, stmt, Evidence.id, cursor, limit, "newest")
         users = await users_of(session, {i.uploaded_by_id for i in items})
-    next_cursor = encode_cursor([items[-1].id]) if more else None
     return JSONBytesResponse(page([evidence_out(i, users) for i in items], next_cursor))
 
 
@@ -345,18 +337,10 @@ async def list_custody(
     """The item's chain of custody, oldest first: every upload, download, verification
     and deletion, by whom, when, and the hash seen."""
     stmt = select(CustodyEvent).where(CustodyEvent.evidence_id == evidence_id)
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(CustodyEvent.id > last_id)
     async with services.db.reader() as session:
         await load_evidence(session, principal, evidence_id)
-        events = list(
-            (await session.scalars(stmt.order_by(CustodyEvent.id).limit(limit + 1))).all()
-        )
-        more = len(events) > limit
-        events = events[:limit]
+        events, next_cursor = await by_id(session, stmt, CustodyEvent.id, cursor, limit, "oldest")
         users = await users_of(session, {e.user_id for e in events})
-    next_cursor = encode_cursor([events[-1].id]) if more else None
     return JSONBytesResponse(page([custody_out(e, users) for e in events], next_cursor))
 
 

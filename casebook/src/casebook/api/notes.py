@@ -15,7 +15,7 @@ from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDe
 from casebook.auth import Principal
 from casebook.evidence import load_note, note_out, users_of
 from casebook.models import Note, Role, utcnow
-from casebook.pagination import decode_cursor, encode_cursor, page
+from casebook.pagination import by_id, page
 from casebook.responses import NoteOut, NotePage
 from casebook.schemas import CursorQuery, IdPath, NoteCreate, NoteUpdate
 from lockstep import (
@@ -60,16 +60,10 @@ async def list_case_notes(
     stmt = select(Note).where(
         Note.organization_id == principal.organization_id, Note.case_id == case_id
     )
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(Note.id < last_id)
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
-        notes = list((await session.scalars(stmt.order_by(Note.id.desc()).limit(limit + 1))).all())
-        more = len(notes) > limit
-        notes = notes[:limit]
+        notes, next_cursor = await by_id(session, stmt, Note.id, cursor, limit, "newest")
         users = await users_of(session, {n.author_id for n in notes})
-    next_cursor = encode_cursor([notes[-1].id]) if more else None
     return JSONBytesResponse(page([note_out(n, users) for n in notes], next_cursor))
 
 

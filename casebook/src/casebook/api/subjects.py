@@ -12,7 +12,7 @@ from casebook.api.cases import load_case
 from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
 from casebook.auth import Principal
 from casebook.models import Subject
-from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
+from casebook.pagination import by_id, page, parse_fields, project
 from casebook.responses import SubjectFields, SubjectOut, SubjectPage
 from casebook.schemas import (
     SUBJECT_FIELDS,
@@ -82,16 +82,10 @@ async def _subject_page(
     stmt = select(Subject).where(Subject.organization_id == principal.organization_id)
     if case_id is not None:
         stmt = stmt.where(Subject.case_id == case_id)
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(Subject.id > last_id)
-    stmt = stmt.order_by(Subject.id).limit(limit + 1)
     async with services.db.reader() as session:
-        subjects = list((await session.scalars(stmt)).all())
-    more = len(subjects) > limit
-    subjects = subjects[:limit]
+        subjects, next_cursor = await by_id(session, stmt, Subject.id, cursor, limit, "oldest")
     items = [project(subject_out(s), wanted) for s in subjects]
-    return JSONBytesResponse(page(items, encode_cursor([subjects[-1].id]) if more else None))
+    return JSONBytesResponse(page(items, next_cursor))
 
 
 @router.get("/cases/{case_id}/subjects", response_model=SubjectPage)
