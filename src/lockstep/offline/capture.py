@@ -30,7 +30,7 @@ commits in ``Phase.RECORD``, after the change feed's ``LOG``, and takes the feed
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,9 @@ from lockstep.changes import committing_changeset
 from lockstep.db import MISSING, Columns, Phase, RowWrite, Write
 from lockstep.offline.tables import POSITION, shape_log, sync_state
 from lockstep.offline.values import ColumnCodec, codec_for
+
+_POSITION = "lockstep.shape_position"
+"""Where a committing session keeps its log position until it has committed."""
 
 MAX_ROWS = 10_000
 """Rows of one table one transaction may change and still be logged row by row; above it
@@ -84,13 +87,24 @@ class ShapedTable:
 
 
 class ShapeCapture:
-    """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`)."""
+    """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`).
+
+    ``on_commit(position)`` is called once a transaction that logged at ``position`` has
+    committed (in the committing thread), so readers waiting for the log to move learn of
+    this process's commits without reading the database."""
 
     phase = Phase.RECORD
 
-    def __init__(self, tables: Mapping[str, ShapedTable], *, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self,
+        tables: Mapping[str, ShapedTable],
+        *,
+        max_rows: int = MAX_ROWS,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
         self.tables = tables
         self.max_rows = max_rows
+        self.on_commit = on_commit
 
     def watched(self, table: str) -> Collection[str] | None:
         shaped = self.tables.get(table)
@@ -197,12 +211,15 @@ class ShapeCapture:
         )
         for table in rotated:
             _set_state(connection, f"rotated.{table}", position)
+        session.info[_POSITION] = position
 
     def committed(self, session: Session) -> None:
-        return None
+        position = session.info.pop(_POSITION, None)
+        if position is not None and self.on_commit is not None:
+            self.on_commit(position)
 
     def rolled_back(self, session: Session) -> None:
-        return None
+        session.info.pop(_POSITION, None)
 
 
 _PG_TXID = text("SELECT pg_current_xact_id()::text::bigint")
