@@ -41,11 +41,12 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from lockstep.changes import committing_changeset
 from lockstep.db import MISSING, Columns, Phase, RowWrite, Write
+from lockstep.offline.messages import Entry
 from lockstep.offline.tables import POSITION, shape_log, sync_state
 from lockstep.offline.values import ColumnCodec, codec_for
 
 _POSITION = "lockstep.shape_position"
-"""Where a committing session keeps its log position until it has committed."""
+"""Where a committing session keeps its log position and entries until it has committed."""
 
 MAX_ROWS = 10_000
 """Rows of one table one transaction may change and still be logged row by row; above it
@@ -89,9 +90,10 @@ class ShapedTable:
 class ShapeCapture:
     """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`).
 
-    ``on_commit(position)`` is called once a transaction that logged at ``position`` has
-    committed (in the committing thread), so readers waiting for the log to move learn of
-    this process's commits without reading the database."""
+    ``on_commit(position, entries)`` is called once a transaction that logged at
+    ``position`` has committed (in the committing thread), with what it logged as
+    ``(table, entry)`` pairs in log order, so readers waiting for the log to move learn of
+    this process's commits, and what they wrote, without reading the database."""
 
     phase = Phase.RECORD
 
@@ -100,7 +102,7 @@ class ShapeCapture:
         tables: Mapping[str, ShapedTable],
         *,
         max_rows: int = MAX_ROWS,
-        on_commit: Callable[[int], None] | None = None,
+        on_commit: Callable[[int, list[tuple[str, Entry]]], None] | None = None,
     ) -> None:
         self.tables = tables
         self.max_rows = max_rows
@@ -211,12 +213,15 @@ class ShapeCapture:
         )
         for table in rotated:
             _set_state(connection, f"rotated.{table}", position)
-        session.info[_POSITION] = position
+        logged = [
+            (table, Entry(position, txid, key, old, new)) for table, key, old, new in entries
+        ]
+        session.info[_POSITION] = (position, logged)
 
     def committed(self, session: Session) -> None:
-        position = session.info.pop(_POSITION, None)
-        if position is not None and self.on_commit is not None:
-            self.on_commit(position)
+        done = session.info.pop(_POSITION, None)
+        if done is not None and self.on_commit is not None:
+            self.on_commit(*done)
 
     def rolled_back(self, session: Session) -> None:
         session.info.pop(_POSITION, None)

@@ -240,6 +240,8 @@ class ShapeEndpoint:
             if remaining <= 0:
                 break
             await self.log.wait_beyond(position, remaining)
+            # Woken by this process's commit: what it logged is at hand, no read needed.
+            read = self.log.recent(name, position, position + MAX_POSITIONS, state)
         if upto == state.head:
             out.append(msg.UP_TO_DATE)
         return self._answer(req, shape, out, Offset("log", position), public)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from lockstep.offline import filters
-from lockstep.offline.shapes import ResolvedShape
+if TYPE_CHECKING:  # shapes imports capture, which logs these entries
+    from lockstep.offline.shapes import ResolvedShape
 
 Image = Mapping[str, str | None]
 """A row as column → PostgreSQL text (None: NULL)."""

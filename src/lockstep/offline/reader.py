@@ -56,6 +56,13 @@ class SnapshotRead:
     visible: tuple[str, str, list[str]] | None
 
 
+RECENT_ENTRIES = 10_000
+"""Entries of this process's latest commits kept in memory, so a waiter woken by one
+answers without reading the log (a larger commit is read like another process's)."""
+
+RECENT_POSITIONS = 4_096
+
+
 class ShapeLog:
     """The shape log of one :class:`~lockstep.db.Database`."""
 
@@ -67,6 +74,10 @@ class ShapeLog:
         self._known_head = 0
         self._polled_head: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # This process's latest commits: position -> what it logged (table, entry), or None
+        # for one too large to keep; at most RECENT_ENTRIES entries, the oldest dropped.
+        self._recent: dict[int, list[tuple[str, Entry]] | None] = {}
+        self._recent_entries = 0
         self._watcher: asyncio.Task[None] | None = None
         self._waiters = 0
 
@@ -215,8 +226,9 @@ class ShapeLog:
         finally:
             self._waiters -= 1
 
-    def advance(self, position: int) -> None:
-        """A transaction of this process that logged at ``position`` has committed: wake
+    def advance(self, position: int, entries: list[tuple[str, Entry]] | None = None) -> None:
+        """A transaction of this process that logged ``entries`` (``(table, entry)``, in
+        log order) at ``position`` has committed: keep them for :meth:`recent` and wake
         the waiters below it, with no read (positions are dense and in commit order, so
         everything below is committed too). Callable from any thread."""
         loop = self._loop
@@ -225,13 +237,40 @@ class ShapeLog:
         except RuntimeError:
             running = None
         if loop is None or loop is running:
-            self._moved(position)
+            self._committed(position, entries)
         elif not loop.is_closed():  # a closed loop has no waiters left to wake
-            loop.call_soon_threadsafe(self._moved, position)
+            loop.call_soon_threadsafe(self._committed, position, entries)
 
-    def _moved(self, head: int) -> None:
-        if head > self._known_head:
-            self._set_head(head)
+    def _committed(self, position: int, entries: list[tuple[str, Entry]] | None) -> None:
+        if entries is not None and len(entries) > RECENT_ENTRIES:
+            entries = None  # known to exist, not kept: a read serves it
+        self._recent[position] = entries
+        self._recent_entries += len(entries or ())
+        while self._recent_entries > RECENT_ENTRIES or len(self._recent) > RECENT_POSITIONS:
+            oldest = next(iter(self._recent))
+            self._recent_entries -= len(self._recent.pop(oldest) or ())
+        if position > self._known_head:
+            self._set_head(position)
+
+    def recent(
+        self, table: str, after: int, upto: int, state: LogState
+    ) -> tuple[LogState, list[Entry]] | None:
+        """What :meth:`entries` would read, from this process's latest commits: the entries
+        of ``table`` in ``(after, min(upto, head)]`` with ``state`` at the known head, when
+        every position in that range was committed here and kept; else None (read the log).
+        ``state`` is the state of a read at or after ``after`` (its generation, epoch and
+        compaction stand: a rotation is itself an entry)."""
+        head = self._known_head
+        last = min(upto, head)
+        if last <= after:
+            return None
+        found: list[Entry] = []
+        for position in range(after + 1, last + 1):
+            logged = self._recent.get(position)
+            if logged is None:
+                return None  # another process's commit, or one not kept
+            found.extend(entry for name, entry in logged if name == table)
+        return LogState(state.generation, head, state.compacted_below, state.epoch), found
 
     def _set_head(self, head: int) -> None:
         self._known_head = head
