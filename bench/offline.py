@@ -27,6 +27,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ async def snapshot_rates(app: FastAPI) -> list[Rates]:
     """Each round's (end to end, serving) rows/s of the shape, the ceiling, the lean one."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        passes = {
+        passes: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
             "shape": lambda: shape_pass(client),
             "plain": lambda: plain_pass(client),
             "lean": lambda: plain_pass(client, "/items-lean"),

@@ -213,9 +213,7 @@ class ShapeCapture:
         )
         for table in rotated:
             _set_state(connection, f"rotated.{table}", position)
-        logged = [
-            (table, Entry(position, txid, key, old, new)) for table, key, old, new in entries
-        ]
+        logged = [(table, Entry(position, txid, key, old, new)) for table, key, old, new in entries]
         session.info[_POSITION] = (position, logged)
 
     def committed(self, session: Session) -> None:

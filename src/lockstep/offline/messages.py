@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lockstep.offline import filters
+
 if TYPE_CHECKING:  # shapes imports capture, which logs these entries
     from lockstep.offline.shapes import ResolvedShape
 

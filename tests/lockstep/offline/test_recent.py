@@ -72,9 +72,11 @@ async def test_commits_here_answer_as_the_log_does(offline: Offline) -> None:
     assert state == read_state
     # A range capped below the head, and one with nothing of this table.
     capped = log.recent("notes", start.head, start.head + 1, start)
-    assert capped is not None and capped[1] == read[:2]
+    assert capped is not None
+    assert capped[1] == read[:2]
     other = log.recent("others", start.head + 1, start.head + 3, start)
-    assert other is not None and [e.key for e in other[1]] == ['["1"]']
+    assert other is not None
+    assert [e.key for e in other[1]] == ['["1"]']
 
 
 async def test_a_rotation_is_kept_as_the_entry_that_makes_clients_refetch(
@@ -105,7 +107,8 @@ async def test_positions_not_committed_here_are_read(offline: Offline) -> None:
     assert waited == state.head + 2  # seen by the poll
     assert log.recent("notes", state.head, state.head + 10, state) is None  # a gap: read
     kept = log.recent("notes", state.head, state.head + 1, state)
-    assert kept is not None and len(kept[1]) == 1
+    assert kept is not None
+    assert len(kept[1]) == 1
 
 
 def test_the_memory_is_bounded_and_big_commits_are_not_kept() -> None:
