@@ -129,10 +129,13 @@ class ShapeEndpoint:
         read: tuple[LogState, list[msg.Entry]] | None = None
         try:
             scope = await definition.scope_of(request)
-            if offset.kind == "log":  # one read: the state to check against, and the entries
-                read = await self.log.entries(
-                    name, offset.position, offset.position + MAX_POSITIONS
-                )
+            if offset.kind == "log":
+                # Changes committed here since the offset are at hand; else one read: the
+                # state to check against, and the entries.
+                upto = offset.position + MAX_POSITIONS
+                read = self.log.recent(name, offset.position, upto)
+                if read is None or not read[1]:
+                    read = await self.log.entries(name, offset.position, upto)
                 state = read[0]
             else:
                 state = await self.log.state(name)

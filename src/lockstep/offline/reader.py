@@ -78,6 +78,7 @@ class ShapeLog:
         # for one too large to keep; at most RECENT_ENTRIES entries, the oldest dropped.
         self._recent: dict[int, list[tuple[str, Entry]] | None] = {}
         self._recent_entries = 0
+        self._states: dict[str, LogState] = {}  # the last read state of each table
         self._watcher: asyncio.Task[None] | None = None
         self._waiters = 0
 
@@ -94,12 +95,14 @@ class ShapeLog:
             self._generation = connection.execute(
                 select(meta_table.c.value).where(meta_table.c.name == GENERATION)
             ).scalar_one()
-        return LogState(
+        state = LogState(
             self._generation,
             int(found[POSITION]),
             int(found[COMPACTED_BELOW]),
             int(found.get(f"rotated.{table}", 0)),
         )
+        self._states[table] = state
+        return state
 
     async def state(self, table: str) -> LogState:
         async with self.database.reader() as session:
@@ -253,16 +256,18 @@ class ShapeLog:
             self._set_head(position)
 
     def recent(
-        self, table: str, after: int, upto: int, state: LogState
+        self, table: str, after: int, upto: int, state: LogState | None = None
     ) -> tuple[LogState, list[Entry]] | None:
         """What :meth:`entries` would read, from this process's latest commits: the entries
-        of ``table`` in ``(after, min(upto, head)]`` with ``state`` at the known head, when
-        every position in that range was committed here and kept; else None (read the log).
-        ``state`` is the state of a read at or after ``after`` (its generation, epoch and
-        compaction stand: a rotation is itself an entry)."""
+        of ``table`` in ``(after, min(upto, head)]`` with the state at the known head, when
+        every position in that range was committed here and kept and none rotated the
+        table; else None (read the log). ``state``: a state read at or after ``after``
+        (default: the table's last read one) whose generation, epoch and compaction stand
+        (only a rotation, a position of its own, moves the epoch)."""
+        state = state or self._states.get(table)
         head = self._known_head
         last = min(upto, head)
-        if last <= after:
+        if state is None or last <= after:
             return None
         found: list[Entry] = []
         for position in range(after + 1, last + 1):
@@ -270,6 +275,8 @@ class ShapeLog:
             if logged is None:
                 return None  # another process's commit, or one not kept
             found.extend(entry for name, entry in logged if name == table)
+        if any(entry.key is None for entry in found):
+            return None  # a rotation: the read says the table's new epoch
         return LogState(state.generation, head, state.compacted_below, state.epoch), found
 
     def _set_head(self, head: int) -> None:
@@ -313,4 +320,8 @@ class ShapeLog:
                 .where(sync_state.c.name == COMPACTED_BELOW)
                 .values(value=int(boundary) + 1)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+        # The next request reads the state (and answers 409 to an offset compacted away).
+        # Another process's compaction is seen at the next read; until then a client is
+        # answered from this process's commits after its offset: still every change.
+        self._states.clear()
+        return int(getattr(result, "rowcount", 0) or 0)

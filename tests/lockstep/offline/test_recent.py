@@ -79,17 +79,26 @@ async def test_commits_here_answer_as_the_log_does(offline: Offline) -> None:
     assert [e.key for e in other[1]] == ['["1"]']
 
 
-async def test_a_rotation_is_kept_as_the_entry_that_makes_clients_refetch(
-    offline: Offline,
-) -> None:
+async def test_a_rotation_is_read_for_the_tables_new_epoch(offline: Offline) -> None:
     db, log = offline.database, offline.log
     start, _ = await log.entries("notes", 0, 0)
     async with db.writer() as session:
         await session.execute(text("UPDATE notes SET body = 'x'"))  # not nameable row by row
-    kept = log.recent("notes", start.head, start.head + 10, start)
+    assert log.recent("notes", start.head, start.head + 10, start) is None
+    state, entries = await log.entries("notes", start.head, start.head + 10)
+    assert [e.key for e in entries] == [None]
+    assert state.epoch == start.head + 1  # what the clients' new handle names
+
+
+async def test_without_a_state_given_the_last_read_one_stands(offline: Offline) -> None:
+    db, log = offline.database, offline.log
+    assert log.recent("notes", 0, 10) is None  # nothing read yet: no state to answer with
+    start = await log.state("notes")
+    async with db.writer() as session:
+        await session.execute(insert(notes).values(id=1, org=1, body="a"))
+    kept = log.recent("notes", start.head, start.head + 10)
     assert kept is not None
-    assert [e.key for e in kept[1]] == [None]
-    assert kept[1] == (await log.entries("notes", start.head, start.head + 10))[1]
+    assert kept == await log.entries("notes", start.head, start.head + 10)
 
 
 async def test_positions_not_committed_here_are_read(offline: Offline) -> None:
