@@ -8,9 +8,10 @@
   pays for the other's garbage; printed: the median of the rounds' ratios and their range.
 * Live: a client long-polls the shape while 200 one-row commits land one after another;
   latency from the commit returning to the client holding the change. Target: p99 <= 100 ms.
-  Beside it, on the same commits, a bare long poll (an endpoint woken by the change hub,
-  no shape, no read): the floor this machine allows at that moment. Full (generation 2)
-  garbage collections during the phase are counted: one pauses everything for its length.
+  Beside it, on the same commits, a bare long poll (a FastAPI route woken by the change
+  hub's publish, no shape, no read): a reference for what the machine allows at that
+  moment. Full (generation 2) garbage collections during the phase are counted: one
+  pauses everything for its length.
 * Write cost: a one-row commit to a shaped table against the same commit without the
   shape log, in alternating blocks (median and range of the pairs' ratios).
 
@@ -103,8 +104,8 @@ async def build(directory: Path, *, shaped: bool) -> tuple[FastAPI, Database]:
             body = orjson.dumps([dict(zip(names, row, strict=True)) for row in result])
         return Response(body, media_type="application/json")
 
-    # The live floor: a long poll with an offset over the txids of this process's commits,
-    # woken by the change hub; no shape, no read, no filter.
+    # The live reference: a long poll with an offset over the txids of this process's
+    # commits, woken by the change hub's publish; no shape, no read, no filter.
     committed: list[int] = []
     moved = [asyncio.Event()]
 
@@ -287,8 +288,8 @@ async def live_latency(app: FastAPI, db: Database) -> tuple[list[float], list[fl
         await asyncio.wait_for(follower, 30)
         await asyncio.wait_for(bare, 30)
     shape = [seen[t] - committed[t] for t in committed]
-    floor = [bare_seen[t] - committed[t] for t in committed if t in bare_seen]
-    return shape, floor
+    bare_latencies = [bare_seen[t] - committed[t] for t in committed if t in bare_seen]
+    return shape, bare_latencies
 
 
 async def write_cost(directory: Path, pairs: int = 7, commits: int = 50) -> list[float]:
@@ -357,17 +358,17 @@ async def run() -> None:
         gc.collect()
         gc.callbacks.append(collections)
         try:
-            latencies, floor = await live_latency(app, db)
+            latencies, bare_latencies = await live_latency(app, db)
         finally:
             gc.callbacks.remove(collections)
         ms = [x * 1000 for x in latencies]
-        floor_ms = [x * 1000 for x in floor]
+        bare_ms = [x * 1000 for x in bare_latencies]
         longest = max(collections.pauses, default=0.0) * 1000
         print(
             f"live: commit -> client p50 {percentile(ms, 0.5):.1f} ms, "
             f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms over {len(ms)} commits "
             f"(target p99 <= 100 ms); a bare long poll on the same commits: "
-            f"p50 {percentile(floor_ms, 0.5):.1f} ms, p99 {percentile(floor_ms, 0.99):.1f} ms; "
+            f"p50 {percentile(bare_ms, 0.5):.1f} ms, p99 {percentile(bare_ms, 0.99):.1f} ms; "
             f"{len(collections.pauses)} full GC pauses (longest {longest:.0f} ms)"
         )
         await db.dispose()
