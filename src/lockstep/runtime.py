@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,6 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
-from starlette.types import Scope
 
 from lockstep.cache import Cache, CacheBackend, CacheMetrics, backend_from_settings, bumps
 from lockstep.changes import (
@@ -35,7 +34,7 @@ from lockstep.changes import (
     committing_changeset,
 )
 from lockstep.db import Database, Phase
-from lockstep.http.caching import HttpCache
+from lockstep.http.caching import HttpCache, Identify
 from lockstep.http.consistency import ConsistencyMiddleware
 from lockstep.http.preconditions import pending_if_match, verify_if_match
 from lockstep.settings import Settings
@@ -55,9 +54,10 @@ class Lockstep:
     by :meth:`lifespan`, or :meth:`start` / :meth:`stop`). ``backend`` replaces the choice
     made from settings (see :mod:`lockstep.cache.backend`); the runtime starts and stops it.
 
-    ``identify(scope)``, if given, must fully authenticate a raw request and return what the
-    cached routes' ``vary`` returns for its caller (or None); it lets private cached answers
-    be served before routing (see docs/cache.md).
+    ``identify(scope)``, if given, must fully authenticate a raw request and name its caller
+    (an identity two requests share only with the same rights), or return None; it lets a
+    private cached answer be served before routing to the caller it was made for (see
+    docs/cache.md); it may be a coroutine function.
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class Lockstep:
         *,
         namespace: str = "lockstep",
         registry: CollectorRegistry | None = None,
-        identify: Callable[[Scope], Hashable | None] | None = None,
+        identify: Identify | None = None,
         backend: CacheBackend | None = None,
     ) -> None:
         self.settings = settings

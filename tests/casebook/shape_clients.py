@@ -80,43 +80,24 @@ def normalized(rows: Mapping[str, Mapping[str, Any]]) -> Rows:
     }
 
 
-class NodeShapeClient:
-    """One ``shape_client.mjs`` process."""
+class EventClient:
+    """A client that reports events (``rows`` after each up-to-date batch, ``must-refetch``,
+    ``txid``, ``error``): what the tests wait for, whatever runs the client."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    def __init__(self) -> None:
         self.rows: Rows | None = None
         self.events: list[dict[str, Any]] = []
 
-    @classmethod
-    async def start(cls, url: str, token: str, params: Mapping[str, Any], mode: str) -> Any:
-        options = {"url": url, "token": token, "params": dict(params), "mode": mode}
-        process = await asyncio.create_subprocess_exec(
-            shutil.which("node") or "node",
-            str(JS / "shape_client.mjs"),
-            json.dumps(options),
-            cwd=JS,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            limit=64 * 1024 * 1024,
-        )
-        return cls(process)
+    async def read(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     async def next_event(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise AssertionError(f"the node client ended; events: {self.events[-3:]}")
-        try:
-            event: dict[str, Any] = json.loads(line)
-        except json.JSONDecodeError:
-            event = {"event": "output", "text": line.decode(errors="replace")}
+        event = await self.read()
         self.events.append(event)
         if event["event"] == "rows":
             self.rows = normalized(event["rows"])
         if event["event"] == "error":
-            raise AssertionError(f"the node client failed: {event}")
+            raise AssertionError(f"the client failed: {event}")
         return event
 
     async def until(self, done: Callable[[dict[str, Any]], bool], within: float = 60) -> None:
@@ -139,6 +120,40 @@ class NodeShapeClient:
                 f"client never matched: missing {missing}, extra {extra}, differing "
                 f"{[(k, got[k], expected[k]) for k in wrong]}"
             ) from None
+
+
+class NodeShapeClient(EventClient):
+    """One ``shape_client.mjs`` process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        super().__init__()
+        self.process = process
+
+    @classmethod
+    async def start(cls, url: str, token: str, params: Mapping[str, Any], mode: str) -> Any:
+        options = {"url": url, "token": token, "params": dict(params), "mode": mode}
+        process = await asyncio.create_subprocess_exec(
+            shutil.which("node") or "node",
+            str(JS / "shape_client.mjs"),
+            json.dumps(options),
+            cwd=JS,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=64 * 1024 * 1024,
+        )
+        return cls(process)
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the node client ended; events: {self.events[-3:]}")
+        try:
+            event: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            event = {"event": "output", "text": line.decode(errors="replace")}
+        return event
 
     async def send(self, line: str) -> None:
         assert self.process.stdin is not None

@@ -328,9 +328,11 @@ def test_the_ledger_exports_with_its_filters(served: Any, browser: Browser) -> N
 
 PAGES = [
     ("cases", "/app/cases", "#case-rows tr"),
+    ("case-new", "/app/cases/new", "#new-case"),
     ("case-overview", "/app/cases/{id}", "#dashboard-rows tr"),
     ("case-transactions", "/app/cases/{id}/transactions", "#txn-rows tr"),
     ("case-subjects", "/app/cases/{id}/subjects", "#subject-rows tr"),
+    ("case-counterparties", "/app/cases/{id}/counterparties", "#counterparty-rows tr"),
     ("case-imports", "/app/cases/{id}/imports", "#import"),
     ("case-reports", "/app/cases/{id}/reports", "#request-report"),
     ("dashboard", "/app/dashboard", "svg.chart a"),
@@ -338,6 +340,7 @@ PAGES = [
     ("operator", "/app/operator", "#queue-rows tr"),
     ("review", "/app/review", "#queue-items tr"),
     ("users", "/app/users", "#user-rows tr"),
+    ("organization", "/app/organization", "#organization-settings input[name=name]"),
     ("case-audit", "/app/cases/{id}/audit", "#audit-rows"),
     ("cases-filtered-empty", "/app/cases?q=no-such-case", ".empty"),
 ]

@@ -92,6 +92,14 @@ async def test_bearer_auth_uploads_files_and_links_are_declared(document: dict[s
     assert "text/csv" in ops["download_rejects"][2]["responses"]["200"]["content"]
     refresh = ops["refresh"][2]["requestBody"]["content"]
     assert set(refresh) == {"application/json", "application/x-www-form-urlencoded"}
+    # The organization's settings: a real model both ways, 403/412/422 declared.
+    settings = ops["update_organization"][2]
+    assert {"403", "412", "422"} <= set(settings["responses"])
+    out = {"$ref": "#/components/schemas/OrganizationOut"}
+    assert settings["responses"]["200"]["content"]["application/json"]["schema"] == out
+    get_settings = ops["get_organization"][2]["responses"]
+    assert get_settings["200"]["content"]["application/json"]["schema"] == out
+    assert "403" in get_settings
     created = ops["create_case"][2]["responses"]["201"]["links"]
     assert {"get_case", "update_case", "delete_case"} <= set(created)
     for link in created.values():

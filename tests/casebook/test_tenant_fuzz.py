@@ -44,6 +44,8 @@ KINDS = {
     "assignee_id": "users",
     "user_id": "users",
     "item_id": "adjudication_items",
+    "account_id": "accounts",
+    "consent_id": "consent_records",
 }
 BODIES: dict[str, dict[str, Any]] = {
     "update_case": {"json": {"title": "taken over"}},
@@ -57,8 +59,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "flag_transaction": {"json": {"reason": "planted"}},
     "decide_adjudication_item": {"json": {"outcome": "cleared", "reason": "taken over"}},
     "update_user": {"json": {"full_name": "taken over"}},
+    "create_account": {"json": {"institution": "planted", "identifier": "12345678"}},
+    "update_account": {"json": {"institution": "taken over"}},
+    "create_consent": {"json": {"purpose": "planted", "granted_on": "2026-01-01"}},
+    "revoke_consent": {"json": {"revoked_on": "2026-01-02"}},
 }
-QUERIES = {"category_transactions": {"month": "2026-01"}}
+QUERIES = {"category_transactions": {"month": "2026-01"}, "get_counterparty": {"name": "x"}}
 
 
 async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[str, list[int]]:
@@ -74,6 +80,10 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
     report = await acme.post(f"/api/v1/cases/{cases[0]}/reports")
     assert report.status_code == 202, report.text
     me = (await acme.get("/api/v1/auth/me")).json()
+    accounts = (await acme.get(f"/api/v1/cases/{cases[0]}/accounts")).json()["items"]
+    consents = (await acme.get(f"/api/v1/subjects/{subjects[0]}/consents")).json()["items"]
+    assert accounts
+    assert consents
     jobs = [j["id"] for j in (await admin.get("/api/v1/jobs")).json()["items"]]
     assert jobs
     return {
@@ -84,6 +94,8 @@ async def owner_rows(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[
         "reports": [report.json()["id"]],
         "jobs": jobs[:2],
         "users": [me["id"]],
+        "accounts": [a["id"] for a in accounts[:2]],
+        "consent_records": [c["id"] for c in consents[:1]],
         "adjudication_items": [
             i["id"] for i in (await acme.get("/api/v1/adjudication?limit=2")).json()["items"]
         ],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from casebook.ui import asset_version
+from casebook.ui import STATIC, asset_version
+from lockstep.offline.browser import STATIC as MODULE
 
 
 async def test_the_shell_answers_every_page_address_and_revalidates(
@@ -22,6 +23,8 @@ async def test_the_shell_answers_every_page_address_and_revalidates(
         assert response.headers["cache-control"] == "no-cache"
         assert "default-src 'self'" in response.headers["content-security-policy"]
     etag = response.headers["etag"]
+    head = await anonymous.head("/app/cases/7")  # link checkers and monitors ask with HEAD
+    assert (head.status_code, head.headers["etag"]) == (200, etag)
     again = await anonymous.get("/app/cases/7", headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.headers["etag"] == etag
@@ -93,3 +96,28 @@ async def test_the_shell_names_lockstep_module_without_an_inline_script(
     assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
     worker = await anonymous.get("/lockstep/sw.js")
     assert worker.status_code == 200
+
+
+async def test_all_the_javascript_a_user_can_load_weighs_under_150_kb_on_the_wire(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """The issue's budget: every script of the UI, the vendored clients and lockstep's
+    browser module (service worker included) together, as served (gzip). Their sizes as
+    files are in docs/casebook.md."""
+    shell = (await anonymous.get("/app/cases/7")).text
+    version = re.findall(r'src="/static/([0-9a-f]{16})/', shell)[0]
+    module = re.search(r'<meta name="lockstep-module" content="(/lockstep/[0-9a-f]+/)', shell)
+    assert module is not None
+    urls = [f"/static/{version}/{p.relative_to(STATIC).as_posix()}" for p in STATIC.rglob("*.js")]
+    urls += [
+        module[1] + p.relative_to(MODULE).as_posix()
+        for p in MODULE.rglob("*.*js")
+        if p.name != "worker.js"
+    ] + ["/lockstep/sw.js"]
+    on_wire = 0
+    for url in urls:
+        response = await anonymous.get(url, headers={"Accept-Encoding": "gzip"})
+        assert response.status_code == 200, url
+        on_wire += response.num_bytes_downloaded
+    assert len(urls) >= 22
+    assert on_wire < 150_000, on_wire

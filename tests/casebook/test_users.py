@@ -6,6 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
+from fastapi import FastAPI
+
+from lockstep import AuthenticationError
+from lockstep.realtime import ConnectRequest
 
 from .conftest import Login
 
@@ -152,3 +157,57 @@ async def test_an_admins_cached_answer_never_reaches_another_role(login: Login) 
         assert (await admin.get(url)).status_code == 200
         assert (await admin.get(url)).headers["x-cache"] == "HIT"
         assert (await analyst.get(url)).status_code == 403
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"role": "reviewer"}])
+async def test_a_deactivation_or_role_change_ends_open_sessions_at_once(
+    login: Login, anonymous: httpx.AsyncClient, casebook_app: FastAPI, change: dict[str, object]
+) -> None:
+    """The user's access token, still within its 15 minutes, is refused by the next request
+    of every kind: a cached answer replayed before routing, a route, a write, a shape read,
+    a push and a realtime connect (casebook.standing)."""
+    admin = await login("admin@acme.test")
+    user_id = await new_user(admin, "leaving@acme.test")
+    token = (await sign_in(anonymous, "leaving@acme.test", PASSWORD)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    cached = "/api/v1/cases/1"
+    assert (await anonymous.get(cached, headers=auth)).status_code == 200
+    assert (await anonymous.get(cached, headers=auth)).headers["x-cache"] == "HIT"
+    realtime = casebook_app.state.services.realtime
+    await realtime.authenticate(ConnectRequest(token=token))  # connects while standing
+
+    assert (await admin.patch(f"/api/v1/users/{user_id}", json=change)).status_code == 200
+
+    shape = {"table": "cases", "offset": "-1"}
+    push = {"client_id": "tab", "mutations": []}
+    answers = {
+        "replayed": await anonymous.get(cached, headers=auth),
+        "route": await anonymous.get("/api/v1/auth/me", headers=auth),
+        "write": await anonymous.patch(cached, json={"title": "after"}, headers=auth),
+        "shape": await anonymous.get("/v1/shape", params=shape, headers=auth),
+        "push": await anonymous.post("/sync/push", json=push, headers=auth),
+    }
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 401)
+    assert "session has ended" in answers["replayed"].json()["error"]["message"]
+    with pytest.raises(AuthenticationError):
+        await realtime.authenticate(ConnectRequest(token=token))
+    # Everyone else is unaffected, cached answers included.
+    assert (await admin.get(cached)).status_code == 200
+
+
+async def test_every_member_reads_the_directory_of_their_own_organization(login: Login) -> None:
+    admin = await login("admin@acme.test")
+    reviewer = await login("reviewer@acme.test")
+    globex = await login("analyst@globex.test")
+    user_id = await new_user(admin, "dana@acme.test", role="reviewer")
+    listed = await reviewer.get("/api/v1/people")
+    assert listed.status_code == 200, listed.text
+    dana = next(p for p in listed.json()["items"] if p["id"] == user_id)
+    assert dana == {"id": user_id, "full_name": "Nora Field", "role": "reviewer", "is_active": True}
+    assert all("email" not in p for p in listed.json()["items"])  # e-mails are for admins
+    assert user_id not in {p["id"] for p in (await globex.get("/api/v1/people")).json()["items"]}
+    assert (await reviewer.get("/api/v1/people")).headers["x-cache"] == "HIT"
+    # A change shows at once, cached answers included.
+    await admin.patch(f"/api/v1/users/{user_id}", json={"full_name": "Dana Field"})
+    again = (await reviewer.get("/api/v1/people")).json()["items"]
+    assert next(p for p in again if p["id"] == user_id)["full_name"] == "Dana Field"

@@ -38,6 +38,7 @@ from casebook.models import (
     AdjudicationItem,
     AdjudicationStatus,
     Case,
+    Organization,
     Outcome,
     Role,
     Transaction,
@@ -160,6 +161,15 @@ async def flag(
         txn.version += 1
     await session.flush()
     return item
+
+
+async def lease_minutes(session: AsyncSession, organization_id: int, default: int) -> int:
+    """How long a claim of the organization lasts: its setting (``/organization``), else
+    ``default`` (the deployment's ``LOCKSTEP_ADJUDICATION_LEASE_MINUTES``)."""
+    minutes = await session.scalar(
+        select(Organization.adjudication_lease_minutes).where(Organization.id == organization_id)
+    )
+    return default if minutes is None else int(minutes)
 
 
 async def claim(

@@ -10,18 +10,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import swagger_ui_bundle
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from casebook.api import (
+    accounts,
     adjudication,
     audit,
     auth,
     cases,
+    consent,
+    counterparties,
     dashboard,
     imports,
+    organization,
     outbox,
     profiles,
     reports,
@@ -31,6 +35,7 @@ from casebook.api import (
 )
 from casebook.api import jobs as jobs_api
 from casebook.api import live as live_api
+from casebook.api.deps import bearer
 from casebook.audit import ActingUser
 from casebook.services import Services
 from casebook.settings import CasebookSettings
@@ -123,9 +128,13 @@ def create_app(settings: CasebookSettings | None = None) -> FastAPI:
     )
     for module in (auth, cases, subjects, transactions, dashboard, imports, profiles):
         app.include_router(module.router, prefix="/api/v1")
-    for module in (reports, jobs_api, outbox, adjudication, audit, users):
+    for module in (accounts, consent, counterparties):
         app.include_router(module.router, prefix="/api/v1")
-    services.offline.install(app)  # GET /v1/shape, POST /sync/push
+    for module in (reports, jobs_api, outbox, adjudication, audit, users, organization):
+        app.include_router(module.router, prefix="/api/v1")
+    # GET /v1/shape, POST /sync/push, GET /v1/sync/scopes/{name} (in the OpenAPI: bearer)
+    services.offline.install(app, scope_dependencies=[Depends(bearer)])
+    app.include_router(users.people, prefix="/api/v1")
     app.include_router(live_api.router, prefix="/api/v1")
     services.realtime.install(app)  # /connection/websocket, /connection/uni_sse
     install_openapi(app, rate_limited=settings.rate_limits_enabled)

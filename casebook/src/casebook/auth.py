@@ -3,9 +3,9 @@
 Tokens are signed with HS256. An access token carries the principal (user, organization,
 role), so authorizing a request needs no database round trip; a refresh token is exchanged
 for a new pair only after the user is re-read and found active, and only once
-(:mod:`casebook.refresh`). A demoted or deactivated
-user therefore keeps the rights of an access token already issued until it expires
-(``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default), and no longer than that.
+(:mod:`casebook.refresh`). Requests also check that the token's user still stands (active,
+same role), from the exact cache (:mod:`casebook.standing`): a demotion or deactivation
+ends the user's open sessions at their next request.
 
 Password checks cost ~20 ms of CPU each. :class:`Passwords` runs them in threads of their
 own (argon2 releases the GIL), at most ``workers`` at once, with at most ``queue`` waiting:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from casebook.auth import Principal, TokenService
+from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
     Case,
@@ -30,8 +30,8 @@ from casebook.models import (
     Subject,
     Transaction,
 )
+from casebook.standing import Standing
 from lockstep import (
-    AuthenticationError,
     Database,
     JobProgress,
     Jobs,
@@ -69,17 +69,14 @@ def _change(event: RowEvent) -> Any:
     return body
 
 
-def build(
-    settings: Settings, db: Database, jobs: Jobs, tokens: TokenService | None, **kw: Any
-) -> Realtime:
+def build(settings: Settings, db: Database, jobs: Jobs, standing: Standing, **kw: Any) -> Realtime:
     """casebook's realtime server on ``db`` (see the module doc). Every casebook process
-    builds it, so what its writes publish is kept; one without ``tokens`` (the operator
-    CLI) serves no connection."""
+    builds it, so what its writes publish is kept; one whose ``standing`` has no tokens
+    (the operator CLI) serves no connection. A connection's user is checked to still
+    stand (:mod:`casebook.standing`) at connect and at every token refresh."""
 
     async def authenticate(request: ConnectRequest) -> Credentials:
-        if tokens is None:
-            raise AuthenticationError("this process serves no realtime connection")
-        principal, expires_at = tokens.verify_until(request.token)
+        principal, expires_at = await standing.authenticate_until(request.token)
         return Credentials(
             user=str(principal.user_id),
             expires_at=expires_at,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -108,6 +109,17 @@ class Outcome(enum.StrEnum):
     ESCALATE = "escalate"
 
 
+class LegalBasis(enum.StrEnum):
+    """The lawful bases for processing personal data (GDPR art. 6(1)) (0012_consent)."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTERESTS = "vital_interests"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTERESTS = "legitimate_interests"
+
+
 class ReportStatus(enum.StrEnum):
     PENDING = "pending"
     READY = "ready"
@@ -121,6 +133,16 @@ class Organization(Base):
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 0013_org_settings: the organization's settings (``/api/v1/organization``, admins):
+    # the currency of a figure with no transaction behind it, the length of a reviewer's
+    # claim on an adjudication item (null: the deployment's
+    # LOCKSTEP_ADJUDICATION_LEASE_MINUTES), the text printed at the foot of every report
+    # page, and the version counter its If-Match compares.
+    # (Server defaults only: a Core insert written before 0013 names none of these.)
+    default_currency: Mapped[str] = mapped_column(String(3), server_default="EUR")
+    adjudication_lease_minutes: Mapped[int | None] = mapped_column(Integer)
+    report_footer: Mapped[str] = mapped_column(String(200), server_default=text("''"))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class User(Base):
@@ -198,6 +220,9 @@ class Account(Base):
     number_masked: Mapped[str] = mapped_column(String(40))
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 0012_consent: edits are compare-and-set on it (If-Match), like every editable row.
+    # Server defaults only (0012's columns): rows written the old way still insert.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class Transaction(Base):
@@ -214,6 +239,28 @@ class Transaction(Base):
             "direction",
             "amount_cents",
         ),
+        # Counterparties of a case and one counterparty's months, covering (0012_consent).
+        Index(
+            "ix_transactions_org_case_counterparty",
+            "organization_id",
+            "case_id",
+            "counterparty",
+            "posted_on",
+            "direction",
+            "currency",
+            "amount_cents",
+        ),
+        # An account's balance by day, covering (0012_consent). The account comes first: the
+        # foreign key's lookups (ON DELETE SET NULL) use it too.
+        Index(
+            "ix_transactions_account_posted",
+            "account_id",
+            "posted_on",
+            "direction",
+            "currency",
+            "amount_cents",
+            "organization_id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -222,9 +269,8 @@ class Transaction(Base):
     subject_id: Mapped[int | None] = mapped_column(
         ForeignKey("subjects.id", ondelete="SET NULL"), index=True
     )
-    account_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
-    )
+    # Indexed by ix_transactions_account_posted (0012_consent), which starts with it.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     posted_on: Mapped[dt.date] = mapped_column(Date)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -252,6 +298,14 @@ class ConsentRecord(Base):
     granted_on: Mapped[dt.date] = mapped_column(Date)
     revoked_on: Mapped[dt.date | None] = mapped_column(Date)
     document_ref: Mapped[str] = mapped_column(String(200), default="")
+    # 0012_consent: the lawful basis, the first day it no longer holds (null: open-ended),
+    # who recorded it and when, and the version revocations compare-and-set on.
+    # Server defaults only: rows written the old way (the seed at older revisions) insert.
+    legal_basis: Mapped[LegalBasis] = mapped_column(_enum(LegalBasis), server_default="consent")
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class AdjudicationItem(Base):

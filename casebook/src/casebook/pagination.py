@@ -28,10 +28,11 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, *kinds: type[int] | type[dt.date]) -> list[Any]:
+def decode_cursor(token: str, *kinds: type[int] | type[dt.date] | type[str]) -> list[Any]:
     """The values stored by :func:`encode_cursor`, one per ``kinds`` entry and of that kind
-    (``int``: an id in the column's range; ``dt.date``: an ISO date); BadRequestError for
-    anything else, whatever the token decodes to."""
+    (``int``: an id in the column's range; ``dt.date``: an ISO date; ``str``: a text of at
+    most 200 characters without NUL); BadRequestError for anything else, whatever the token
+    decodes to."""
     invalid = BadRequestError("invalid cursor", details={"cursor": token[:100]})
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -44,6 +45,10 @@ def decode_cursor(token: str, *kinds: type[int] | type[dt.date]) -> list[Any]:
     for kind, value in zip(kinds, values, strict=True):
         if kind is int:
             if type(value) is not int or not 0 <= value <= _ID_MAX:
+                raise invalid
+            decoded.append(value)
+        elif kind is str:
+            if type(value) is not str or len(value) > 200 or "\x00" in value:
                 raise invalid
             decoded.append(value)
         else:

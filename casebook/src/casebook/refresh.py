@@ -10,7 +10,8 @@ A sign-in starts a *family*; each refresh token issued is recorded by its JWT id
   one token are one use and one reuse (a compare-and-set on ``used_at``).
 * **Logout** revokes the family of the token it is given.
 * Access tokens are not recorded: one already issued stays valid until it expires
-  (``LOCKSTEP_ACCESS_TOKEN_MINUTES``), after a logout or a revocation too.
+  (``LOCKSTEP_ACCESS_TOKEN_MINUTES``) after a logout; a deactivation or a role change ends
+  it at once (:mod:`casebook.standing`).
 
 Refresh tokens without a record (issued before migration 0006) are refused.
 """

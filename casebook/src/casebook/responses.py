@@ -16,10 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from casebook.consent import ConsentStatus
 from casebook.models import (
     AdjudicationStatus,
     CaseStatus,
     Direction,
+    LegalBasis,
     Outcome,
     ReportStatus,
     Role,
@@ -78,8 +80,38 @@ class UserOut(Out):
     created_at: dt.datetime
 
 
+class OrganizationOut(Out):
+    """The organization's settings (admins): its name, the currency of figures with no
+    transaction behind them, how long a claim on an adjudication item lasts (null: the
+    deployment's default, ``adjudication_lease_minutes_default``), the footer printed on
+    every report page, and the version a PATCH's If-Match compares (through the ETag)."""
+
+    id: int
+    slug: str
+    name: str
+    default_currency: str
+    adjudication_lease_minutes: int | None
+    adjudication_lease_minutes_default: int
+    effective_lease_minutes: int
+    report_footer: str
+    version: int
+
+
 class UserList(Out):
     items: list[UserOut]
+
+
+class Person(Out):
+    """A member of the organization as every member sees them."""
+
+    id: int
+    full_name: str
+    role: Role
+    is_active: bool
+
+
+class PersonList(Out):
+    items: list[Person]
 
 
 class UserSummary(Out):
@@ -451,3 +483,113 @@ class RealtimeStats(Out):
 
     connections: int
     channels: dict[str, ChannelCounts]
+
+
+class AccountOut(Out):
+    """An account a subject holds; only the identifier's last characters are kept."""
+
+    id: int
+    case_id: int
+    subject_id: int
+    institution: str
+    number_masked: str
+    currency: str
+    version: int
+
+
+AccountPage = page_of(AccountOut)
+
+
+class BalanceMonth(Out):
+    """One month of the account's activity in its currency; ``closing_cents`` is the
+    balance at the month's end (credits less debits since the account's first entry)."""
+
+    month: str
+    count: int
+    credits_cents: int
+    debits_cents: int
+    closing_cents: int
+
+
+class BalanceOut(Out):
+    """Monthly closing balances; ``opening_cents`` is the balance before the first month
+    shown. Entries in another currency than the account's are left out and counted."""
+
+    account_id: int
+    currency: str
+    opening_cents: int
+    months: list[BalanceMonth]
+    other_currency_count: int
+
+
+class ConsentOut(Out):
+    """A consent record: holds from ``granted_on`` until the day before ``expires_on`` or
+    ``revoked_on`` (whichever comes first)."""
+
+    id: int
+    subject_id: int
+    purpose: str
+    legal_basis: LegalBasis
+    granted_on: dt.date
+    expires_on: dt.date | None
+    revoked_on: dt.date | None
+    document_ref: str
+    recorded_by_id: int | None
+    created_at: dt.datetime | None
+    version: int
+
+
+class SubjectConsentOut(Out):
+    """A subject's consent records (newest grant first) and its status on ``as_of``."""
+
+    subject_id: int
+    as_of: dt.date
+    status: ConsentStatus
+    until: dt.date | None
+    items: list[ConsentOut]
+
+
+class ConsentSummaryRow(Out):
+    subject_id: int
+    name: str
+    status: ConsentStatus
+    until: dt.date | None
+
+
+class CaseConsentOut(Out):
+    """Every subject of the case with its consent status on ``as_of``."""
+
+    case_id: int
+    as_of: dt.date
+    items: list[ConsentSummaryRow]
+
+
+class DirectionTotal(Out):
+    currency: str
+    direction: Direction
+    count: int
+    amount_cents: int
+
+
+class CounterpartyRow(Out):
+    """A counterparty of the case's ledger ("" is the unnamed one) with its totals."""
+
+    name: str
+    count: int
+    first_posted_on: dt.date
+    last_posted_on: dt.date
+    totals: list[DirectionTotal]
+
+
+CounterpartyPage = page_of(CounterpartyRow)
+
+
+class CounterpartyOut(Out):
+    """One counterparty of a case: totals per direction and per month (its transactions are
+    the case ledger's ``?counterparty=``)."""
+
+    case_id: int
+    name: str
+    count: int
+    totals: list[DirectionTotal]
+    months: list[MonthRow]

@@ -28,11 +28,16 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
+from casebook.iban import iban_is_valid, looks_like_iban
 from casebook.models import (
+    Account,
     Case,
     CaseStatus,
+    ConsentRecord,
     Direction,
+    LegalBasis,
     Role,
     Subject,
     SubjectKind,
@@ -92,6 +97,13 @@ Notes = Annotated[str, _text(10_000)]
 CategoryQuery = Annotated[str | None, Query(max_length=40, pattern=NO_NUL)]
 SearchQuery = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
 NameQuery = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
+# A counterparty as the ledger spells it (any text but NUL; "" is the unnamed one).
+CounterpartyQuery = Annotated[str | None, Query(max_length=200, pattern=NO_NUL)]
+Purpose = Annotated[str, _text(100, required=True)]
+# An account number or IBAN as written: letters, digits, spaces and dashes.
+AccountIdentifier = Annotated[
+    str, StringConstraints(min_length=4, max_length=42, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*$")
+]
 
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -186,6 +198,21 @@ class UserUpdate(Patch):
     is_active: Flag | SkipJsonSchema[None] = None
 
 
+LeaseMinutes = Annotated[int, Field(ge=1, le=24 * 60), BeforeValidator(_json_integer)]
+
+
+class OrganizationUpdate(Patch):
+    """``PATCH /organization``: a field left out is unchanged; ``adjudication_lease_minutes``
+    null goes back to the deployment's default."""
+
+    nullable = frozenset({"adjudication_lease_minutes"})
+
+    name: Name | SkipJsonSchema[None] = None
+    default_currency: Currency | SkipJsonSchema[None] = None
+    adjudication_lease_minutes: LeaseMinutes | None = None
+    report_footer: Line | SkipJsonSchema[None] = None
+
+
 class CaseCreate(Body):
     reference: Reference
     title: Title
@@ -240,6 +267,91 @@ class TransactionUpdate(Patch):
     description: Description | SkipJsonSchema[None] = None
     flagged: Flag | SkipJsonSchema[None] = None
     subject_id: Id | None = None
+
+
+def _checked_identifier(identifier: str | None) -> None:
+    """ValueError (a 422) for an identifier that looks like an IBAN and fails its checksum."""
+    if identifier is not None and looks_like_iban(identifier) and not iban_is_valid(identifier):
+        raise PydanticCustomError(
+            "invalid_iban", "identifier looks like an IBAN but its check digits are wrong"
+        )
+
+
+class AccountCreate(Body):
+    """``identifier``: the IBAN or account number; only its masked form (``****1234``) is
+    stored. An identifier that starts like an IBAN (two letters, two digits) must be one."""
+
+    institution: Name
+    identifier: AccountIdentifier
+    currency: Currency = "EUR"
+
+    @model_validator(mode="after")
+    def _iban(self) -> AccountCreate:
+        _checked_identifier(self.identifier)
+        return self
+
+
+class AccountUpdate(Patch):
+    institution: Name | SkipJsonSchema[None] = None
+    identifier: AccountIdentifier | SkipJsonSchema[None] = None
+    currency: Currency | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _iban(self) -> AccountUpdate:
+        _checked_identifier(self.identifier)
+        return self
+
+
+class ConsentCreate(Body):
+    """A consent (or other lawful basis) for a subject: holds from ``granted_on`` until the
+    day before ``expires_on`` (none: open-ended)."""
+
+    purpose: Purpose
+    legal_basis: LegalBasis = LegalBasis.CONSENT
+    granted_on: Date
+    expires_on: Date | None = None
+    document_ref: Line = ""
+
+    @model_validator(mode="after")
+    def _expires_after_granted(self) -> ConsentCreate:
+        if self.expires_on is not None and self.expires_on <= self.granted_on:
+            raise PydanticCustomError("date_order", "expires_on must be after granted_on")
+        return self
+
+
+class ConsentRevoke(Body):
+    """The first day the record no longer holds (default: today); not before it was
+    granted, not in the future."""
+
+    revoked_on: Date | None = None
+
+
+def account_out(account: Account, case_id: int) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "case_id": case_id,
+        "subject_id": account.subject_id,
+        "institution": account.institution,
+        "number_masked": account.number_masked,
+        "currency": account.currency,
+        "version": account.version,
+    }
+
+
+def consent_out(record: ConsentRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "subject_id": record.subject_id,
+        "purpose": record.purpose,
+        "legal_basis": record.legal_basis.value,
+        "granted_on": record.granted_on,
+        "expires_on": record.expires_on,
+        "revoked_on": record.revoked_on,
+        "document_ref": record.document_ref,
+        "recorded_by_id": record.recorded_by_id,
+        "created_at": record.created_at,
+        "version": record.version,
+    }
 
 
 def to_cents(amount: str | Decimal) -> int:

@@ -259,12 +259,17 @@ def _cases(rng: random.Random, n_cases: int, today: dt.date) -> tuple[list[dict[
                     "number_masked": f"****{rng.randint(0, 9999):04d}",
                 }
             )
+            granted_on = today - dt.timedelta(days=rng.randint(1, 700))
+            # Every sixth subject's consent was revoked a month after it was granted (no rng
+            # draw: the rest of the demo data stays as it was).
+            revoked_on = granted_on + dt.timedelta(days=30) if sid % 6 == 0 else None
             consents.append(
                 {
                     "organization_id": org,
                     "subject_id": sid,
                     "purpose": "investigation",
-                    "granted_on": today - dt.timedelta(days=rng.randint(1, 700)),
+                    "granted_on": granted_on,
+                    "revoked_on": revoked_on if revoked_on and revoked_on <= today else None,
                 }
             )
     return cases, subjects, accounts, consents

@@ -18,7 +18,8 @@ from casebook.auth import Passwords, Principal, TokenService
 from casebook.models import Base
 from casebook.rollups import AGGREGATES  # also puts the rollup tables in Base.metadata
 from casebook.settings import CasebookSettings
-from casebook.sync import mutations, shapes
+from casebook.standing import Standing
+from casebook.sync import mutations, scopes, shapes
 from casebook.tasks import TaskState, tasks
 from lockstep import (
     Aggregates,
@@ -43,7 +44,11 @@ def tracking() -> Tracking:
     return Tracking(
         Base.metadata,
         scopes=["organization_id", "case_id"],
-        per_table={"accounts": ["subject_id"], "consent_records": ["subject_id"]},
+        per_table={
+            "accounts": ["subject_id"],
+            "consent_records": ["subject_id"],
+            "transactions": ["account_id"],  # an account's balance and ledger (0012)
+        },
     )
 
 
@@ -94,7 +99,8 @@ class Services:
     offline: Offline
     realtime: Realtime
     passwords: Passwords
-    identify: Callable[[Scope], Hashable | None]  # the caller's organization (cache keys)
+    identify: Callable[[Scope], Hashable | None]  # the caller's organization (body limits)
+    standing: Standing  # whether a token's user is still active with the token's role
     user: Callable[[Scope], Hashable | None]  # the caller's user id (rate limits)
     limiter: RateLimiter
 
@@ -106,14 +112,17 @@ class Services:
             refresh_days=settings.refresh_token_days,
         )
         caller = _caller(tokens)
-        identify = _identify(caller)
-        db, runtime, jobs, realtime = _runtime(settings, tokens, identify=identify)
+        db, runtime, jobs, realtime, standing = _runtime(settings, tokens)
+        # Cached answers before routing only for callers whose user still stands (the hook
+        # needs the runtime's cache, so it is set once the runtime exists).
+        runtime.http.identify = standing.identify(caller)
         # After the runtime: shape messages carry the change feed's transaction ids.
         offline = Offline(
             db,
             runtime.changes,
-            shapes=shapes(tokens),
-            mutations=mutations(tokens),
+            shapes=shapes(standing),
+            mutations=mutations(standing),
+            scopes=scopes(standing, db),
             version=head_revision(MIGRATIONS) or "",
         )
         return cls(
@@ -125,14 +134,16 @@ class Services:
             offline=offline,
             realtime=realtime,
             passwords=Passwords(workers=settings.password_workers, queue=settings.password_queue),
-            identify=identify,
+            identify=_identify(caller),
+            standing=standing,
             user=_user(caller),
             limiter=rate_limiter(settings, registry=runtime.registry),
         )
 
     def worker(self, **options: Any) -> Worker:
         """A job worker for casebook's tasks (see :class:`lockstep.Worker` for options)."""
-        return self.jobs.worker(state=TaskState(self.settings, jobs=self.jobs), **options)
+        state = TaskState(self.settings, jobs=self.jobs, changes=self.lockstep.changes)
+        return self.jobs.worker(state=state, **options)
 
     def embedded_worker(self) -> AbstractAsyncContextManager[object]:
         """The in-process worker ``casebook serve`` runs in embedded (SQLite) mode."""
@@ -142,22 +153,21 @@ class Services:
 
 
 def _runtime(
-    settings: CasebookSettings,
-    tokens: TokenService | None = None,
-    identify: Callable[[Scope], Hashable | None] | None = None,
-) -> tuple[Database, Lockstep, Jobs, Realtime]:
+    settings: CasebookSettings, tokens: TokenService | None = None
+) -> tuple[Database, Lockstep, Jobs, Realtime, Standing]:
     """The database with the rollups, the audit trail, the change feed and realtime
-    publishing installed, the lockstep runtime and the jobs: what every casebook process
-    writes through."""
+    publishing installed, the lockstep runtime, the jobs and the users' standing: what
+    every casebook process writes through."""
     db = Database(settings)
     AGGREGATES.install(db)  # dashboard rollups, maintained in every writer transaction
     audit_trail().install(db)  # who wrote what, in the writing transaction (casebook.audit)
     # The schema revision is part of every cache key: a migration retires old entries.
     namespace = f"casebook:{head_revision(MIGRATIONS)}"
-    runtime = Lockstep(settings, db, tracking(), namespace=namespace, identify=identify)
+    runtime = Lockstep(settings, db, tracking(), namespace=namespace)
     jobs = Jobs(db, tasks, settings, registry=runtime.registry)
-    realtime = live.build(settings, db, jobs, tokens, registry=runtime.registry)
-    return db, runtime, jobs, realtime
+    standing = Standing(db, runtime.cache, tokens)
+    realtime = live.build(settings, db, jobs, standing, registry=runtime.registry)
+    return db, runtime, jobs, realtime, standing
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,5 +190,5 @@ def lockstep_app(**overrides: Any) -> OperatorView:
     asked for."""
     overrides.setdefault("slow_query_ms", 0)
     settings = load_settings(CasebookSettings, **overrides)
-    db, runtime, jobs, _ = _runtime(settings)
+    db, runtime, jobs, _, _ = _runtime(settings)
     return OperatorView(db, runtime, jobs, AGGREGATES, MIGRATIONS)

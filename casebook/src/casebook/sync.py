@@ -9,7 +9,8 @@ the old one's clients as a delete.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from starlette.requests import Request
 
 from casebook import adjudication
 from casebook.adjudication import DecisionIn
-from casebook.auth import Principal, TokenService
+from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
     Case,
@@ -28,25 +29,27 @@ from casebook.models import (
     Transaction,
 )
 from casebook.schemas import case_out, subject_out
-from lockstep import AuthenticationError, NotFoundError, PermissionDeniedError
-from lockstep.offline import MutationContext, Mutations, Shape
+from casebook.standing import Standing
+from lockstep import AuthenticationError, Database, NotFoundError, PermissionDeniedError
+from lockstep.offline import MutationContext, Mutations, ScopeShape, Shape, SyncScope, in_list
 
 
-def principal_of(tokens: TokenService, request: Request) -> Principal:
-    """The caller from ``Authorization: Bearer <access token>``; 401 otherwise."""
+async def principal_of(standing: Standing, request: Request) -> Principal:
+    """The caller from ``Authorization: Bearer <access token>`` whose user still stands;
+    401 otherwise."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("missing bearer token")
-    return tokens.verify(token.strip(), "access")
+    return await standing.authenticate(token.strip())
 
 
-def shapes(tokens: TokenService) -> list[Shape]:
+def shapes(standing: Standing) -> list[Shape]:
     """cases, subjects, adjudication_items and transactions of the caller's organization."""
 
-    def organization(request: Request) -> Mapping[str, Any]:
-        return {"organization_id": principal_of(tokens, request).organization_id}
+    async def organization(request: Request) -> Mapping[str, Any]:
+        return {"organization_id": (await principal_of(standing, request)).organization_id}
 
-    scope: Callable[[Request], Mapping[str, Any]] = organization
+    scope: Callable[[Request], Awaitable[Mapping[str, Any]]] = organization
     return [
         Shape(
             Case.__table__,  # type: ignore[arg-type]
@@ -123,6 +126,66 @@ def shapes(tokens: TokenService) -> list[Shape]:
     ]
 
 
+# -- sync scopes (GET /v1/sync/scopes/{name}) ---------------------------------------------
+
+OPEN = (CaseStatus.OPEN.value, CaseStatus.UNDER_REVIEW.value)
+MAX_SCOPED_CASES = 150  # a where's IN list stays within the shape filter's size limit
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """A caller's open cases (most urgent first), what the "my-cases" scope binds."""
+
+    user_id: int
+    case_ids: tuple[int, ...]
+
+
+def scopes(standing: Standing, db: Database) -> list[SyncScope]:
+    """``my-cases``, what an investigator on site needs first: the caller's assigned open
+    cases, then their subjects, then their transactions; then each case's page (prefetch).
+    Every shape stays scoped to the caller's organization by ``/v1/shape`` itself."""
+
+    async def assigned(request: Request) -> Assigned:
+        principal = await principal_of(standing, request)
+        async with db.reader() as session:
+            ids = await session.scalars(
+                select(Case.id)
+                .where(
+                    Case.organization_id == principal.organization_id,
+                    Case.assignee_id == principal.user_id,
+                    Case.status.in_([CaseStatus(s) for s in OPEN]),
+                )
+                .order_by(Case.priority, Case.id)
+                .limit(MAX_SCOPED_CASES)
+            )
+            return Assigned(principal.user_id, tuple(ids))
+
+    def of_my_cases(bound: Assigned) -> str:
+        return in_list("case_id", bound.case_ids)
+
+    return [
+        SyncScope(
+            "my-cases",
+            bind=assigned,
+            shapes=[
+                ScopeShape(
+                    "cases",
+                    where="assignee_id = $1 AND status IN ($2, $3)",
+                    params=lambda bound: [bound.user_id, *OPEN],
+                    priority=0,
+                ),
+                ScopeShape("subjects", where=of_my_cases, params=_case_ids, priority=1),
+                ScopeShape("transactions", where=of_my_cases, params=_case_ids, priority=2),
+            ],
+            prefetch=lambda bound: [f"/api/v1/cases/{i}" for i in bound.case_ids],
+        )
+    ]
+
+
+def _case_ids(bound: Assigned) -> tuple[int, ...]:
+    return bound.case_ids
+
+
 # -- mutations (POST /sync/push) -------------------------------------------------------------
 
 
@@ -152,10 +215,10 @@ class Decision(DecisionIn):
     item_id: int
 
 
-def mutations(tokens: TokenService) -> Mutations:
+def mutations(standing: Standing) -> Mutations:
     """The edits casebook's clients push: case fields, subject notes, adjudications."""
     registry = Mutations(
-        authenticate=lambda request: principal_of(tokens, request),
+        authenticate=lambda request: principal_of(standing, request),
         owner=lambda principal: principal.user_id,
     )
 

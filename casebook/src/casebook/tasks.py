@@ -26,29 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import case, extract, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
 
 from casebook.imports import TIME_LIMIT as IMPORT_TIME_LIMIT
 from casebook.imports import run_queued_import, spool_path, sweep_uploads
 from casebook.models import (
     Case,
-    Direction,
-    Organization,
     Report,
     ReportStatus,
     Role,
-    Subject,
-    Transaction,
     User,
     utcnow,
 )
 from casebook.notifications import Channel, Message, OutboxSender, Sender
+from casebook.report_data import one_snapshot, report_data
 from casebook.reports import render_case_report
 from casebook.settings import CasebookSettings
 from lockstep import (
     Backoff,
+    Changes,
     ConflictError,
     ImportProgress,
     JobContext,
@@ -80,6 +76,7 @@ class TaskState:
     settings: CasebookSettings
     sender: Sender = field(default_factory=OutboxSender)
     jobs: Jobs | None = None  # the sweep reads the state of import jobs
+    changes: Changes | None = None  # a report reads the change-feed position it is as of
 
     def report_path(self, report_id: int) -> Path:
         return self.settings.data_dir.resolve() / REPORTS_DIR / f"report-{report_id}.pdf"
@@ -101,68 +98,6 @@ def _state(ctx: JobContext) -> TaskState:
     if not isinstance(state, TaskState):
         raise TypeError("casebook tasks need a worker started with state=TaskState(...)")
     return state
-
-
-async def report_data(session: AsyncSession, report: Report) -> dict[str, Any]:
-    """Everything the PDF shows, as plain picklable values."""
-    case_row = await session.scalar(
-        select(Case).where(Case.id == report.case_id).options(selectinload(Case.assignee))
-    )
-    if case_row is None:
-        raise LookupError(f"case {report.case_id} of report {report.id} is gone")
-    organization = await session.scalar(
-        select(Organization.name).where(Organization.id == report.organization_id)
-    )
-    subjects = await session.scalar(
-        select(func.count()).select_from(Subject).where(Subject.case_id == case_row.id)
-    )
-    debit = func.sum(
-        case((Transaction.direction == Direction.DEBIT, Transaction.amount_cents), else_=0)
-    )
-    credit = func.sum(
-        case((Transaction.direction == Direction.CREDIT, Transaction.amount_cents), else_=0)
-    )
-    of_case = Transaction.case_id == case_row.id
-    by_category = await session.execute(
-        select(Transaction.category, func.count(), debit, credit)
-        .where(of_case)
-        .group_by(Transaction.category)
-        .order_by((debit + credit).desc(), Transaction.category)
-    )
-    year, month = extract("year", Transaction.posted_on), extract("month", Transaction.posted_on)
-    by_month = await session.execute(
-        select(year, month, debit, credit)
-        .where(of_case)
-        .group_by(year, month)
-        .order_by(year, month)
-    )
-    categories = [
-        {"category": c, "count": int(n), "debit_cents": int(d or 0), "credit_cents": int(k or 0)}
-        for c, n, d, k in by_category
-    ]
-    return {
-        "title": f"Case {case_row.reference}: {case_row.title}",
-        "organization": organization or "",
-        "generated_at": utcnow().strftime("%Y-%m-%d %H:%M UTC"),
-        "case": {
-            "reference": case_row.reference,
-            "title": case_row.title,
-            "status": case_row.status.value,
-            "opened_on": case_row.opened_on.isoformat(),
-            "assignee": case_row.assignee.full_name if case_row.assignee else "",
-            "subjects": int(subjects or 0),
-            "transactions": sum(item["count"] for item in categories),
-        },
-        "categories": categories,
-        "months": [
-            {
-                "month": f"{int(y):04d}-{int(m):02d}",
-                "debit_cents": int(d or 0),
-                "credit_cents": int(k or 0),
-            }
-            for y, m, d, k in by_month
-        ],
-    }
 
 
 @tasks.task(
@@ -226,10 +161,14 @@ async def generate_report(ctx: JobContext, report_id: int) -> dict[str, int]:
     """Render report ``report_id`` and mark it ready (or failed after the last attempt)."""
     state = _state(ctx)
     async with ctx.database.reader() as session:
+        # One snapshot: the figures and the change-feed position they are as of agree.
+        await one_snapshot(session, ctx.database)
         report = await session.get(Report, report_id)
         if report is None:  # its case was deleted meanwhile: nothing to render
             return {"pages": 0, "bytes": 0}
-        data = await report_data(session, report)
+        if state.changes is None:
+            raise TypeError("casebook.reports.generate needs a worker whose TaskState has changes")
+        data = await report_data(session, report, state.changes.feed)
     ctx.progress(1, total=3, message="figures loaded")
     path = state.report_path(report_id)
     try:

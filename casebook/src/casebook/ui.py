@@ -87,7 +87,7 @@ def mount_ui(app: FastAPI, root: Path = STATIC, *, lockstep_module: str = "") ->
         return HTMLResponse(body, headers=headers)
 
     for path in ("/", "/app", "/app/{path:path}"):
-        app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, page, methods=["GET", "HEAD"], include_in_schema=False)
     # Compressed for browsers that ask (all do): the JS travels at about a quarter its size.
     app.mount(
         assets, GZipMiddleware(ImmutableFiles(directory=root), minimum_size=1024), name="static"

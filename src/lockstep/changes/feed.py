@@ -80,6 +80,27 @@ class ChangeFeed:
         _, cursor = await self.since(None, limit=None, skip_rows=True)
         return cursor
 
+    async def position(self, session: Any) -> Cursor:
+        """The position of ``session``'s snapshot: every change set its reads see is before
+        the cursor, every other one after it — ``since(cursor)`` later returns exactly the
+        changes those reads missed. Read it in the session whose figures it should date: on
+        PostgreSQL that session must hold one snapshot (``isolation_level="REPEATABLE
+        READ"`` on its connection, asked for before its first statement); a SQLite read
+        session is one transaction already.
+        """
+        generation = await self.generation()
+        t = changes_table
+        if self.database.is_sqlite:
+            top = await session.scalar(select(func.max(t.c.id)))
+            return Cursor(generation, int(top or 0))
+        xmin = int(await session.scalar(_XMIN))
+        rows = (
+            await session.execute(
+                select(t.c.txid, t.c.id).where(t.c.txid >= xmin).order_by(t.c.txid, t.c.id)
+            )
+        ).all()
+        return Cursor(generation, xmin, tuple((int(r.txid), int(r.id)) for r in rows))
+
     async def since(
         self, cursor: Cursor | str | None, *, limit: int | None = 1000, skip_rows: bool = False
     ) -> tuple[list[ChangeSet], Cursor]:

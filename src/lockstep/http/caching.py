@@ -49,6 +49,9 @@ from lockstep.cache import Cache, Dependency, StampSnapshot
 from lockstep.exceptions import CacheUnavailableError, ConfigurationError
 from lockstep.http.consistency import current_http_scope
 
+# Names a raw request's caller (or None); may be a coroutine function (see HttpCache).
+Identify = Callable[[Scope], Hashable | Awaitable[Hashable | None] | None]
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 CACHE_CONTROL = {
@@ -319,20 +322,25 @@ class HttpCache:
     """The :class:`Cache` HTTP routes use, found per request at ``app.state.lockstep.http``.
 
     It also remembers, per URL and caller, the key and dependencies a 2xx answer was cached
-    under, so the next request for that URL is answered (304 or replay, by the same function
-    the route uses) before routing, FastAPI's dependency solving and the endpoint — the same
-    stamps decide, so it is exactly as fresh. Public routes always; private routes only when
-    the app supplies ``identify(scope)``, a function that fully authenticates the raw request
-    (signature, expiry) and returns the value the routes' ``vary`` returns for that caller,
-    or None. Without it, private routes always go through the app, so authentication runs
-    first.
+    under, so the caller's next request for that URL is answered (304 or replay, by the same
+    function the route uses) before routing, FastAPI's dependency solving and the endpoint —
+    the same stamps decide, so it is exactly as fresh. Public routes for anyone; private
+    routes only when the app supplies ``identify(scope)``, a function that fully
+    authenticates the raw request (signature, expiry) and names the caller — an identity two
+    requests share only if they have the same rights (casebook: the user and the role) — or
+    returns None. A private answer is replayed only to the caller it was produced for, who
+    passed the route's checks for that URL, so skipping them skips nothing that caller would
+    fail; other callers go through the route (and still share the cached value and ETag when
+    the route's ``vary`` says so). Without ``identify``, private routes always go through
+    the app. ``identify`` may be a coroutine function: an app that must check that a
+    token's user still stands (not deactivated, same role) reads that through the cache.
     """
 
     def __init__(
         self,
         cache: Cache,
         max_shortcuts: int = 10_000,
-        identify: Callable[[Scope], Hashable | None] | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.cache = cache
         self.identify = identify
@@ -358,7 +366,7 @@ class HttpCache:
             return None
         entry = self._shortcuts.get(self._url(scope, _PUBLIC))
         if entry is None and self.identify is not None:
-            who = self.identify(scope)
+            who = await self.who(scope)
             if who is not None:
                 entry = self._shortcuts.get(self._url(scope, who))
         if entry is None:
@@ -377,6 +385,15 @@ class HttpCache:
         scope.update(entry.routing)  # metrics still label the answer by its route template
         return _respond(stored, etag, if_none_match, entry.fixed, "hit", age)
 
+    async def who(self, scope: Scope) -> Hashable | None:
+        """What ``identify`` names the request's caller (None: anonymous, or no hook)."""
+        if self.identify is None:
+            return None
+        who = self.identify(scope)
+        if inspect.isawaitable(who):
+            who = await who
+        return who
+
     async def stamps(
         self, deps: Sequence[Dependency]
     ) -> tuple[tuple[str, ...], StampSnapshot] | None:
@@ -393,21 +410,16 @@ class HttpCache:
 _PUBLIC = ("lockstep", "public")
 
 
-def _shortcut_identity(
-    http: HttpCache, scope: Scope, public: bool, varies: Hashable
-) -> Hashable | None:
+async def _shortcut_identity(http: HttpCache, scope: Scope, public: bool) -> Hashable | None:
     """Under which caller a cached answer may be served before routing, or None (never).
 
-    Public routes: anyone. Private routes: only with an ``identify`` hook, and only when it
-    names this request's caller exactly as the route's ``vary`` did (a hook that disagrees
-    with the route disables the shortcut rather than serving one caller's data to another).
+    Public routes: anyone. Private routes: only with an ``identify`` hook, and only to the
+    caller it names for the request that produced the answer — who passed the route's
+    checks for this URL — never to another caller, whatever the route's ``vary`` shares.
     """
     if public:
         return _PUBLIC
-    if http.identify is None or varies is None:
-        return None
-    who = http.identify(scope)
-    return who if who == varies else None
+    return await http.who(scope)
 
 
 def current_http_cache() -> tuple[Scope, HttpCache]:
@@ -492,7 +504,7 @@ def cached(
             )
             stored = found.value
             if found.etag and 200 <= stored.status < 300 and found.status != "bypass" and not off:
-                who = _shortcut_identity(http, scope, spec.public, cache_key.vary)
+                who = await _shortcut_identity(http, scope, spec.public)
                 if who is not None:
                     routing = {k: scope[k] for k in ("route", "fastapi") if k in scope}
                     if "fastapi" in routing:

@@ -14,6 +14,7 @@ from lockstep.offline.mutations import (
     StaleVersion,
     plan,
 )
+from lockstep.offline.scopes import SCOPES_PATH, ScopeOut, ScopeShape, SyncScope, in_list
 from lockstep.offline.server import PUSH_PATH, SHAPE_PATH, Offline
 from lockstep.offline.shapes import Shape
 from lockstep.offline.tables import OFFLINE_TABLES, ensure_offline_tables
@@ -21,6 +22,7 @@ from lockstep.offline.tables import OFFLINE_TABLES, ensure_offline_tables
 __all__ = [
     "OFFLINE_TABLES",
     "PUSH_PATH",
+    "SCOPES_PATH",
     "SHAPE_PATH",
     "BrowserModule",
     "Filter",
@@ -29,9 +31,13 @@ __all__ = [
     "MutationGap",
     "Mutations",
     "Offline",
+    "ScopeOut",
+    "ScopeShape",
     "Shape",
     "StaleVersion",
+    "SyncScope",
     "ensure_offline_tables",
     "equal_to",
+    "in_list",
     "plan",
 ]

@@ -14,6 +14,7 @@ a worker's must be; ``no-cache``), a two-line module naming the current hash, se
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import mimetypes
@@ -43,6 +44,12 @@ class BrowserModule:
         for name, content in self.files.items():
             digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
         self.version = digest.hexdigest()[:16]
+        # Compressed once here, not per request; only where it saves something.
+        self.gzipped: dict[str, bytes] = {}
+        for name, content in self.files.items():
+            packed = gzip.compress(content, compresslevel=9, mtime=0)
+            if len(packed) < len(content) - 256:
+                self.gzipped[name] = packed
         self.base = f"{self.prefix}/{self.version}/"
         self.worker_url = f"{self.prefix}/sw.js"
         scripts = [self.base + name for name in self.files if name.endswith((".js", ".mjs"))]
@@ -83,8 +90,24 @@ class BrowserModule:
             return Response(b"not found", 404, {"Cache-Control": "no-store"})
         suffix = Path(request.path_params["path"]).suffix
         media = TYPES.get(suffix) or mimetypes.guess_type(request.path_params["path"])[0]
-        return Response(
-            content,
-            media_type=media or "text/plain",
-            headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"},
-        )
+        headers = {"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
+        packed = self.gzipped.get(request.path_params["path"])
+        if packed is not None:
+            headers["Vary"] = "Accept-Encoding"
+            if accepts_gzip(request.headers.get("accept-encoding", "")):
+                content = packed
+                headers["Content-Encoding"] = "gzip"
+        return Response(content, media_type=media or "text/plain", headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (``gzip`` or ``*``, not ``;q=0``)."""
+    allowed: dict[str, bool] = {}
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = params.strip().removeprefix("q=").strip() if params else "1"
+        try:
+            allowed[coding.strip().lower()] = float(quality) > 0
+        except ValueError:
+            allowed[coding.strip().lower()] = False
+    return allowed.get("gzip", allowed.get("*", False))

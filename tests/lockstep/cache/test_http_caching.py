@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Header
+from starlette.types import Scope
 
 from lockstep import JSONBytesResponse, Lockstep, Row, Settings, cached, install_observability
 from lockstep.changes import Tracking, ensure_change_log
 from lockstep.db import Database
-from lockstep.exceptions import ConfigurationError, NotFoundError
+from lockstep.exceptions import ConfigurationError, NotFoundError, PermissionDeniedError
 from lockstep.settings import load_settings
 
 from ..conftest import Base, Folder
 
 AppFactory = Callable[..., FastAPI]
+
+
+async def identify_by_headers(scope: Scope) -> Hashable | None:
+    """The caller as the test's requests name it (a coroutine, as hooks may be)."""
+    headers = dict(scope["headers"])
+    user = headers.get(b"x-user")
+    return None if user is None else (user, headers.get(b"x-role", b"analyst"))
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -27,7 +35,21 @@ def build_app(settings: Settings) -> FastAPI:
     def count_call() -> None:
         calls.append("dependency")
 
-    runtime = Lockstep(settings, db, Tracking(Base.metadata, scopes=["org_id"]), namespace="t")
+    def admin(
+        x_user: str = Header("anon"), x_role: str = Header("analyst"), x_org: str = Header("1")
+    ) -> tuple[str, str, str]:
+        calls.append("admin check")
+        if x_role != "admin":
+            raise PermissionDeniedError("admins only")
+        return (x_user, x_role, x_org)
+
+    runtime = Lockstep(
+        settings,
+        db,
+        Tracking(Base.metadata, scopes=["org_id"]),
+        namespace="t",
+        identify=identify_by_headers,
+    )
     app = FastAPI(lifespan=runtime.lifespan)
     runtime.install(app)
     install_observability(app, settings, database=db, registry=runtime.registry)
@@ -55,6 +77,21 @@ def build_app(settings: Settings) -> FastAPI:
     )
     async def public_folder(
         folder_id: int, counted: None = Depends(count_call)
+    ) -> JSONBytesResponse:
+        async with db.reader() as s:
+            folder = await s.get(Folder, folder_id)
+        if folder is None:
+            raise NotFoundError("no such folder")
+        return JSONBytesResponse({"id": folder.id, "name": folder.name})
+
+    @app.get("/admin/folders/{folder_id}")
+    @cached(
+        name="admin_folder",
+        depends=lambda folder_id: [Row("folders", folder_id)],
+        vary=lambda caller: caller[2],  # one value for the organization's admins
+    )
+    async def admin_folder(
+        folder_id: int, caller: tuple[str, str, str] = Depends(admin)
     ) -> JSONBytesResponse:
         async with db.reader() as s:
             folder = await s.get(Folder, folder_id)
@@ -219,3 +256,27 @@ async def test_public_hits_are_answered_before_routing(make_app: AppFactory) -> 
             if line.startswith("http_requests_total") and "<unmatched>" in line
         ]
         assert unmatched == []  # shortcut answers keep their route template label
+
+
+async def test_a_private_answer_is_replayed_before_routing_only_to_its_own_caller(
+    make_app: AppFactory,
+) -> None:
+    """The route's role check runs for everyone but the caller the answer was made for: an
+    analyst of the same organization (the same ``vary``) is refused, another admin is
+    checked and then shares the cached value."""
+    app = make_app()
+    await make_app.prepare(app)  # type: ignore[attr-defined]
+    checks = app.state.calls
+    admin = {"X-User": "ann", "X-Role": "admin", "X-Org": "1"}
+    async with _client(app) as client:
+        first = await client.get("/admin/folders/1", headers=admin)
+        assert (first.status_code, first.headers["x-cache"], len(checks)) == (200, "MISS", 1)
+        again = await client.get("/admin/folders/1", headers=admin)
+        assert (again.headers["x-cache"], len(checks)) == ("HIT", 1)  # before routing
+        analyst = await client.get("/admin/folders/1", headers={**admin, "X-Role": "analyst"})
+        assert (analyst.status_code, len(checks)) == (403, 2)
+        other = await client.get("/admin/folders/1", headers={**admin, "X-User": "bo"})
+        assert (other.status_code, other.headers["x-cache"], len(checks)) == (200, "HIT", 3)
+        assert other.headers["etag"] == first.headers["etag"]
+        anonymous = await client.get("/admin/folders/1", headers={"X-Org": "1"})
+        assert (anonymous.status_code, len(checks)) == (403, 4)

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from lockstep.changes import Cursor
 from lockstep.changes.log import COMPACTED_BELOW, meta_table, write_changeset
@@ -134,3 +134,50 @@ async def test_update_statement_is_logged_once_per_commit(feed: Feed) -> None:
     batch, _ = await feed.changes.feed.since(head)
     assert len(batch) == 1
     assert len(batch[0].changes) == 2
+
+
+async def test_position_dates_a_snapshot_exactly(feed: Feed) -> None:
+    """``position(session)`` read in one snapshot: what the snapshot saw is before it, what it
+    did not see — a commit after the snapshot was taken — comes from ``since``."""
+    await _write(feed, 1)
+    async with feed.db.reader() as session:
+        if not feed.db.is_sqlite:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        position = await feed.changes.feed.position(session)
+        await _write(feed, 2)  # committed while the snapshot is open: not in it
+        seen = await session.scalar(select(func.count()).select_from(Folder))
+        assert await feed.changes.feed.position(session) == position  # the same snapshot
+    assert seen == 1
+    batch, _ = await feed.changes.feed.since(position.encode())
+    assert _keys(batch) == ["2"]
+
+
+@pytest.mark.postgres
+async def test_position_delivers_a_transaction_open_during_the_snapshot(feed: Feed) -> None:
+    """A transaction that took its log row before the snapshot but committed after it is
+    not in the snapshot, so ``since(position)`` delivers it."""
+    if feed.db.is_sqlite:
+        pytest.skip("SQLite has one writer: commit order is id order")
+    logged, release = asyncio.Event(), asyncio.Event()
+
+    async def late() -> None:
+        async with feed.db.writer() as s:
+            s.add(Folder(id=10, org_id=1))
+            await s.flush()
+            change = Change(table="folders", op="insert", key=("10",))
+            await s.run_sync(lambda sync: write_changeset(sync.connection(), [change]))
+            logged.set()
+            await release.wait()
+
+    task = asyncio.create_task(late())
+    await logged.wait()
+    await _write(feed, 2)
+    async with feed.db.reader() as session:
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        position = await feed.changes.feed.position(session)
+        ids = set(await session.scalars(select(Folder.id)))
+    assert ids == {2}
+    release.set()
+    await task
+    batch, _ = await feed.changes.feed.since(position)
+    assert _keys(batch) == ["10", "10"]

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from lockstep.offline import BrowserModule
+from lockstep.offline.browser import accepts_gzip
 
 JS = Path(__file__).resolve().parents[2] / "js"
 
@@ -42,6 +43,43 @@ async def test_files_are_content_hashed_and_immutable_the_worker_is_not() -> Non
         assert old.status_code == 404
         assert old.headers["cache-control"] == "no-store"
         assert (await client.get(browser.base + "missing.js")).status_code == 404
+
+
+async def test_files_are_sent_gzipped_to_whoever_accepts_it() -> None:
+    browser = BrowserModule()
+    app = FastAPI()
+    browser.install(app)
+    url = browser.base + "vendor/electric-sql-client/index.browser.mjs"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        plain = await client.get(url, headers={"Accept-Encoding": "identity"})
+        packed = await client.get(url, headers={"Accept-Encoding": "br;q=1, gzip;q=0.5"})
+        refused = await client.get(url, headers={"Accept-Encoding": "gzip;q=0, *"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content  # httpx decoded it: the same file
+    assert packed.num_bytes_downloaded < plain.num_bytes_downloaded // 2
+    assert "content-encoding" not in refused.headers
+    assert plain.headers["vary"] == packed.headers["vary"] == "Accept-Encoding"
+    assert packed.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip"),
+    [
+        ("gzip, deflate, br", True),
+        ("GZIP", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, *", False),
+        ("*;q=0", False),
+        ("identity", False),
+        ("", False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_accept_encoding_is_read_with_its_weights(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip
 
 
 def test_the_hash_changes_with_any_file(tmp_path: Path) -> None:

@@ -137,10 +137,12 @@ async def flag_transaction(
 async def claim_adjudication_item(
     item_id: IdPath, principal: ReviewerDep, services: ServicesDep
 ) -> JSONBytesResponse:
-    """Take (or renew) the lease on a pending item for ``LOCKSTEP_ADJUDICATION_LEASE_MINUTES``;
-    409 while another reviewer holds it, 403 under the four-eyes rule."""
-    minutes = services.settings.adjudication_lease_minutes
+    """Take (or renew) the lease on a pending item for the organization's lease minutes
+    (``/organization``; by default ``LOCKSTEP_ADJUDICATION_LEASE_MINUTES``); 409 while
+    another reviewer holds it, 403 under the four-eyes rule."""
+    default = services.settings.adjudication_lease_minutes
     async with services.db.writer() as session:
+        minutes = await adjudication.lease_minutes(session, principal.organization_id, default)
         item = await adjudication.claim(session, principal, item_id, minutes=minutes)
         out = item_out(item, await transaction_of(session, item))
     return JSONBytesResponse(out)

@@ -23,14 +23,16 @@ def get_services(request: Request) -> Services:
 bearer = HTTPBearer(auto_error=False, description="an access token from /auth/token")
 
 
-def get_principal(
+async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     services: Annotated[Services, Depends(get_services)],
 ) -> Principal:
-    """The caller from ``Authorization: Bearer <access token>``; 401 otherwise."""
+    """The caller from ``Authorization: Bearer <access token>``; 401 otherwise, also when
+    the token's user has since been deactivated or given another role
+    (:mod:`casebook.standing`)."""
     if credentials is None or not credentials.credentials.strip():
         raise AuthenticationError("missing bearer token")
-    return services.tokens.verify(credentials.credentials.strip(), "access")
+    return await services.standing.authenticate(credentials.credentials.strip())
 
 
 def require_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

@@ -22,6 +22,7 @@ from casebook.responses import TransactionFields, TransactionOut, TransactionPag
 from casebook.schemas import (
     TRANSACTION_FIELDS,
     CategoryQuery,
+    CounterpartyQuery,
     CursorQuery,
     Date,
     IdPath,
@@ -116,8 +117,11 @@ def ledger_query(
     subject_id: int | None,
     min_amount: str | None,
     max_amount: str | None,
+    account_id: int | None = None,
+    counterparty: str | None = None,
 ) -> Select[Transaction]:
-    """The case's transactions matching the ledger's filters (the list and its export)."""
+    """The case's transactions matching the ledger's filters (the list, its export, an
+    account's ledger and a counterparty's drill-down)."""
     if date_from and date_to and date_from > date_to:
         raise BadRequestError("'from' must not be after 'to'")
     t = Transaction
@@ -138,6 +142,10 @@ def ledger_query(
         stmt = stmt.where(t.amount_cents >= to_cents(min_amount))
     if max_amount is not None:
         stmt = stmt.where(t.amount_cents <= to_cents(max_amount))
+    if account_id is not None:
+        stmt = stmt.where(t.account_id == account_id)
+    if counterparty is not None:
+        stmt = stmt.where(t.counterparty == counterparty)
     return stmt
 
 
@@ -169,12 +177,14 @@ async def export_transactions(
     subject_id: IdQuery = None,
     min_amount: MoneyQuery = None,
     max_amount: MoneyQuery = None,
+    account_id: IdQuery = None,
+    counterparty: CounterpartyQuery = None,
 ) -> StreamingResponse:
     """The ledger as CSV, streamed a page at a time (the same filters as the list, every
     page); text cells a spreadsheet would evaluate are prefixed with ``'``."""
     stmt = ledger_query(
         principal, case_id, date_from, date_to, category, direction, flagged, subject_id,
-        min_amount, max_amount,
+        min_amount, max_amount, account_id, counterparty,
     )  # fmt: skip
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
@@ -239,19 +249,31 @@ async def list_transactions(
     subject_id: IdQuery = None,
     min_amount: MoneyQuery = None,
     max_amount: MoneyQuery = None,
+    account_id: IdQuery = None,
+    counterparty: CounterpartyQuery = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
     fields: FieldsQuery = None,
 ) -> JSONBytesResponse:
-    """Transactions of one case, newest posting first (ties by id), ``limit`` at a time."""
-    wanted = parse_fields(fields, TRANSACTION_FIELDS)
+    """Transactions of one case, newest posting first (ties by id), ``limit`` at a time;
+    ``account_id`` and ``counterparty`` narrow it to one account's or one counterparty's."""
     stmt = ledger_query(
         principal, case_id, date_from, date_to, category, direction, flagged, subject_id,
-        min_amount, max_amount,
+        min_amount, max_amount, account_id, counterparty,
     )  # fmt: skip
-    stmt = ledger_page(stmt, cursor, limit)
     async with services.db.reader() as session:
         await load_case(session, principal, case_id)
+    return await ledger_response(services, stmt, cursor, limit, fields)
+
+
+async def ledger_response(
+    services: ServicesDep, stmt: Select[Transaction], cursor: str | None, limit: int,
+    fields: str | None,
+) -> JSONBytesResponse:  # fmt: skip
+    """One page of ``stmt`` (a :func:`ledger_query`) as the ledger list answers it."""
+    wanted = parse_fields(fields, TRANSACTION_FIELDS)
+    stmt = ledger_page(stmt, cursor, limit)
+    async with services.db.reader() as session:
         rows = list((await session.scalars(stmt)).all())
     more = len(rows) > limit
     rows = rows[:limit]

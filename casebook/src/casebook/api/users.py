@@ -6,9 +6,8 @@ that does not exist.
 
 A deactivation or a role change ends the user's sign-ins: every refresh token of the user
 is revoked in the same transaction, so the next refresh fails (401) and the user must sign
-in again (a deactivated user cannot). An access token already issued keeps the rights it
-was issued with until it expires — ``LOCKSTEP_ACCESS_TOKEN_MINUTES``, 15 by default — so
-that is the bound on how long a removed right lasts. An admin cannot deactivate or demote
+in again (a deactivated user cannot). An access token already issued is refused from the
+next request on (:mod:`casebook.standing`). An admin cannot deactivate or demote
 themselves (the organization would risk having no admin left).
 """
 
@@ -21,10 +20,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from casebook.api.deps import AdminDep, ServicesDep
+from casebook.api.deps import AdminDep, PrincipalDep, ServicesDep
 from casebook.auth import Principal
 from casebook.models import RefreshToken, Role, User
-from casebook.responses import UserList, UserOut
+from casebook.responses import PersonList, UserList, UserOut
 from casebook.schemas import IdPath, UserCreate, UserUpdate
 from lockstep import (
     ConflictError,
@@ -39,6 +38,8 @@ from lockstep import (
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
+# The directory every member reads (names on the queue, the audit trail, assignees).
+people = APIRouter(prefix="/people", tags=["users"])
 
 USER_LINKS = openapi_links("user_id", "get_user", "update_user")
 
@@ -63,21 +64,18 @@ async def load_user(session: AsyncSession, principal: Principal, user_id: int) -
     return user
 
 
-def _admins_of(principal: Principal) -> tuple[int, str]:
-    """What these admin-only answers vary by: the organization *and the role*. A cached
-    answer is replayed before routing (without ``AdminDep``) to callers ``identify`` names
-    like the route's ``vary``; casebook's ``identify`` names the organization, so keyed by
-    the organization alone an admin's answer reached its analysts (the differential harness
-    found it). With the role in the key the replay never applies and the check always runs.
-    """
-    return (principal.organization_id, principal.role.value)
+def _organization(principal: Principal) -> int:
+    """Whose data these answers are: the organization's (all its admins share them; other
+    roles are refused by ``AdminDep``, which lockstep never skips for them: a cached answer
+    is replayed before routing only to the caller it was made for)."""
+    return principal.organization_id
 
 
 @router.get("", response_model=UserList, responses=error_responses(403))
 @cached(
     name="users",
     depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
-    vary=_admins_of,
+    vary=_organization,
 )
 async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesResponse:
     """Every user of the organization, by name."""
@@ -90,6 +88,28 @@ async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesRes
             )
         ).all()
     return JSONBytesResponse({"items": [user_out(u) for u in users]})
+
+
+@people.get("", response_model=PersonList, responses=error_responses(401))
+@cached(
+    name="people",
+    depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
+    vary=_organization,  # every member may read it: the same answer for the organization
+)
+async def list_people(principal: PrincipalDep, services: ServicesDep) -> JSONBytesResponse:
+    """The organization's members by name, for every role: who claimed, decided, wrote or
+    is assigned something. No e-mail addresses (those are for admins, ``GET /users``)."""
+    async with services.db.reader() as session:
+        rows = await session.execute(
+            select(User.id, User.full_name, User.role, User.is_active)
+            .where(User.organization_id == principal.organization_id)
+            .order_by(User.full_name, User.id)
+        )
+    items = [
+        {"id": i, "full_name": name, "role": role.value, "is_active": active}
+        for i, name, role, active in rows
+    ]
+    return JSONBytesResponse({"items": items})
 
 
 @router.post(
@@ -126,7 +146,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=error_responses(403))
-@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_admins_of)
+@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_organization)
 async def get_user(
     user_id: IdPath, principal: AdminDep, services: ServicesDep
 ) -> JSONBytesResponse:

@@ -6,6 +6,7 @@
 //   await ls.mutate("case.update", { case_id: 7, title: "x" }, { base_version: 3, key: "cases:7" });
 //   const { row, pending } = await ls.view("cases:7", serverRow, applyEdit);
 //   ls.shape({ table: "cases", where: "id = $1", params: ["7"] }, (rows) => render(rows));
+//   const sync = await ls.syncScope("my-cases", { onRows, onProgress });  // priority order
 //   ls.on("rejected", ({ mutation, error }) => tell(error));   // rolled back: gone from views
 //
 // Guarantees (docs/offline.md, "The browser module"):
@@ -61,6 +62,7 @@ export class Lockstep {
     const settings = {
       pushUrl: DEFAULTS.pushUrl,
       shapeUrl: "/v1/shape",
+      scopesUrl: "/v1/sync/scopes",
       worker: WORKER_URL,
       token: () => null,
       refresh: null,
@@ -341,6 +343,80 @@ export class Lockstep {
         stream.unsubscribeAll();
       },
     };
+  }
+
+  /** Sync the app's scope `name` (GET /v1/sync/scopes/{name}, bound to this user by the
+   * server): its shapes by priority - a priority's shapes start together, the next one only
+   * when each of them is up to date - then its prefetch paths through fetch() (the service
+   * worker keeps their answers for offline reads). `onRows(name, rows)` after every
+   * up-to-date of any of its shapes (they stay live); `onProgress({stage, state, name,
+   * priority, rows, status, done, total})` as each shape starts and is synced ("shape") and
+   * each path is fetched ("prefetch"). Resolves, when all are done, to {scope (the server's
+   * answer), shapes (name -> {stream, shape, stop}), stop()}; rejects when the scope is
+   * refused or a shape fails (the shapes started are stopped). */
+  async syncScope(name, { onRows = () => {}, onProgress = () => {} } = {}) {
+    const url = `${this.options.scopesUrl}/${encodeURIComponent(name)}`;
+    const response = await this.fetch(url);
+    if (!response.ok) {
+      const error = new Error(`lockstep: sync scope ${name}: ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    const scope = await response.json();
+    const total = scope.shapes.length + scope.prefetch.length;
+    const followed = new Map();
+    const stop = () => followed.forEach((handle) => handle.stop());
+    let done = 0;
+    const groups = [];
+    for (const item of scope.shapes) {
+      const last = groups[groups.length - 1];
+      if (last && last[0].priority === item.priority) last.push(item);
+      else groups.push([item]);
+    }
+    const start = (item) =>
+      new Promise((resolve, reject) => {
+        let synced = false;
+        const report = (state, extra = {}) =>
+          onProgress({ stage: "shape", state, name: item.name, priority: item.priority, done, total, ...extra });
+        report("syncing");
+        const handle = this.shape(
+          item.params,
+          (rows) => {
+            onRows(item.name, rows);
+            if (!synced) {
+              synced = true;
+              done += 1;
+              report("synced", { rows: rows.length });
+              resolve();
+            }
+          },
+          {
+            onError: (error) => {
+              if (!synced) reject(error);
+              return undefined;
+            },
+          },
+        );
+        followed.set(item.name, handle);
+      });
+    try {
+      for (const group of groups) await Promise.all(group.map(start));
+    } catch (error) {
+      stop();
+      throw error;
+    }
+    for (const path of scope.prefetch) {
+      let status = 0;
+      try {
+        status = (await this.fetch(path)).status;
+      } catch (error) {
+        status = 0; // offline meanwhile: the shapes are synced, the page is not kept
+      }
+      done += 1;
+      onProgress({ stage: "prefetch", state: "fetched", name: path, status, done, total });
+    }
+    this._emit("scope-synced", { scope: scope.scope, version: scope.version });
+    return { scope, shapes: followed, stop };
   }
 
   /** Live publications of a realtime channel, through the app's own centrifuge-js client

@@ -85,3 +85,30 @@ export function categoryChart(rows, currency, { href, width }) {
 export const legend = (currency) => el("p", { class: "legend" },
   el("span", { class: "key credit" }, "credits (money in)"),
   el("span", { class: "key debit" }, "debits (money out)"), `amounts in ${currency}`);
+
+/** months: [{month, closing_cents}] oldest first → the closing balance as a line, a dot per
+ * month (each with its exact figure in a <title>), a dashed zero line when it crosses zero. */
+export function balanceChart(months, currency, { width }) {
+  const W = Math.max(300, Math.round(width || 720)), H = 220, left = 64, bottom = 28, top = 10;
+  const plotW = W - left - 12, plotH = H - top - bottom;
+  const values = months.map((m) => m.closing_cents);
+  const max = Math.max(0, ...values), min = Math.min(0, ...values);
+  const span = Math.max(1, max - min);
+  const y = (v) => top + plotH - (plotH * (v - min)) / span;
+  const step = plotW / Math.max(1, months.length - 1);
+  const x = (i) => left + (months.length === 1 ? plotW / 2 : i * step);
+  const grid = [0, 0.5, 1].map((f) => svg("g", { class: "grid" },
+    svg("line", { x1: left, x2: W - 12, y1: y(min + span * f), y2: y(min + span * f) }),
+    svg("text", { x: left - 6, y: y(min + span * f) + 4, "text-anchor": "end" }, COMPACT.format((min + span * f) / 100))));
+  const path = months.map((m, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(m.closing_cents).toFixed(1)}`).join(" ");
+  const every = Math.ceil(months.length / Math.max(2, Math.floor(plotW / 56)));
+  const points = months.map((m, i) => {
+    const text = `${monthName(m.month)}: closing balance ${money(m.closing_cents, currency)}`;
+    return svg("g", { role: "img", "aria-label": text }, title(text),
+      svg("circle", { class: "point", cx: x(i), cy: y(m.closing_cents), r: 3 }),
+      i % every === 0 ? svg("text", { x: x(i), y: H - 10, "text-anchor": "middle" }, monthName(m.month).replace(" 20", " ’")) : null);
+  });
+  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Monthly closing balance in ${currency}` },
+    grid, min < 0 ? svg("line", { class: "zero", x1: left, x2: W - 12, y1: y(0), y2: y(0) }) : null,
+    svg("path", { class: "balance", d: path }), points);
+}

@@ -14,10 +14,13 @@ import * as offline from "./offline.js";
 // Address under /app/ (":id" a number, "?" optional), module, nav label, roles (default all).
 export const ROUTES = [
   { path: "cases", page: "cases", nav: "Cases" },
+  { path: "cases/new", page: "case-new", under: "cases", roles: ["analyst", "admin"] },
   { path: "cases/:id/:tab?", page: "case", under: "cases" },
+  { path: "accounts/:id", page: "account", under: "cases" },
   { path: "dashboard", page: "dashboard", nav: "Dashboard" },
   { path: "review", page: "review", nav: "Review queue", roles: ["reviewer", "admin"] },
   { path: "users", page: "users", nav: "Users", roles: ["admin"] },
+  { path: "organization", page: "organization", nav: "Organization", roles: ["admin"] },
   { path: "operator", page: "operator", nav: "Operator", roles: ["admin"] },
 ].map((r) => ({
   roles: ["analyst", "reviewer", "admin"], ...r, href: `/app/${r.under || r.path}`,

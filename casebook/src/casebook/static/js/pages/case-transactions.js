@@ -4,7 +4,8 @@
 import { call, download, errorBox } from "../api.js";
 import { date, el, filters, money, month as monthName, more, table, use } from "../format.js";
 
-const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount"];
+// counterparty and account_id come from links (a counterparty's month, an account), not the form.
+const FILTERS = ["from", "to", "month", "category", "direction", "flagged", "subject_id", "min_amount", "max_amount", "counterparty", "account_id"];
 
 export function transactionColumns(subjects, { withCase = false } = {}) {
   const names = new Map((subjects || []).map((s) => [s.id, s.name]));
@@ -32,7 +33,7 @@ export function source(kaseId, query) {
     return { path: `/dashboard/categories/${encodeURIComponent(q("category"))}/transactions?${params}`, drill: true };
   }
   const params = new URLSearchParams({ limit: "50" });
-  for (const key of FILTERS) if (key !== "month" && q(key)) params.set(key, q(key));
+  for (const key of FILTERS) if (key !== "month" && (q(key) || (key === "counterparty" && query.has(key)))) params.set(key, q(key));
   if (q("month") && !q("from") && !q("to")) {
     const [y, m] = q("month").split("-").map(Number);
     params.set("from", `${q("month")}-01`);
@@ -100,6 +101,11 @@ export async function render({ root, query, navigate, signal, redraw, can }, kas
   filters(form, query, `/app/cases/${kase.id}/transactions`, navigate);
   const results = el("div", { "aria-live": "polite" });
   root.append(el("h2", { id: "tab-title" }, "Transactions"), form, results);
+  if (query.has("counterparty") || q("account_id")) { // filters that came from a link, not the form
+    results.before(el("p", { class: "hint", id: "link-filter" },
+      query.has("counterparty") ? `Only transactions with counterparty “${q("counterparty") || "(none)"}”` : `Only transactions of account ${q("account_id")}`,
+      " · ", el("a", { href: `/app/cases/${kase.id}/transactions` }, "show all")));
+  }
 
   const { path, drill } = source(kase.id, query);
   const columns = transactionColumns(kase.subjects);

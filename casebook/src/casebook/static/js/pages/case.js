@@ -14,6 +14,7 @@ export const TABS = [
   { id: "overview", label: "Overview" },
   { id: "transactions", label: "Transactions" },
   { id: "subjects", label: "Subjects" },
+  { id: "counterparties", label: "Counterparties" },
   { id: "imports", label: "Imports" },
   { id: "reports", label: "Reports" },
   { id: "audit", label: "Audit" },

@@ -13,7 +13,7 @@ const COLUMNS = [
   { label: "Opened", value: (c) => date(c.opened_on) },
 ];
 
-export async function render({ root, query, me, navigate, signal }) {
+export async function render({ root, query, me, navigate, signal, can }) {
   document.title = "Cases · casebook";
   const form = filters(use("t-case-filters"), query, "/app/cases", navigate);
   form.assignee.options[1].value = String(me.id);
@@ -26,7 +26,9 @@ export async function render({ root, query, me, navigate, signal }) {
   form.assignee.value = query.get("assignee") || "";
   for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.requestSubmit());
   const results = el("div", { "aria-live": "polite" });
-  root.append(el("h1", {}, "Cases"), form, results);
+  const heading = el("div", { class: "heading" }, el("h1", {}, "Cases"),
+    can("analyst", "admin") ? el("a", { class: "button", href: "/app/cases/new" }, "New case") : "");
+  root.append(heading, form, results);
 
   const params = new URLSearchParams({ limit: "50" });
   if (query.get("q")) params.set("q", query.get("q"));

@@ -8,14 +8,12 @@ import * as live from "../live.js";
 
 const OUTCOMES = ["cleared", "suspicious", "escalate"];
 
-/** id → name for what the caller may read: admins list the users; others know themselves. */
+/** id → name, from the organization's directory (every role may read it). */
 export async function people(me, signal) {
   const names = new Map([[me.id, "you"]]);
-  if (me.role === "admin") {
-    try {
-      for (const u of (await call("/users", { signal })).items) if (u.id !== me.id) names.set(u.id, u.full_name);
-    } catch { /* ids only */ }
-  }
+  try {
+    for (const u of (await call("/people", { signal })).items) if (u.id !== me.id) names.set(u.id, u.full_name);
+  } catch { /* ids only */ }
   return (id) => (id == null ? "" : names.get(id) || `user #${id}`);
 }
 

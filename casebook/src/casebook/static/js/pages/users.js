@@ -65,7 +65,7 @@ export async function render({ root, me, signal }) {
     { label: "Since", value: (u) => date(u.created_at) },
     { label: "Access", value: (u) => (u.id === me.id ? "" : el("button", {
       type: "button", class: "secondary", "aria-label": `${u.is_active ? "Deactivate" : "Reactivate"} ${u.full_name}`,
-      onclick: () => change(u, { is_active: !u.is_active }, u.is_active ? "deactivated, signed out at the next refresh" : "reactivated"),
+      onclick: () => change(u, { is_active: !u.is_active }, u.is_active ? "deactivated and signed out everywhere" : "reactivated"),
     }, u.is_active ? "Deactivate" : "Reactivate")) },
   ];
   const draw = async () => {
