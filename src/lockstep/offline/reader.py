@@ -262,13 +262,13 @@ class ShapeLog:
         of ``table`` in ``(after, min(upto, head)]`` with the state at the known head, when
         every position in that range was committed here and kept and none rotated the
         table; else None (read the log). ``state``: a state read at or after ``after``
-        (default: the table's last read one) whose generation, epoch and compaction stand
-        (only a rotation, a position of its own, moves the epoch)."""
+        (default: the table's last read one, if read there) whose generation, epoch and
+        compaction stand (only a rotation, a position of its own, moves the epoch)."""
         state = state or self._states.get(table)
         head = self._known_head
         last = min(upto, head)
-        if state is None or last <= after:
-            return None
+        if state is None or state.head < after or last <= after:
+            return None  # no state read since `after` (its epoch may predate a rotation)
         found: list[Entry] = []
         for position in range(after + 1, last + 1):
             logged = self._recent.get(position)

@@ -74,7 +74,7 @@ async def test_commits_here_answer_as_the_log_does(offline: Offline) -> None:
     capped = log.recent("notes", start.head, start.head + 1, start)
     assert capped is not None
     assert capped[1] == read[:2]
-    other = log.recent("others", start.head + 1, start.head + 3, start)
+    other = log.recent("others", start.head + 1, start.head + 3, read_state)
     assert other is not None
     assert [e.key for e in other[1]] == ['["1"]']
 
@@ -99,6 +99,9 @@ async def test_without_a_state_given_the_last_read_one_stands(offline: Offline) 
     kept = log.recent("notes", start.head, start.head + 10)
     assert kept is not None
     assert kept == await log.entries("notes", start.head, start.head + 10)
+    # A state read before the offset may predate a rotation another process made: read.
+    old = LogState(start.generation, start.head - 1, 0, start.epoch)
+    assert log.recent("notes", start.head, start.head + 10, old) is None
 
 
 async def test_positions_not_committed_here_are_read(offline: Offline) -> None:
@@ -129,5 +132,6 @@ def test_the_memory_is_bounded_and_big_commits_are_not_kept() -> None:
     assert log.recent("t", 0, 2, state) is None
     for position in range(3, 3 + 5_000):
         log.advance(position, [])
-    assert log.recent("t", 2, 4_000, state) is None  # the oldest were dropped
-    assert log.recent("t", 4_000, 5_000, state) is not None
+    later = LogState("g", 4_000, 0, 0)  # a state read at the offsets asked after
+    assert log.recent("t", 2, 4_000, later) is None  # the oldest were dropped
+    assert log.recent("t", 4_000, 5_000, later) is not None
