@@ -261,22 +261,27 @@ class ShapeLog:
         """What :meth:`entries` would read, from this process's latest commits: the entries
         of ``table`` in ``(after, min(upto, head)]`` with the state at the known head, when
         every position in that range was committed here and kept and none rotated the
-        table; else None (read the log). ``state``: a state read at or after ``after``
-        (default: the table's last read one, if read there) whose generation, epoch and
-        compaction stand (only a rotation, a position of its own, moves the epoch)."""
+        table since ``state`` was read; else None (read the log). ``state`` (default: the
+        table's last read one): its generation, epoch and compaction stand unless a
+        rotation, a position of its own, lies between its head and ``min(upto, head)``."""
         state = state or self._states.get(table)
         head = self._known_head
         last = min(upto, head)
-        if state is None or state.head < after or last <= after:
-            return None  # no state read since `after` (its epoch may predate a rotation)
+        if state is None or last <= after:
+            return None
         found: list[Entry] = []
-        for position in range(after + 1, last + 1):
+        # From the state's own head: a rotation between it and `after` moved the epoch.
+        for position in range(min(state.head, after) + 1, last + 1):
             logged = self._recent.get(position)
             if logged is None:
                 return None  # another process's commit, or one not kept
-            found.extend(entry for name, entry in logged if name == table)
-        if any(entry.key is None for entry in found):
-            return None  # a rotation: the read says the table's new epoch
+            for name, entry in logged:
+                if name != table:
+                    continue
+                if entry.key is None:
+                    return None  # a rotation: the read says the table's new epoch
+                if position > after:
+                    found.append(entry)
         return LogState(state.generation, head, state.compacted_below, state.epoch), found
 
     def _set_head(self, head: int) -> None:

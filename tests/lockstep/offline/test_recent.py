@@ -94,14 +94,23 @@ async def test_without_a_state_given_the_last_read_one_stands(offline: Offline) 
     db, log = offline.database, offline.log
     assert log.recent("notes", 0, 10) is None  # nothing read yet: no state to answer with
     start = await log.state("notes")
-    async with db.writer() as session:
-        await session.execute(insert(notes).values(id=1, org=1, body="a"))
-    kept = log.recent("notes", start.head, start.head + 10)
+    for n in (1, 2):
+        async with db.writer() as session:
+            await session.execute(insert(notes).values(id=n, org=1, body="a"))
+    # Asked after the second commit only: the state read before the first still stands.
+    kept = log.recent("notes", start.head + 1, start.head + 10)
     assert kept is not None
-    assert kept == await log.entries("notes", start.head, start.head + 10)
-    # A state read before the offset may predate a rotation another process made: read.
-    old = LogState(start.generation, start.head - 1, 0, start.epoch)
-    assert log.recent("notes", start.head, start.head + 10, old) is None
+    assert kept == await log.entries("notes", start.head + 1, start.head + 10)
+    assert [e.key for e in kept[1]] == ['["2"]']
+    # A rotation between the last read state and the offset moved the epoch: read.
+    before = await log.state("notes")
+    async with db.writer() as session:
+        await session.execute(text("UPDATE notes SET body = 'x'"))
+    async with db.writer() as session:
+        await session.execute(insert(notes).values(id=3, org=1, body="a"))
+    assert log.recent("notes", before.head + 1, before.head + 10) is None
+    state, _ = await log.entries("notes", before.head + 1, before.head + 10)
+    assert state.epoch == before.head + 1
 
 
 async def test_positions_not_committed_here_are_read(offline: Offline) -> None:
