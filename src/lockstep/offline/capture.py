@@ -30,7 +30,7 @@ commits in ``Phase.RECORD``, after the change feed's ``LOG``, and takes the feed
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,12 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from lockstep.changes import committing_changeset
 from lockstep.db import MISSING, Columns, Phase, RowWrite, Write
+from lockstep.offline.messages import Entry
 from lockstep.offline.tables import POSITION, shape_log, sync_state
 from lockstep.offline.values import ColumnCodec, codec_for
+
+_POSITION = "lockstep.shape_position"
+"""Where a committing session keeps its log position and entries until it has committed."""
 
 MAX_ROWS = 10_000
 """Rows of one table one transaction may change and still be logged row by row; above it
@@ -84,13 +88,25 @@ class ShapedTable:
 
 
 class ShapeCapture:
-    """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`)."""
+    """Writes the shape log for the tables in ``tables`` (name → :class:`ShapedTable`).
+
+    ``on_commit(position, entries)`` is called once a transaction that logged at
+    ``position`` has committed (in the committing thread), with what it logged as
+    ``(table, entry)`` pairs in log order, so readers waiting for the log to move learn of
+    this process's commits, and what they wrote, without reading the database."""
 
     phase = Phase.RECORD
 
-    def __init__(self, tables: Mapping[str, ShapedTable], *, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self,
+        tables: Mapping[str, ShapedTable],
+        *,
+        max_rows: int = MAX_ROWS,
+        on_commit: Callable[[int, list[tuple[str, Entry]]], None] | None = None,
+    ) -> None:
         self.tables = tables
         self.max_rows = max_rows
+        self.on_commit = on_commit
 
     def watched(self, table: str) -> Collection[str] | None:
         shaped = self.tables.get(table)
@@ -197,12 +213,16 @@ class ShapeCapture:
         )
         for table in rotated:
             _set_state(connection, f"rotated.{table}", position)
+        logged = [(table, Entry(position, txid, key, old, new)) for table, key, old, new in entries]
+        session.info[_POSITION] = (position, logged)
 
     def committed(self, session: Session) -> None:
-        return None
+        done = session.info.pop(_POSITION, None)
+        if done is not None and self.on_commit is not None:
+            self.on_commit(*done)
 
     def rolled_back(self, session: Session) -> None:
-        return None
+        session.info.pop(_POSITION, None)
 
 
 _PG_TXID = text("SELECT pg_current_xact_id()::text::bigint")

@@ -125,14 +125,24 @@ class ShapeEndpoint:
         definition = self.definitions.get(req.table)
         if definition is None:
             raise NotFoundError(f"no shape named {req.table[:80]!r}")
+        name, offset = definition.shaped.name, req.offset
+        read: tuple[LogState, list[msg.Entry]] | None = None
         try:
             scope = await definition.scope_of(request)
-            state = await self.log.state(definition.shaped.name)
+            if offset.kind == "log":
+                # Changes committed here since the offset are at hand; else one read: the
+                # state to check against, and the entries.
+                upto = offset.position + MAX_POSITIONS
+                read = self.log.recent(name, offset.position, upto)
+                if read is None or not read[1]:
+                    read = await self.log.entries(name, offset.position, upto)
+                state = read[0]
+            else:
+                state = await self.log.state(name)
         except DBAPIError as exc:
             raise DatabaseUnavailableError("the database did not answer; retry") from exc
         shape = self._resolve(definition, req, scope, state)
         public = definition.shape.scope is None
-        offset = req.offset
         if offset.kind == "now" or (offset.kind == "start" and req.changes_only):
             return self._answer(req, shape, [msg.UP_TO_DATE], Offset("log", state.head), public)
         if offset.kind == "start":
@@ -143,7 +153,7 @@ class ShapeEndpoint:
             raise MustRefetch(shape.handle)
         if offset.kind == "snapshot":
             return await self._next_page(req, shape, offset, public)
-        return await self._changes(req, shape, offset.position, public)
+        return await self._changes(req, shape, offset.position, public, read)
 
     async def _snapshot(
         self,
@@ -161,7 +171,8 @@ class ShapeEndpoint:
         page = msg.rows_at(
             shape, read.rows, [], after_key=None, limit=limit, current_complete=complete
         )
-        out = [msg.insert(shape, row) for row in page.rows]
+        rows = msg.inserts(shape, page.rows)
+        out: list[dict[str, Any]] = []
         if read.visible is not None:
             xmin, xmax, xip = read.visible
             out.append(
@@ -177,8 +188,8 @@ class ShapeEndpoint:
         head = read.state.head
         if page.last_key is None:
             out.append(msg.UP_TO_DATE)
-            return self._answer(req, shape, out, Offset("log", head), public)
-        return self._answer(req, shape, out, Offset("snapshot", head, page.last_key), public)
+            return self._answer(req, shape, out, Offset("log", head), public, rows)
+        return self._answer(req, shape, out, Offset("snapshot", head, page.last_key), public, rows)
 
     async def _next_page(
         self, req: ShapeRequest, shape: ResolvedShape, offset: Offset, public: bool
@@ -197,21 +208,30 @@ class ShapeEndpoint:
             limit=limit,
             current_complete=len(read.rows) <= limit,
         )
-        out = [msg.insert(shape, row) for row in page.rows]
+        rows = msg.inserts(shape, page.rows)
+        out: list[dict[str, Any]] = []
         if page.last_key is None:
             out.append(msg.UP_TO_DATE)
-            return self._answer(req, shape, out, Offset("log", offset.position), public)
+            return self._answer(req, shape, out, Offset("log", offset.position), public, rows)
         return self._answer(
-            req, shape, out, Offset("snapshot", offset.position, page.last_key), public
+            req, shape, out, Offset("snapshot", offset.position, page.last_key), public, rows
         )
 
     async def _changes(
-        self, req: ShapeRequest, shape: ResolvedShape, position: int, public: bool
+        self,
+        req: ShapeRequest,
+        shape: ResolvedShape,
+        position: int,
+        public: bool,
+        read: tuple[LogState, list[msg.Entry]] | None,
     ) -> Response:
+        """``read``: the state and entries after ``position`` already read for this request."""
         deadline = time.monotonic() + self.long_poll_seconds
         name = shape.definition.shaped.name
         while True:
-            state, entries = await self.log.entries(name, position, position + MAX_POSITIONS)
+            if read is None:
+                read = await self.log.entries(name, position, position + MAX_POSITIONS)
+            (state, entries), read = read, None
             if any(e.key is None for e in entries) or state.epoch != _epoch(shape):
                 raise MustRefetch(_with_epoch(shape, state.epoch))
             upto = min(position + MAX_POSITIONS, state.head)
@@ -223,6 +243,8 @@ class ShapeEndpoint:
             if remaining <= 0:
                 break
             await self.log.wait_beyond(position, remaining)
+            # Woken by this process's commit: what it logged is at hand, no read needed.
+            read = self.log.recent(name, position, position + MAX_POSITIONS, state)
         if upto == state.head:
             out.append(msg.UP_TO_DATE)
         return self._answer(req, shape, out, Offset("log", position), public)
@@ -234,7 +256,9 @@ class ShapeEndpoint:
         body: list[dict[str, Any]],
         offset: Offset,
         public: bool,
+        encoded: bytes = b"",
     ) -> Response:
+        """``body``'s messages, after the ``encoded`` ones (:func:`msg.inserts`)."""
         visibility = "public" if public else "private"
         headers = {
             "electric-handle": shape.handle,
@@ -257,7 +281,10 @@ class ShapeEndpoint:
                 )
             else:
                 headers["Cache-Control"] = f"{visibility}, max-age=60, stale-while-revalidate=300"
-        return Response(orjson.dumps(body), 200, headers, media_type="application/json")
+        content = orjson.dumps(body)
+        if encoded:
+            content = b"[" + encoded + (b"," + content[1:] if body else b"]")
+        return Response(content, 200, headers, media_type="application/json")
 
 
 def _epoch(shape: ResolvedShape) -> int:

@@ -23,7 +23,7 @@ from lockstep.changes import ChangeHub
 from lockstep.changes.log import changes_table
 from lockstep.db import Database
 from lockstep.offline import filters
-from lockstep.offline.messages import Entry, Image
+from lockstep.offline.messages import Entry, Row
 from lockstep.offline.shapes import ResolvedShape
 from lockstep.offline.tables import COMPACTED_BELOW, GENERATION, POSITION, shape_log, sync_state
 from lockstep.schema import meta_table
@@ -46,26 +46,39 @@ class LogState:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRead:
-    """One page read: the state it was read in, the rows now (text images), the log of the
+    """One page read: the state it was read in, the rows now (texts), the log of the
     table since the snapshot's position, and (first page) the database snapshot's bounds
     for ``snapshot-end``."""
 
     state: LogState
-    rows: list[Image]
+    rows: list[Row]
     since: list[Entry]
     visible: tuple[str, str, list[str]] | None
+
+
+RECENT_ENTRIES = 10_000
+"""Entries of this process's latest commits kept in memory, so a waiter woken by one
+answers without reading the log (a larger commit is read like another process's)."""
+
+RECENT_POSITIONS = 4_096
 
 
 class ShapeLog:
     """The shape log of one :class:`~lockstep.db.Database`."""
 
-    def __init__(self, database: Database, hub: ChangeHub, *, poll_interval: float) -> None:
+    def __init__(self, database: Database, *, poll_interval: float) -> None:
         self.database = database
-        self.hub = hub
         self.poll_interval = poll_interval
         self._generation: str | None = None
         self._head_changed = asyncio.Event()
         self._known_head = 0
+        self._polled_head: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # This process's latest commits: position -> what it logged (table, entry), or None
+        # for one too large to keep; at most RECENT_ENTRIES entries, the oldest dropped.
+        self._recent: dict[int, list[tuple[str, Entry]] | None] = {}
+        self._recent_entries = 0
+        self._states: dict[str, LogState] = {}  # the last read state of each table
         self._watcher: asyncio.Task[None] | None = None
         self._waiters = 0
 
@@ -82,12 +95,14 @@ class ShapeLog:
             self._generation = connection.execute(
                 select(meta_table.c.value).where(meta_table.c.name == GENERATION)
             ).scalar_one()
-        return LogState(
+        state = LogState(
             self._generation,
             int(found[POSITION]),
             int(found[COMPACTED_BELOW]),
             int(found.get(f"rotated.{table}", 0)),
         )
+        self._states[table] = state
+        return state
 
     async def state(self, table: str) -> LogState:
         async with self.database.reader() as session:
@@ -141,28 +156,31 @@ class ShapeLog:
     ) -> SnapshotRead:
         """Rows of ``shape`` with keys above ``after_key`` (at most ``limit + 1``) as they
         are now, with the log since ``position`` (None: this is the first page, taken at
-        the head read here) — all in one database snapshot."""
+        the head read here) — all in one database snapshot. Rows are the texts of the
+        shape's columns, in order."""
         definition = shape.definition
         table = definition.shaped.table
         key = table.c[definition.shaped.key[0]]
-        codecs = definition.shaped.codecs
-        # Every column: the log's images hold them all, so pages and changes compare alike.
-        names = list(codecs)
+        names = shape.columns
+        codecs = [definition.shaped.codecs[name] for name in names]
         stmt = select(*(table.c[c] for c in names)).where(filters.to_sql(shape.filter, table))
         if after_key is not None:
             stmt = stmt.where(key > after_key)
         stmt = stmt.order_by(*(table.c[c] for c in definition.shaped.key))
         if limit is not None:
             stmt = stmt.limit(limit + 1)
-        formatters = [(name, codecs[name].text) for name in names]
 
         def read(session: Session) -> SnapshotRead:
             connection = session.connection()
             state = self._state(connection, definition.shaped.name)
-            rows: list[Image] = [
-                {name: fmt(value) for (name, fmt), value in zip(formatters, row, strict=True)}
-                for row in connection.execute(stmt)
-            ]
+            result = connection.execute(stmt)
+            rows: list[Row] = []
+            # A few hundred at a time, column by column (one formatting pass each): the
+            # driver's row objects die young instead of outliving the page.
+            while chunk := result.fetchmany(256):
+                columns = zip(*chunk, strict=True)
+                texts = [codec.texts(column) for codec, column in zip(codecs, columns, strict=True)]
+                rows.extend(zip(*texts, strict=True))
             since: list[Entry] = []
             visible = None
             if position is None:
@@ -190,9 +208,11 @@ class ShapeLog:
 
     async def wait_beyond(self, position: int, within: float) -> int:
         """The head once it is above ``position``, or after ``within`` seconds whatever it
-        is. This process's commits wake waiters at once; other processes' are seen within
-        ``poll_interval`` (one reader per process polls while anyone waits)."""
+        is. This process's commits wake waiters as they commit (:meth:`advance`); other
+        processes' are seen within ``poll_interval`` (one reader per process polls while
+        anyone waits)."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         deadline = loop.time() + within
         self._waiters += 1
         try:
@@ -209,15 +229,75 @@ class ShapeLog:
         finally:
             self._waiters -= 1
 
+    def advance(self, position: int, entries: list[tuple[str, Entry]] | None = None) -> None:
+        """A transaction of this process that logged ``entries`` (``(table, entry)``, in
+        log order) at ``position`` has committed: keep them for :meth:`recent` and wake
+        the waiters below it, with no read (positions are dense and in commit order, so
+        everything below is committed too). Callable from any thread."""
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop is running:
+            self._committed(position, entries)
+        elif not loop.is_closed():  # a closed loop has no waiters left to wake
+            loop.call_soon_threadsafe(self._committed, position, entries)
+
+    def _committed(self, position: int, entries: list[tuple[str, Entry]] | None) -> None:
+        if entries is not None and len(entries) > RECENT_ENTRIES:
+            entries = None  # known to exist, not kept: a read serves it
+        self._recent[position] = entries
+        self._recent_entries += len(entries or ())
+        while self._recent_entries > RECENT_ENTRIES or len(self._recent) > RECENT_POSITIONS:
+            oldest = next(iter(self._recent))
+            self._recent_entries -= len(self._recent.pop(oldest) or ())
+        if position > self._known_head:
+            self._set_head(position)
+
+    def recent(
+        self, table: str, after: int, upto: int, state: LogState | None = None
+    ) -> tuple[LogState, list[Entry]] | None:
+        """What :meth:`entries` would read, from this process's latest commits: the entries
+        of ``table`` in ``(after, min(upto, head)]`` with the state at the known head, when
+        every position in that range was committed here and kept and none rotated the
+        table since ``state`` was read; else None (read the log). ``state`` (default: the
+        table's last read one): its generation, epoch and compaction stand unless a
+        rotation, a position of its own, lies between its head and ``min(upto, head)``."""
+        state = state or self._states.get(table)
+        head = self._known_head
+        last = min(upto, head)
+        if state is None or last <= after:
+            return None
+        found: list[Entry] = []
+        # From the state's own head: a rotation between it and `after` moved the epoch.
+        for position in range(min(state.head, after) + 1, last + 1):
+            logged = self._recent.get(position)
+            if logged is None:
+                return None  # another process's commit, or one not kept
+            for name, entry in logged:
+                if name != table:
+                    continue
+                if entry.key is None:
+                    return None  # a rotation: the read says the table's new epoch
+                if position > after:
+                    found.append(entry)
+        return LogState(state.generation, head, state.compacted_below, state.epoch), found
+
+    def _set_head(self, head: int) -> None:
+        self._known_head = head
+        event, self._head_changed = self._head_changed, asyncio.Event()
+        event.set()
+
     async def _watch(self) -> None:
+        """Poll the head for other processes' commits while anyone waits."""
         while self._waiters > 0:
-            woken = self.hub.next_publish()
             head = await self.head()
-            if head != self._known_head:
-                self._known_head = head
-                event, self._head_changed = self._head_changed, asyncio.Event()
-                event.set()
-            await ChangeHub.wait(woken, within=self.poll_interval)
+            previous, self._polled_head = self._polled_head, head
+            # Higher than known, or lower than last polled: a new log, whose head restarts.
+            if head > self._known_head or (previous is not None and head < previous):
+                self._set_head(head)
+            await asyncio.sleep(self.poll_interval)
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -245,4 +325,8 @@ class ShapeLog:
                 .where(sync_state.c.name == COMPACTED_BELOW)
                 .values(value=int(boundary) + 1)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+        # The next request reads the state (and answers 409 to an offset compacted away).
+        # Another process's compaction is seen at the next read; until then a client is
+        # answered from this process's commits after its offset: still every change.
+        self._states.clear()
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -72,10 +72,12 @@ class Offline:
                 raise ConfigurationError(f"two shapes are named {shape.public_name!r}")
             self.definitions[shape.public_name] = ShapeDefinition(shape, shaped)
         self.scopes = ScopeRegistry(scopes, self.definitions)
-        self.capture = ShapeCapture(tables, max_rows=max_logged_rows)
-        database.observe(self.capture)
         poll = database.settings.feed_poll_seconds
-        self.log = ShapeLog(database, changes.hub, poll_interval=poll)
+        self.log = ShapeLog(database, poll_interval=poll)
+        # Waiters wake from the commit itself (its position and entries); the log's poll
+        # is only for other processes' commits.
+        self.capture = ShapeCapture(tables, max_rows=max_logged_rows, on_commit=self.log.advance)
+        database.observe(self.capture)
         self.mutations = mutations
         # After the change feed's observer, like the shape log's: answers carry its txid.
         self.push = None if mutations is None else PushEndpoint(database, mutations)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from lockstep.offline.capture import ShapedTable
 from lockstep.offline.filters import equal_to
-from lockstep.offline.messages import Entry, changes, rows_at
+from lockstep.offline.messages import Entry, changes, insert, inserts, rows_at
 from lockstep.offline.shapes import Offset, Shape, ShapeDefinition, ShapeRequest, resolve
 
 notes = Table(
@@ -27,6 +28,11 @@ def shape(where: str | None = None, replica: str = "default") -> object:
 
 def row(id_: int, org: int = 1, status: str = "open", body: str = "b") -> dict[str, str | None]:
     return {"id": str(id_), "org": str(org), "status": status, "body": body}
+
+
+def as_read(image: dict[str, str | None]) -> tuple[str | None, ...]:
+    """A snapshot row as the reader returns it: the shape's columns (id, status, body)."""
+    return (image["id"], image["status"], image["body"])
 
 
 def test_entering_staying_and_leaving_the_shape() -> None:
@@ -69,7 +75,8 @@ def test_a_page_read_later_is_put_back_to_the_snapshot_position() -> None:
     s = shape()
     # At the snapshot's position rows 1..6 existed; since then 2 changed, 3 was deleted,
     # 4 moved to another tenant, 7 was inserted and 5 moved in from another tenant.
-    now = [row(1), row(2, body="new"), row(5), row(6), row(7)]
+    now = [as_read(row(1)), as_read(row(2, body="new")), as_read(row(5)), as_read(row(6))]
+    now.append(as_read(row(7)))
     since = [
         Entry(9, 1, "[2]", row(2), row(2, body="new")),
         Entry(9, 1, "[3]", row(3), None),
@@ -78,9 +85,19 @@ def test_a_page_read_later_is_put_back_to_the_snapshot_position() -> None:
         Entry(11, 3, "[5]", row(5, org=2), row(5)),
     ]
     page = rows_at(s, now, since, after_key=None, limit=None, current_complete=True)  # type: ignore[arg-type]
-    assert [r["id"] for r in page.rows] == ["1", "2", "3", "4", "6"]
-    assert page.rows[1]["body"] == "b"
+    assert [r[0] for r in page.rows] == ["1", "2", "3", "4", "6"]
+    assert page.rows[1] == ("2", "open", "b")  # put back, cut to the shape's columns
     assert page.last_key is None
     first = rows_at(s, now[:3], since, after_key=None, limit=2, current_complete=False)  # type: ignore[arg-type]
-    assert [r["id"] for r in first.rows] == ["1", "2"]
+    assert [r[0] for r in first.rows] == ["1", "2"]
     assert first.last_key == 2
+
+
+def test_snapshot_inserts_encode_as_insert_messages() -> None:
+    s = shape()
+    rows = [as_read(row(n)) for n in range(1, 300)] + [("300", None, 'say "hi"')]
+    expected = [insert(s, dict(zip(("id", "status", "body"), r, strict=True))) for r in rows]  # type: ignore[arg-type]
+    encoded = inserts(s, rows)  # type: ignore[arg-type]
+    assert b"[" + encoded + b"]" == orjson.dumps(expected)  # across several batches
+    assert expected[-1]["value"] == {"id": "300", "status": None, "body": 'say "hi"'}
+    assert inserts(s, []) == b""  # type: ignore[arg-type]
