@@ -137,6 +137,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/cases/{case_id}/imports"): {
         "files": {"file": ("s.csv", b"date,amount\n2026-01-01,1\n", "text/csv")}
     },
+    ("POST", "/api/v1/subjects/{subject_id}/accounts"): {
+        "json": {"institution": "x", "identifier": "12345678"}
+    },
+    ("PATCH", "/api/v1/accounts/{account_id}"): {"json": {"institution": "x"}},
+    ("POST", "/api/v1/subjects/{subject_id}/consents"): {
+        "json": {"purpose": "x", "granted_on": "2026-01-01"}
+    },
+    ("POST", "/api/v1/consents/{consent_id}/revoke"): {"json": {}},
+    ("POST", "/api/v1/cases/{case_id}/notes"): {"json": {"body": "x"}},
+    ("PATCH", "/api/v1/notes/{note_id}"): {"json": {"body": "x"}},
+    ("POST", "/api/v1/cases/{case_id}/evidence"): {"files": {"file": ("e.txt", b"x")}},
+    ("GET", "/api/v1/cases/{case_id}/counterparty"): {"params": {"name": "x"}},
 }
 
 
@@ -152,7 +164,15 @@ async def _acme_ids(acme: httpx.AsyncClient, admin: httpx.AsyncClient) -> dict[s
     assert upload.status_code in (201, 202, 422), upload.text
     imports = (await acme.get(f"/api/v1/cases/{case}/imports")).json()["items"]
     item = (await acme.get("/api/v1/adjudication?limit=1")).json()["items"][0]["id"]
+    account = (await acme.get(f"/api/v1/cases/{case}/accounts")).json()["items"][0]["id"]
+    consent = (await acme.get(f"/api/v1/subjects/{subject}/consents")).json()["items"][0]["id"]
+    note = (await acme.post(f"/api/v1/cases/{case}/notes", json={"body": "n"})).json()["id"]
+    evidence = await acme.post(f"/api/v1/cases/{case}/evidence", files={"file": ("e", b"e")})
     return {
+        "account_id": account,
+        "consent_id": consent,
+        "note_id": note,
+        "evidence_id": evidence.json()["id"],
         "case_id": case,
         "item_id": item,
         "subject_id": subject,
