@@ -14,9 +14,10 @@ One run, one uvicorn server process (embedded mode: SQLite) and the clients in t
 
 Printed: commit -> client latency p50/p99 (against the 50 ms target), deliveries per second
 against the ceiling's (target >= 0.7x), the server's CPU microseconds per delivered
-publication (both paths, from /proc), and KB per idle connection (target <= 30 KB).
+publication (both paths, from /proc; and how much of it the commits alone take), and KB
+per idle connection (target <= 30 KB).
 
-    .venv/bin/python bench/realtime.py [--subscribers 1000] [--idle 10000]
+    .venv/bin/python bench/realtime.py [--subscribers 1000] [--idle 10000] [--profile PATH]
 """
 
 from __future__ import annotations
@@ -108,6 +109,21 @@ def server_app() -> Any:
             ).decode()  # fmt: skip
             for send in list(plain):
                 await send({"type": "websocket.send", "text": frame})
+        return {"ok": True}
+
+    profiler: list[Any] = []
+
+    @app.post("/profile")
+    async def profile(on: bool, path: str = "") -> dict[str, Any]:
+        """``--profile``: cProfile this server between on and off (one burst at a time)."""
+        import cProfile
+
+        if on:
+            profiler[:] = [cProfile.Profile()]
+            profiler[0].enable()
+        elif profiler:
+            profiler[0].disable()
+            profiler.pop().dump_stats(path)
         return {"ok": True}
 
     from starlette.routing import WebSocketRoute
@@ -233,7 +249,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def delivery(base: str, pid: int, subscribers: int) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def profiled(http: httpx.AsyncClient, path: str | None) -> AsyncIterator[None]:
+    """With ``--profile``, cProfile the server for the block and print its top functions."""
+    if not path:
+        yield
+        return
+    await http.post("/profile", params={"on": True})
+    try:
+        yield
+    finally:
+        await http.post("/profile", params={"on": False, "path": path})
+    import pstats
+
+    print(f"-- server profile: {Path(path).name} --")
+    pstats.Stats(path).sort_stats("tottime").print_stats(25)
+
+
+async def delivery(
+    base: str, pid: int, subscribers: int, profile: str | None = None
+) -> dict[str, float]:
     ws = base.replace("http", "ws")
     out: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=base, timeout=TIME_LIMIT_SECONDS) as http:
@@ -247,10 +282,16 @@ async def delivery(base: str, pid: int, subscribers: int) -> dict[str, float]:
         out["fan_p50"], out["fan_p99"] = pct(clients.latencies, 0.5), pct(clients.latencies, 0.99)
         clients.received = 0
         cpu, started = cpu_seconds(pid), time.perf_counter()
-        await http.post("/publish", params={"channel": "bench:one", "n": BURST})
-        await clients.until(BURST * subscribers)
+        async with profiled(http, profile and f"{profile}.fanout"):
+            await http.post("/publish", params={"channel": "bench:one", "n": BURST})
+            await clients.until(BURST * subscribers)
         out["ours"] = BURST * subscribers / (time.perf_counter() - started)
         out["ours_cpu"] = (cpu_seconds(pid) - cpu) / (BURST * subscribers) * 1e6
+        # the same commits to a channel nobody subscribes: the share of the commits themselves
+        cpu, started = cpu_seconds(pid), time.perf_counter()
+        await http.post("/publish", params={"channel": "bench:nobody", "n": BURST})
+        out["commit_cpu"] = (cpu_seconds(pid) - cpu) / (BURST * subscribers) * 1e6
+        out["commits_per_s"] = BURST / (time.perf_counter() - started)
         await clients.close()
 
         # 2. spread: N channels of one subscriber, 20 commits/s, one channel each
@@ -274,8 +315,9 @@ async def delivery(base: str, pid: int, subscribers: int) -> dict[str, float]:
         out["plain_p50"], out["plain_p99"] = pct(bare.latencies, 0.5), pct(bare.latencies, 0.99)
         bare.received = 0
         cpu, started = cpu_seconds(pid), time.perf_counter()
-        await http.post("/plain", params={"n": BURST})
-        await bare.until(BURST * subscribers)
+        async with profiled(http, profile and f"{profile}.plain"):
+            await http.post("/plain", params={"n": BURST})
+            await bare.until(BURST * subscribers)
         out["ceiling"] = BURST * subscribers / (time.perf_counter() - started)
         out["ceiling_cpu"] = (cpu_seconds(pid) - cpu) / (BURST * subscribers) * 1e6
         await bare.close()
@@ -313,11 +355,14 @@ def report(
     print(
         f"  {BURST} commits back to back: {d['ours']:,.0f} deliveries/s vs a plain broadcast "
         f"loop's {d['ceiling']:,.0f}: {d['ours'] / d['ceiling']:.2f}x the ceiling "
-        f"(target >= {TARGET_RATIO}x)"
+        f"(target >= {TARGET_RATIO}x); the commits alone: {d['commits_per_s']:,.0f}/s"
     )
     print(
         f"  server CPU per delivered publication: {d['ours_cpu']:.1f} us vs "
-        f"{d['ceiling_cpu']:.1f} us plain ({d['ours_cpu'] / d['ceiling_cpu']:.2f}x)"
+        f"{d['ceiling_cpu']:.1f} us plain ({d['ours_cpu'] / d['ceiling_cpu']:.2f}x); of which "
+        f"the commits themselves (the same {BURST} to a channel nobody subscribes) "
+        f"{d['commit_cpu']:.1f} us, the rest {d['ours_cpu'] - d['commit_cpu']:.1f} us "
+        f"({(d['ours_cpu'] - d['commit_cpu']) / d['ceiling_cpu']:.2f}x)"
     )
     print(f"spread, {subscribers} channels of one subscriber, one commit each (200/s):")
     print(
@@ -366,12 +411,18 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--serve", nargs=2)
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="cProfile the server during each burst: PATH.fanout and PATH.plain (the figures "
+        "then include the profiler's overhead: compare them only with each other)",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), args.serve[1])
         return
     with server() as (base, pid):
-        figures = asyncio.run(delivery(base, pid, args.subscribers))
+        figures = asyncio.run(delivery(base, pid, args.subscribers, args.profile))
     with server() as (base, pid):
         ours_kb = asyncio.run(idle_kb(base, pid, args.idle, bare=False))
     with server() as (base, pid):

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lockstep.realtime import eager
 from lockstep.realtime.connection import Connection
 from lockstep.realtime.protocol import Disconnect
 from lockstep.realtime.server import Realtime
@@ -44,10 +45,10 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
         connection = Connection(server, transport="websocket", uni=False, headers=_headers(scope))
         writer: asyncio.Task[None] | None = None
         closer: asyncio.Task[None] | None = None
-        gone = False
+        gone = writing = False
 
         async def write() -> None:
-            nonlocal writer
+            nonlocal writer, writing
             try:
                 while frames := connection.take():
                     await send({"type": "websocket.send", "text": "\n".join(frames)})
@@ -57,12 +58,16 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             except Exception:  # the client went away mid-write
                 connection.close(CLIENT_CLOSED)
             finally:
-                writer = None
+                writer, writing = None, False
 
         def ready() -> None:
-            nonlocal writer
-            if writer is None:
-                writer = asyncio.create_task(write())
+            nonlocal writer, writing
+            if not writing:
+                writing = True
+                # The frames go out now if the socket takes them without waiting (no task:
+                # the hub's loop over subscribers writes like a plain broadcast loop); a
+                # writer task exists only while a client's socket makes it wait.
+                writer = eager.start(write())
 
         async def close_with(disconnect: Disconnect) -> None:
             with contextlib.suppress(Exception):
