@@ -45,12 +45,13 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
         connection = Connection(server, transport="websocket", uni=False, headers=_headers(scope))
         writer: asyncio.Task[None] | None = None
         closer: asyncio.Task[None] | None = None
-        gone = writing = False
+        gone = False
 
-        async def write() -> None:
-            nonlocal writer, writing
+        async def write(frame: str) -> None:
+            nonlocal writer
             try:
-                while frames := connection.take():
+                await send({"type": "websocket.send", "text": frame})
+                while frames := connection.take():  # what queued while the send waited
                     await send({"type": "websocket.send", "text": "\n".join(frames)})
             except asyncio.CancelledError:
                 if connection.closed is None:
@@ -58,16 +59,15 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             except Exception:  # the client went away mid-write
                 connection.close(CLIENT_CLOSED)
             finally:
-                writer, writing = None, False
+                writer, connection.writing = None, False
 
-        def ready() -> None:
-            nonlocal writer, writing
-            if not writing:
-                writing = True
-                # The frames go out now if the socket takes them without waiting (no task:
-                # the hub's loop over subscribers writes like a plain broadcast loop); a
-                # writer task exists only while a client's socket makes it wait.
-                writer = eager.start(write())
+        def write_now(frame: str) -> None:
+            nonlocal writer
+            connection.writing = True
+            # The frame goes out now if the socket takes it without waiting: no task, the
+            # hub's loop over subscribers writes like a plain broadcast loop. A writer task
+            # exists only while a client's socket makes it wait; meanwhile frames queue.
+            writer = eager.start(write(frame))
 
         async def close_with(disconnect: Disconnect) -> None:
             with contextlib.suppress(Exception):
@@ -86,7 +86,7 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             if disconnect.code and not gone:
                 closer = asyncio.create_task(close_with(disconnect))
 
-        connection.on_ready = ready
+        connection.write = write_now
         connection.on_close = closing
         try:
             while True:
