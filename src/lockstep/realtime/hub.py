@@ -12,7 +12,9 @@ Guarantees:
 * A subscriber that is still subscribing buffers what arrives (bounded) and replays it
   after its subscribe reply, so nothing falls between the history it read and the live
   stream.
-* A publication is encoded once per frame shape, whatever the number of subscribers.
+* A publication is encoded once per frame shape, whatever the number of subscribers; the
+  publications of a channel that queued while the previous ones were handed out go to each
+  subscriber together (one frame on a WebSocket), in order.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ class Hub:
         subscriber.position = position
         if position and channel not in self.tops:
             self.tops[channel] = position
-        for publication in buffered:
-            self._send(subscriber, publication)
+        if buffered:
+            self._send(subscriber, buffered, consecutive=False)
 
     def counts(self, channel: str) -> tuple[int, int]:
         """(clients, distinct users) subscribed to ``channel`` in this process."""
@@ -116,60 +118,105 @@ class Hub:
 
     async def _run(self) -> None:
         while True:
-            batch = await self._queue.get()
+            batches = [await self._queue.get()]
+            while not self._queue.empty():  # what queued while the last fan-out ran
+                batches.append(self._queue.get_nowait())
             try:
-                for publication in batch:
-                    await self.deliver(publication)
+                await self.deliver_all([p for batch in batches for p in batch])
             except Exception:  # one bad batch must not stop delivery for every channel
                 log.exception("realtime_delivery_failed")
             finally:
-                self._queue.task_done()
+                for _ in batches:
+                    self._queue.task_done()
 
     async def deliver(self, publication: Publication) -> None:
         """Hand ``publication`` to this process's subscribers of its channel, in order."""
-        channel = publication.channel
-        subscribers = self.channels.get(channel)
-        if not subscribers:
-            return
-        if publication.offset:
-            top = self.tops.get(channel)
-            if top is None:
-                live = [s.position for s in subscribers.values() if s.buffer is None]
-                top = min(live) if live else publication.offset - 1
-            if publication.offset <= top:
-                return
-            if publication.offset > top + 1:
-                filled = await self._fill(channel, top, publication)
-                subscribers = self.channels.get(channel)
-                if not filled or not subscribers:
-                    return
-            self.tops[channel] = publication.offset
-        self._fan_out(publication, subscribers)
+        await self.deliver_all([publication])
 
-    def _fan_out(self, publication: Publication, subscribers: dict[Connection, Subscriber]) -> None:
+    async def deliver_all(self, publications: list[Publication]) -> None:
+        """Hand ``publications`` (in commit order per channel) to this process's
+        subscribers: a channel's publications go to each of its subscribers together (one
+        WebSocket frame), so a burst of commits costs one send per subscriber, not one per
+        publication."""
+        ready: dict[str, list[Publication]] = {}
+        for publication in publications:
+            channel = publication.channel
+            subscribers = self.channels.get(channel)
+            if not subscribers:
+                continue
+            if publication.offset:
+                top = self.tops.get(channel)
+                if top is None:
+                    live = [s.position for s in subscribers.values() if s.buffer is None]
+                    top = min(live) if live else publication.offset - 1
+                if publication.offset <= top:
+                    continue
+                if publication.offset > top + 1:
+                    self._flush(ready)  # what came before the gap goes out before it
+                    filled = await self._fill(channel, top, publication)
+                    if not filled or not self.channels.get(channel):
+                        continue
+                self.tops[channel] = publication.offset
+            ready.setdefault(channel, []).append(publication)
+        self._flush(ready)
+
+    def _flush(self, ready: dict[str, list[Publication]]) -> None:
+        for channel, publications in ready.items():
+            subscribers = self.channels.get(channel)
+            if subscribers:
+                self._fan_out(publications, subscribers)
+        ready.clear()
+
+    def _fan_out(
+        self, publications: list[Publication], subscribers: dict[Connection, Subscriber]
+    ) -> None:
+        """Send ``publications`` (consecutive, of one channel) to each subscriber."""
         sent = 0
         for subscriber in list(subscribers.values()):
-            sent += self._send(subscriber, publication)
+            sent += self._send(subscriber, publications)
         self.metrics.delivered.inc(sent)
-        if publication.committed_at:
-            self.metrics.latency.observe(max(0.0, time.time() - publication.committed_at))
+        now = time.time()
+        for publication in publications:
+            if publication.committed_at:
+                self.metrics.latency.observe(max(0.0, now - publication.committed_at))
 
-    def _send(self, subscriber: Subscriber, publication: Publication) -> int:
+    def _send(
+        self, subscriber: Subscriber, publications: list[Publication], *, consecutive: bool = True
+    ) -> int:
+        """Queue what of ``publications`` (of one channel, in order; ``consecutive``: their
+        offsets follow each other) follows ``subscriber``'s position: those at or before it
+        are skipped (sent already), a gap makes it resubscribe."""
         if subscriber.buffer is not None:
-            if len(subscriber.buffer) >= MAX_BUFFERED:
-                subscriber.connection.slow()
-                return 0
-            subscriber.buffer.append(publication)
+            for publication in publications:
+                if len(subscriber.buffer) >= MAX_BUFFERED:
+                    subscriber.connection.slow()
+                    return 0
+                subscriber.buffer.append(publication)
             return 0
-        offset = publication.offset
-        if offset:  # admit(), inlined: this runs once per subscriber and publication
-            if offset <= subscriber.position:
+        position = subscriber.position
+        first = publications[0].offset
+        if not first or (consecutive and first == position + 1):
+            # the usual case, checked once: volatile, or exactly the next offsets
+            admitted = publications
+            if first:
+                subscriber.position = publications[-1].offset
+        else:
+            admitted = []
+            for publication in publications:
+                offset = publication.offset
+                if offset <= position:
+                    continue
+                if offset > position + 1:
+                    sent = subscriber.connection.push(admitted) if admitted else 0
+                    subscriber.position = position
+                    subscriber.connection.resubscribe(publication.channel)
+                    return sent
+                position = offset
+                admitted.append(publication)
+            subscriber.position = position
+            if not admitted:
                 return 0
-            if offset > subscriber.position + 1:
-                subscriber.connection.resubscribe(publication.channel)
-                return 0
-            subscriber.position = offset
-        return subscriber.connection.push(publication)
+        return subscriber.connection.push(admitted)
 
     def lost(self, channel: str, top: int) -> None:
         """The channel reached ``top`` and history no longer holds what this process's
@@ -185,13 +232,15 @@ class Hub:
         recover ``publication`` too, or learn they cannot) and return False."""
         missing = await self.fetch(channel, top, publication.offset - 1)
         expected = top + 1
-        for found in missing:
-            if found.offset != expected:
+        found: list[Publication] = []
+        for one in missing:
+            if one.offset != expected:
                 break
-            subscribers = self.channels.get(channel)
-            if subscribers:
-                self._fan_out(found, subscribers)
+            found.append(one)
             expected += 1
+        subscribers = self.channels.get(channel)
+        if found and subscribers:
+            self._fan_out(found, subscribers)
         if expected == publication.offset:
             return True
         self.lost(channel, publication.offset)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lockstep.realtime import eager
 from lockstep.realtime.connection import Connection
 from lockstep.realtime.protocol import Disconnect
 from lockstep.realtime.server import Realtime
@@ -46,10 +47,11 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
         closer: asyncio.Task[None] | None = None
         gone = False
 
-        async def write() -> None:
+        async def write(frame: str) -> None:
             nonlocal writer
             try:
-                while frames := connection.take():
+                await send({"type": "websocket.send", "text": frame})
+                while frames := connection.take():  # what queued while the send waited
                     await send({"type": "websocket.send", "text": "\n".join(frames)})
             except asyncio.CancelledError:
                 if connection.closed is None:
@@ -57,12 +59,15 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             except Exception:  # the client went away mid-write
                 connection.close(CLIENT_CLOSED)
             finally:
-                writer = None
+                writer, connection.writing = None, False
 
-        def ready() -> None:
+        def write_now(frame: str) -> None:
             nonlocal writer
-            if writer is None:
-                writer = asyncio.create_task(write())
+            connection.writing = True
+            # The frame goes out now if the socket takes it without waiting: no task, the
+            # hub's loop over subscribers writes like a plain broadcast loop. A writer task
+            # exists only while a client's socket makes it wait; meanwhile frames queue.
+            writer = eager.start(write(frame))
 
         async def close_with(disconnect: Disconnect) -> None:
             with contextlib.suppress(Exception):
@@ -81,7 +86,7 @@ def websocket_endpoint(server: Realtime) -> ASGIApp:
             if disconnect.code and not gone:
                 closer = asyncio.create_task(close_with(disconnect))
 
-        connection.on_ready = ready
+        connection.write = write_now
         connection.on_close = closing
         try:
             while True:

@@ -13,11 +13,14 @@ Tokens are ``<tenant>~<user>~<expires unix seconds>`` (a test app: no signature)
 Routes: ``GET /token`` (``tenant``, ``user``, ``ttl`` seconds), ``POST /notes`` (a note:
 broadcast to ``feed:`` and published to ``room:`` in its transaction), ``POST /rollback``
 (published, then rolled back), ``POST /volatile``, ``POST /blob`` (``n`` big volatile
-publications to ``live:<room>``, for slow consumers), ``POST /trim``, ``GET /stats``.
+publications to ``live:<room>``, for slow consumers: random, so that WebSocket compression
+cannot shrink them below what fills the socket buffers), ``POST /trim``, ``GET /stats``.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -143,7 +146,8 @@ def create_app() -> FastAPI:
     @app.post("/blob")
     async def blob(room: str, n: int, size: int) -> dict[str, Any]:
         for i in range(n):  # volatile: no history written, so it can be big and fast
-            await realtime.publish_now(f"live:{room}", {"i": i, "pad": "x" * size})
+            pad = base64.b64encode(os.urandom(size * 3 // 4)).decode()
+            await realtime.publish_now(f"live:{room}", {"i": i, "pad": pad})
         return {"ok": True}
 
     @app.post("/trim")

@@ -13,14 +13,19 @@ from lockstep.realtime.protocol import Publication
 class Client:
     user: str = "u"
     got: list[int] = field(default_factory=list)
+    pushes: list[list[int]] = field(default_factory=list)  # what each push carried
     resubscribed: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
-    def push(self, publication: Publication) -> int:
-        self.got.append(publication.offset)
-        return 1
+    def push(self, publications: list[Publication]) -> int:
+        self.got.extend(p.offset for p in publications)
+        self.pushes.append([p.offset for p in publications])
+        self.events.append(f"push {self.pushes[-1]}")
+        return len(publications)
 
     def resubscribe(self, channel: str) -> None:
         self.resubscribed.append(channel)
+        self.events.append(f"resubscribe {channel}")
 
     def slow(self) -> None:
         raise AssertionError("not slow")
@@ -79,3 +84,59 @@ async def test_a_subscriber_buffers_while_subscribing_then_replays_past_its_posi
     hub.subscribed("c", subscribing, 4)  # its history read went up to 4
     assert late.got == [5]
     assert early.got == [4, 5]
+
+
+async def test_what_queued_meanwhile_goes_to_each_subscriber_in_one_push_in_order() -> None:
+    hub, asked = hub_with({})
+    first, second = Client(), Client()
+    live(hub, first, 1)
+    live(hub, second, 1)
+    hub.start()
+    try:
+        for offset in (2, 3, 4):  # three commits before the hub's task runs
+            hub.submit([pub(offset)])
+        hub.submit([Publication("other", b"1", 1, "e")])  # nobody there: skipped
+        await hub.idle()
+    finally:
+        await hub.stop()
+    assert first.pushes == [[2, 3, 4]]
+    assert second.pushes == [[2, 3, 4]]
+    assert hub.metrics.delivered._value.get() == 6
+    assert asked == []
+
+
+async def test_a_group_skips_what_a_subscriber_has_and_sends_it_the_rest() -> None:
+    hub, _ = hub_with({})
+    behind, ahead = Client(), Client()
+    live(hub, behind, 1)
+    live(hub, ahead, 3)  # its subscribe read history up to 3
+    await hub.deliver_all([pub(2), pub(3), pub(4), pub(5)])
+    assert behind.pushes == [[2, 3, 4, 5]]
+    assert ahead.pushes == [[4, 5]]
+
+
+async def test_a_gap_in_a_burst_sends_what_came_before_then_fills_from_history() -> None:
+    hub, asked = hub_with({4: pub(4)})
+    client = Client()
+    live(hub, client, 1)
+    await hub.deliver_all([pub(2), pub(3), pub(5), pub(6)])  # 4 was lost on its way
+    assert client.pushes == [[2, 3], [4], [5, 6]]
+    assert asked == [(3, 4)]
+
+
+async def test_a_subscriber_behind_a_group_resubscribes_after_what_it_could_take() -> None:
+    hub, _ = hub_with({})
+    client = Client()
+    subscriber = live(hub, client, 2)
+    subscriber.position = 0  # as if it had missed offsets 1 and 2 (never happens live)
+    await hub.deliver_all([pub(3), pub(4)])
+    assert client.events == ["resubscribe c"]
+
+
+async def test_a_replayed_buffer_is_checked_publication_by_publication() -> None:
+    hub, _ = hub_with({})
+    client = Client()
+    subscribing = Subscriber(client, buffer=[pub(5), pub(5), pub(7)])  # type: ignore[arg-type]
+    hub.add("c", subscribing)
+    hub.subscribed("c", subscribing, 4)  # a duplicate, then a gap: what it can take, then anew
+    assert client.events == ["push [5]", "resubscribe c"]
