@@ -177,3 +177,65 @@ def test_an_admin_creates_and_deactivates_a_user(served: Any, browser: Browser) 
     page.get_by_label("Assignee").select_option(label="Rui Reviewer")
     expect(page).to_have_url(re.compile(r"assignee=\d+"))
     assert problems == [], problems
+
+
+def test_a_reviewer_decides_offline_and_the_decisions_apply_when_back_online(
+    served: Any, browser: Browser
+) -> None:
+    """Decisions go through lockstep's outbox: made offline, shown as waiting, applied once
+    when the network is back; one whose lease the reviewer gave up meanwhile is refused by
+    the server and listed with the edits it refused."""
+    base = served.base
+    case_id = analysts_case(base)
+    analyst = {"Authorization": f"Bearer {api_token(base, 'analyst@acme.test')}"}
+    reviewer_api = {"Authorization": f"Bearer {api_token(base, 'reviewer@acme.test')}"}
+    txns = httpx.get(
+        f"{base}/api/v1/cases/{case_id}/transactions?limit=20&flagged=false", headers=analyst
+    ).json()["items"]
+    items = []
+    for txn, reason in zip(txns, ("offline D1", "offline D2"), strict=False):
+        flagged = httpx.post(
+            f"{base}/api/v1/transactions/{txn['id']}/flag", json={"reason": reason}, headers=analyst
+        )
+        assert flagged.status_code == 201, flagged.text
+        items.append(flagged.json()["id"])
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    problems = watch_errors(page)
+    log_in(page, base, "reviewer@acme.test", f"/app/review?case={case_id}")
+    expect(page.locator("main .page")).to_have_attribute("data-live", "subscribed")
+    rows = [page.locator("#queue-items tr", has_text=r) for r in ("offline D1", "offline D2")]
+    for row in rows:
+        row.get_by_role("button", name="Claim").click()
+        expect(row).to_contain_text("claimed by you until")
+
+    context.set_offline(True)
+    for row, outcome in zip(rows, ("cleared", "escalate"), strict=True):
+        form = row.get_by_role("form")
+        form.get_by_label("Outcome").select_option(outcome)
+        form.get_by_label("Reason").fill(f"decided offline: {outcome}")
+        form.get_by_role("button", name="Decide").click()
+        expect(row).to_contain_text("waiting to sync")
+    # Meanwhile (from another device) the reviewer gives the second item's lease up.
+    released = httpx.post(f"{base}/api/v1/adjudication/{items[1]}/release", headers=reviewer_api)
+    assert released.status_code == 200, released.text
+    assert (
+        httpx.get(f"{base}/api/v1/adjudication/{items[0]}", headers=analyst).json()["status"]
+        == "pending"
+    )
+
+    context.set_offline(False)
+    letters = page.locator("#dead-letter-list li")
+    expect(letters).to_have_count(1)
+    expect(letters.first).to_contain_text(f"review item {items[1]}")
+    expect(rows[0]).to_have_count(0)  # decided: it leaves the pending queue, live
+    expect(rows[1]).to_contain_text("free")
+    first = httpx.get(f"{base}/api/v1/adjudication/{items[0]}", headers=analyst).json()
+    assert (first["status"], first["outcome"]) == ("decided", "cleared")
+    assert first["decision_reason"] == "decided offline: cleared"
+    second = httpx.get(f"{base}/api/v1/adjudication/{items[1]}", headers=analyst).json()
+    assert second["status"] == "pending"
+    page.screenshot(path=SCREENSHOTS / "review-offline-decisions.png", full_page=True)
+    assert expected_refusals(problems) == [], problems
+    context.close()

@@ -1,6 +1,7 @@
 // casebook's edits through lockstep.js (lockstep's browser module): a case's title, status
-// and priority (the form under the case's header, pages/case.js) and its subjects' notes
-// (the Subjects tab, pages/case-subjects.js) are queued in the IndexedDB outbox (one per
+// and priority (the form under the case's header, pages/case.js), its subjects' notes
+// (the Subjects tab, pages/case-subjects.js) and reviewers' decisions (pages/review.js) are
+// queued in the IndexedDB outbox (one per
 // user), shown at once (optimistic) and pushed to POST /sync/push when the network allows,
 // in the background by lockstep's service worker too (which also keeps visited pages and
 // their data for offline reloads). The case and its subjects follow their Electric shapes:
@@ -213,6 +214,35 @@ export function subjectNotes({ signal }, kase) {
   return list;
 }
 
+/** An adjudication decision, queued in the outbox like every edit (pages/review.js): a
+ * reviewer decides offline too. The server applies its rules when the decision arrives (a
+ * lease of the reviewer's, still running; four-eyes; once); a refusal is a dead letter.
+ * False when the module is not available (the page then decides online). */
+export async function decide(item, outcome, reason) {
+  const started = await lockstep();
+  if (!started) return false;
+  await started.mutate("adjudication.decide", { item_id: item.id, outcome, reason },
+    { base_version: item.version, key: `adjudication_items:${item.id}` });
+  return true;
+}
+
+/** The decisions on ``items`` still waiting in the outbox: item id → {outcome, reason}. */
+export async function pendingDecisions(items) {
+  const waiting = new Map();
+  const started = ls;
+  if (!started) return waiting;
+  for (const item of items) {
+    const { pending } = await started.view(`adjudication_items:${item.id}`, item, (row) => row);
+    if (pending.length) waiting.set(item.id, pending[pending.length - 1].args);
+  }
+  return waiting;
+}
+
+/** Call ``fn`` after any outbox event (queued, sent, refused) until ``signal`` aborts. */
+export function onOutbox(signal, fn) {
+  watch(signal, fn);
+}
+
 async function showDeadLetters() {
   const started = ls;
   const section = document.getElementById("dead-letters");
@@ -221,9 +251,9 @@ async function showDeadLetters() {
   section.hidden = letters.length === 0;
   document.getElementById("dead-letter-list").replaceChildren(...letters.map((letter) => {
     const error = letter.error || {};
-    const { case_id: caseId, subject_id: subjectId, ...fields } = letter.args;
+    const { case_id: caseId, subject_id: subjectId, item_id: itemId, ...fields } = letter.args;
     const what = Object.entries(fields).map(([k, v]) => `${k} "${v}"`).join(", ");
-    const of = caseId != null ? `case ${caseId}` : `subject ${subjectId}`;
+    const of = caseId != null ? `case ${caseId}` : subjectId != null ? `subject ${subjectId}` : `review item ${itemId}`;
     return el("li", {}, `${letter.name} of ${of}: ${what} — ${letter.status}: ${error.code || ""} ${error.message || ""} `,
       el("button", { type: "button", class: "quiet", onclick: () => started.dismiss(letter.dead_id) }, "Dismiss"));
   }));

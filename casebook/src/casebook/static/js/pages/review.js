@@ -5,6 +5,7 @@
 import { call, errorBox } from "../api.js";
 import { date, el, filters, money, more, priorityBadge, statusBadge, table } from "../format.js";
 import * as live from "../live.js";
+import * as offline from "../offline.js";
 
 const OUTCOMES = ["cleared", "suspicious", "escalate"];
 
@@ -57,8 +58,31 @@ export async function render({ root, query, me, navigate, signal }) {
     if (!document.activeElement || !document.activeElement.isConnected || document.activeElement === document.body) message.focus();
   };
 
+  // Decisions queued in the outbox and not yet applied by the server (offline.js).
+  let waiting = new Map();
+  const decideQueued = async (item, outcome, reason) => {
+    message.replaceChildren();
+    let queued = false;
+    try {
+      queued = await offline.decide(item, outcome, reason);
+    } catch (error) {
+      message.replaceChildren(errorBox(error, `Item #${item.id}: could not queue the decision`));
+      return;
+    }
+    if (!queued) { await act(item, "decide", { outcome, reason }); return; }
+    message.replaceChildren(el("p", { role: "status" },
+      `Item #${item.id}: decided; the decision is sent now, or kept here until the network is back.`));
+    await draw();
+    if (!document.activeElement || !document.activeElement.isConnected || document.activeElement === document.body) message.focus();
+  };
+
   const held = (i) => i.claimed_by_id != null && i.claimed_until && Date.parse(i.claimed_until) > Date.now();
   const lease = (i) => {
+    const queued = i.status !== "decided" && waiting.get(i.id);
+    if (queued) {
+      return el("span", { class: "pending-decision" }, el("span", { class: "badge" }, queued.outcome),
+        ` “${queued.reason}” — waiting to sync`);
+    }
     if (i.status === "decided") {
       return el("span", {}, el("span", { class: `badge ${i.outcome === "cleared" ? "ready" : "flagged"}` }, i.outcome),
         ` by ${name(i.decided_by_id)}, ${date(i.decided_at)}: “${i.decision_reason}”`);
@@ -67,7 +91,7 @@ export async function render({ root, query, me, navigate, signal }) {
     return `claimed by ${name(i.claimed_by_id)} until ${date(i.claimed_until)}`;
   };
   const actions = (i) => {
-    if (i.status === "decided") return "";
+    if (i.status === "decided" || waiting.has(i.id)) return "";
     const mine = held(i) && i.claimed_by_id === me.id;
     const out = [];
     if (!mine) out.push(el("button", { type: "button", onclick: () => act(i, "claim") }, "Claim"));
@@ -82,7 +106,7 @@ export async function render({ root, query, me, navigate, signal }) {
         el("button", { type: "submit" }, "Decide"));
       decide.addEventListener("submit", (event) => {
         event.preventDefault();
-        act(i, "decide", { outcome: decide.outcome.value, reason: decide.reason.value.trim() });
+        decideQueued(i, decide.outcome.value, decide.reason.value.trim());
       });
       out.push(decide);
     }
@@ -111,6 +135,8 @@ export async function render({ root, query, me, navigate, signal }) {
       if (!signal.aborted) results.replaceChildren(errorBox(error, "Could not load the queue"));
       return;
     }
+    waiting = await offline.pendingDecisions(first.items);
+    if (signal.aborted) return;
     const list = table(columns, first.items, {
       id: "queue-items", caption: "Review queue",
       empty: status === "pending" && !query.get("case") ? "Nothing waits for review." : "No item matches these filters.",
@@ -125,5 +151,6 @@ export async function render({ root, query, me, navigate, signal }) {
   const again = live.debounce(draw);
   const stop = live.follow(`queue:${me.organization_id}`, again, again, () => { root.dataset.live = "subscribed"; });
   signal.addEventListener("abort", stop);
+  offline.onOutbox(signal, again); // a queued decision sent, or refused
   await draw();
 }
