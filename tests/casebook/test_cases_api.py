@@ -221,3 +221,24 @@ async def test_the_ledger_export_applies_the_filters_and_disarms_formulas(login:
     )
     other = await login("analyst@globex.test")
     assert (await other.get(f"/api/v1/cases/{case}/transactions.csv")).status_code == 404
+
+
+async def test_cases_filter_by_their_opening_day(login: Login) -> None:
+    analyst = await login("analyst@acme.test")
+    for reference, day in (
+        ("OPN-1", "2024-01-31"),
+        ("OPN-2", "2024-02-01"),
+        ("OPN-3", "2024-02-29"),
+    ):
+        body = {"reference": reference, "title": "t", "opened_on": day}
+        assert (await analyst.post("/api/v1/cases", json=body)).status_code == 201
+    window = await analyst.get("/api/v1/cases?opened_from=2024-02-01&opened_to=2024-02-29")
+    assert window.status_code == 200, window.text
+    assert [c["reference"] for c in window.json()["items"]] == ["OPN-3", "OPN-2"]
+    after = (await analyst.get("/api/v1/cases?opened_from=2024-02-29")).json()["items"]
+    assert "OPN-3" in {c["reference"] for c in after}
+    assert all(c["opened_on"] >= "2024-02-29" for c in after)
+    backwards = await analyst.get("/api/v1/cases?opened_from=2024-03-01&opened_to=2024-02-01")
+    assert backwards.status_code == 400
+    assert "opened_from" in backwards.json()["error"]["message"]
+    assert (await analyst.get("/api/v1/cases?opened_to=2024-02-30")).status_code == 422

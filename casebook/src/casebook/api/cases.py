@@ -29,13 +29,14 @@ from casebook.auth import Principal
 from casebook.evidence import stored_path
 from casebook.imports import spool_path
 from casebook.models import Case, CaseStatus, Evidence, ImportRecord, Report, User
-from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
+from casebook.pagination import by_id, page, parse_fields, project
 from casebook.responses import CaseFields, CaseListPage, CaseOut
 from casebook.schemas import (
     CASE_FIELDS,
     CaseCreate,
     CaseUpdate,
     CursorQuery,
+    Date,
     IdPath,
     IdQuery,
     SearchQuery,
@@ -43,6 +44,7 @@ from casebook.schemas import (
     fields_param,
 )
 from lockstep import (
+    BadRequestError,
     ConflictError,
     Dependency,
     JSONBytesResponse,
@@ -125,11 +127,16 @@ async def list_cases(
     priority: Annotated[int | None, Query(ge=1, le=5)] = None,
     assignee_id: IdQuery = None,
     q: SearchQuery = None,
+    opened_from: Date | None = None,
+    opened_to: Date | None = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE,
     fields: Annotated[str | None, fields_param(CASE_FIELDS - {"subjects"})] = None,
 ) -> JSONBytesResponse:
-    """Cases newest first, ``limit`` at a time; pass ``next_cursor`` back as ``cursor``."""
+    """Cases newest first, ``limit`` at a time; pass ``next_cursor`` back as ``cursor``.
+    ``opened_from`` and ``opened_to`` bound the opening day (both included)."""
+    if opened_from and opened_to and opened_from > opened_to:
+        raise BadRequestError("'opened_from' must not be after 'opened_to'")
     wanted = parse_fields(fields, CASE_FIELDS - {"subjects"})
     stmt: Select[Case] = select(Case).where(Case.organization_id == principal.organization_id)
     if status is not None:
@@ -140,19 +147,17 @@ async def list_cases(
         stmt = stmt.where(Case.assignee_id == assignee_id)
     if q:
         stmt = stmt.where(Case.title.ilike(like_pattern(q), escape="\\"))
-    if cursor:
-        (last_id,) = decode_cursor(cursor, int)
-        stmt = stmt.where(Case.id < last_id)
+    if opened_from:
+        stmt = stmt.where(Case.opened_on >= opened_from)
+    if opened_to:
+        stmt = stmt.where(Case.opened_on <= opened_to)
     with_assignee = wanted is None or "assignee" in wanted
     if with_assignee:
         stmt = stmt.options(selectinload(Case.assignee))
-    stmt = stmt.order_by(Case.id.desc()).limit(limit + 1)
     async with services.db.reader() as session:
-        cases = list((await session.scalars(stmt)).all())
-    more = len(cases) > limit
-    cases = cases[:limit]
+        cases, next_cursor = await by_id(session, stmt, Case.id, cursor, limit, "newest")
     items = [project(case_out(c, with_assignee=with_assignee), wanted) for c in cases]
-    return JSONBytesResponse(page(items, encode_cursor([cases[-1].id]) if more else None))
+    return JSONBytesResponse(page(items, next_cursor))
 
 
 @router.post(

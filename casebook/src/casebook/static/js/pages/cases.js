@@ -1,4 +1,4 @@
-// The case list: search, filters (status, priority, assignee) kept in the URL (so Back and
+// The case list: search, filters (status, priority, assignee, opening dates) kept in the URL (so Back and
 // a shared link restore them), newest first, cursor pagination ("More cases").
 import { call, errorBox } from "../api.js";
 import { date, el, filters, more, priorityBadge, statusBadge, table, use } from "../format.js";
@@ -35,7 +35,8 @@ export async function render({ root, query, me, navigate, signal, can }) {
   if (query.get("status")) params.set("status", query.get("status"));
   if (query.get("priority")) params.set("priority", query.get("priority"));
   if (query.get("assignee")) params.set("assignee_id", query.get("assignee"));
-  const filtered = ["q", "status", "priority", "assignee"].some((k) => query.get(k));
+  for (const bound of ["opened_from", "opened_to"]) if (query.get(bound)) params.set(bound, query.get(bound));
+  const filtered = ["q", "status", "priority", "assignee", "opened_from", "opened_to"].some((k) => query.get(k));
   let first;
   try {
     first = await call(`/cases?${params}`, { signal });
