@@ -315,3 +315,35 @@ def test_the_page_and_the_module_share_one_refresh_and_logout_forgets_the_token(
     assert page.evaluate(OUTBOX_TOKEN, [module, scope]) is None
     assert problems == []
     context.close()
+
+
+def test_a_case_is_reassigned_from_its_header_and_every_tab_sees_it(
+    served: Any,
+    browser: Browser,  # noqa: F811 - the fixture
+) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    log_in(page, served.base)
+    case_id = first_case(page)
+    open_case(page, case_id)
+    other = context.new_page()
+    log_in(other, served.base)
+    open_case(other, case_id)
+    form = page.get_by_role("form", name="Edit case")
+    expect(form.get_by_label("Assignee")).to_contain_text("Rui Reviewer (reviewer)")  # /people
+    form.get_by_label("Assignee").select_option(label="Rui Reviewer (reviewer)")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#case-assignee")).to_have_text("Rui Reviewer")
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    expect(other.locator("#case-assignee")).to_have_text("Rui Reviewer")  # its shape, live
+    assert api_case(served.base, case_id)["assignee"]["full_name"] == "Rui Reviewer"
+    form.get_by_label("Assignee").select_option("")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#case-assignee")).to_have_text("nobody")
+    expect(page.locator("#case-sync")).to_have_text("all edits saved")
+    assert api_case(served.base, case_id)["assignee"] is None
+    assert problems == []
+    context.close()

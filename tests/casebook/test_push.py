@@ -117,6 +117,27 @@ async def test_bad_args_and_stale_versions_are_per_mutation_and_earlier_ones_sta
     assert (case.title, case.status.value, case.version) == ("kept", "under_review", version + 2)
 
 
+async def test_a_case_is_reassigned_offline_only_to_a_member_of_its_organization(
+    login: Login, casebook_app: FastAPI
+) -> None:
+    analyst = await login("analyst@acme.test")
+    acme = {p["full_name"]: p["id"] for p in (await analyst.get("/api/v1/people")).json()["items"]}
+    globex = await login("analyst@globex.test")
+    stranger = (await globex.get("/api/v1/auth/me")).json()["id"]
+    version = (await case_row(casebook_app, 4)).version
+    response = await push(
+        analyst,
+        "reassign",
+        edit(1, 4, version, assignee_id=stranger),
+        edit(2, 4, version, assignee_id=acme["Rui Reviewer"]),
+        edit(3, 4, version + 1, assignee_id=None),
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "applied", "applied"]
+    assert results[0]["error"]["details"][0]["type"] == "unknown_reference"
+    assert (await case_row(casebook_app, 4)).assignee_id is None
+
+
 async def test_two_tabs_pushing_one_outbox_apply_it_once(
     login: Login, casebook_app: FastAPI
 ) -> None:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from casebook import adjudication
 from casebook.adjudication import DecisionIn
+from casebook.assignees import check_assignee
 from casebook.auth import Principal
 from casebook.models import (
     AdjudicationItem,
@@ -198,6 +199,7 @@ class CaseEdit(BaseModel):
     description: str | None = Field(None, max_length=10_000)
     status: CaseStatus | None = None
     priority: int | None = Field(None, ge=1, le=5)
+    assignee_id: int | None = Field(None, ge=1, le=2**31 - 1)  # null: unassigned
 
 
 class SubjectNotes(BaseModel):
@@ -230,6 +232,8 @@ def mutations(standing: Standing) -> Mutations:
         case = await _one(ctx, Case, args.case_id, principal, "case")
         ctx.expect_version(case.version, current=lambda: case_out(case, with_assignee=False))
         changes = args.model_dump(exclude_unset=True, exclude={"case_id"})
+        if "assignee_id" in changes:
+            await check_assignee(ctx.session, principal, changes["assignee_id"])
         for name, value in changes.items():
             setattr(case, name, value)
         if changes.get("status") is CaseStatus.CLOSED and case.closed_on is None:

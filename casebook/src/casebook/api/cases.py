@@ -25,10 +25,11 @@ from casebook.api.deps import (
     ServicesDep,
     WriterDep,
 )
+from casebook.assignees import check_assignee
 from casebook.auth import Principal
 from casebook.evidence import stored_path
 from casebook.imports import spool_path
-from casebook.models import Case, CaseStatus, Evidence, ImportRecord, Report, User
+from casebook.models import Case, CaseStatus, Evidence, ImportRecord, Report
 from casebook.pagination import by_id, page, parse_fields, project
 from casebook.responses import CaseFields, CaseListPage, CaseOut
 from casebook.schemas import (
@@ -52,7 +53,6 @@ from lockstep import (
     Row,
     Scope,
     Table,
-    ValidationFailedError,
     cached,
     error_responses,
     openapi_links,
@@ -74,25 +74,6 @@ async def load_case(
     if case is None:
         raise NotFoundError(f"case {case_id} not found")
     return case
-
-
-async def _check_assignee(session: AsyncSession, principal: Principal, user_id: int | None) -> None:
-    if user_id is None:
-        return
-    found = await session.scalar(
-        select(User.id).where(User.id == user_id, User.organization_id == principal.organization_id)
-    )
-    if found is None:
-        raise ValidationFailedError(
-            "assignee must be a user of your organization",
-            details=[
-                {
-                    "loc": ["body", "assignee_id"],
-                    "msg": "not a user of your organization",
-                    "type": "unknown_reference",
-                }
-            ],
-        )
 
 
 def _org(principal: Principal) -> int:
@@ -170,7 +151,7 @@ async def create_case(
     body: CaseCreate, principal: WriterDep, services: ServicesDep
 ) -> JSONBytesResponse:
     async with services.db.writer() as session:
-        await _check_assignee(session, principal, body.assignee_id)
+        await check_assignee(session, principal, body.assignee_id)
         case = Case(
             organization_id=principal.organization_id,
             reference=body.reference,
@@ -223,7 +204,7 @@ async def update_case(
     async with services.db.writer() as session:
         case = await load_case(session, principal, case_id, with_subjects=True)
         if "assignee_id" in changes:
-            await _check_assignee(session, principal, changes["assignee_id"])
+            await check_assignee(session, principal, changes["assignee_id"])
         for name, value in changes.items():
             setattr(case, name, value)
         if changes.get("status") is CaseStatus.CLOSED and case.closed_on is None:

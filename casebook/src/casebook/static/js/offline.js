@@ -12,7 +12,7 @@
 // by lockstep under /lockstep/{hash}/): no inline script, the CSP is unchanged. Token
 // refreshes are single-flight between api.js and the module (api.js's renew() goes through
 // Lockstep.refreshed while the module runs; the module's refresh() is api.js's refresh).
-import { refreshTokens, renewThrough, session } from "./api.js";
+import { call, refreshTokens, renewThrough, session } from "./api.js";
 import { el, priorityBadge, statusBadge } from "./format.js";
 
 const meta = document.querySelector('meta[name="lockstep-module"]');
@@ -76,7 +76,8 @@ function numbered(row) {
 
 function caseRow(c) {
   const { subjects: _subjects, assignee: _assignee, ...row } = c;
-  return { ...numbered(row), priority: Number(row.priority) };
+  const assignee = row.assignee_id == null || row.assignee_id === "" ? null : Number(row.assignee_id);
+  return { ...numbered(row), priority: Number(row.priority), assignee_id: assignee };
 }
 
 // What an edit does to a row, for the optimistic view (the server's handlers do the same).
@@ -102,13 +103,25 @@ export function caseEditor({ signal }, kase) {
       el("option", { value: "closed" }, "closed"))),
     el("label", {}, "Priority ", el("select", { name: "priority" },
       [1, 2, 3, 4, 5].map((p) => el("option", { value: String(p) }, `P${p}`)))),
+    el("label", {}, "Assignee ", el("select", { name: "assignee_id" }, el("option", { value: "" }, "nobody"),
+      kase.assignee ? el("option", { value: String(kase.assignee.id) }, kase.assignee.full_name) : null)),
     el("button", { type: "submit" }, "Save"), status);
+  const names = new Map(kase.assignee ? [[kase.assignee.id, kase.assignee.full_name]] : []);
   const fill = (row) => {
     form.title.value = row.title;
     form.status.value = row.status;
     form.priority.value = String(row.priority);
+    form.assignee_id.value = row.assignee_id == null ? "" : String(row.assignee_id);
   };
   fill(server);
+  // Anyone of the organization may be assigned: the directory every member reads.
+  call("/people", { signal }).then((people) => {
+    const chosen = form.assignee_id.value;
+    form.assignee_id.replaceChildren(el("option", { value: "" }, "nobody"), ...people.items
+      .filter((p) => p.is_active || String(p.id) === chosen)
+      .map((p) => { names.set(p.id, p.full_name); return el("option", { value: String(p.id) }, `${p.full_name} (${p.role})`); }));
+    form.assignee_id.value = chosen;
+  }).catch(() => { /* the current assignee and "nobody" stay */ });
 
   const draw = async () => {
     const started = ls;
@@ -121,6 +134,8 @@ export function caseEditor({ signal }, kase) {
     if (meta) {
       meta.querySelector(".badge").replaceWith(statusBadge(row.status));
       meta.querySelector(".prio").replaceWith(priorityBadge(row.priority));
+      const assignee = document.getElementById("case-assignee");
+      if (assignee) assignee.textContent = row.assignee_id == null ? "nobody" : names.get(row.assignee_id) || `user #${row.assignee_id}`;
     }
     if (!form.contains(document.activeElement)) fill(row);
     status.textContent = waiting(pending.length, "edit", "edits") || "all edits saved";
@@ -135,6 +150,8 @@ export function caseEditor({ signal }, kase) {
     if (form.title.value !== row.title) fields.title = form.title.value;
     if (form.status.value !== row.status) fields.status = form.status.value;
     if (Number(form.priority.value) !== row.priority) fields.priority = Number(form.priority.value);
+    const assignee = form.assignee_id.value ? Number(form.assignee_id.value) : null;
+    if (assignee !== (row.assignee_id ?? null)) fields.assignee_id = assignee;
     if (!Object.keys(fields).length) return;
     document.activeElement.blur();
     await started.mutate("case.update", { case_id: row.id, ...fields }, { base_version: row.version, key });

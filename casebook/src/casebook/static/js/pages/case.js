@@ -41,7 +41,8 @@ export async function render(ctx) {
     el("p", { class: "crumbs" }, el("a", { href: "/app/cases" }, "Cases"), " / ", kase.reference),
     el("h1", { id: "case-title" }, `${kase.reference} — ${kase.title}`),
     el("p", { class: "meta", id: "case-meta" }, statusBadge(kase.status), " ", priorityBadge(kase.priority),
-      ` · assigned to ${kase.assignee ? kase.assignee.full_name : "nobody"} · opened ${date(kase.opened_on)}`,
+      " · assigned to ", el("span", { id: "case-assignee" }, kase.assignee ? kase.assignee.full_name : "nobody"),
+      ` · opened ${date(kase.opened_on)}`,
       kase.closed_on ? ` · closed ${date(kase.closed_on)}` : ""),
     // Edited through lockstep's outbox (offline.js), on every tab; reviewers may not edit.
     ...(ctx.can("analyst", "admin") ? [caseEditor(ctx, kase)] : []),
