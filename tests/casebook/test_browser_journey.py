@@ -75,11 +75,13 @@ def test_the_casebook_journey(served: Any, browser: Browser, tmp_path: Path) -> 
     new_subject = analyst.get_by_role("form", name="New subject")
     new_subject.get_by_label("Name").fill("Blue Harbour Ltd")
     new_subject.get_by_label("Kind").select_option("company")
+    new_subject.get_by_label("Identifier").fill("GB company 09876543")
     new_subject.get_by_label("Country").fill("gb")
     new_subject.get_by_label("Risk").select_option("4")
     new_subject.get_by_role("button", name="Add subject").click()
     subject_row = analyst.locator("#subject-rows tr", has_text="Blue Harbour Ltd")
     expect(subject_row).to_contain_text("no consent recorded")
+    expect(subject_row).to_contain_text("GB company 09876543")
     account = analyst.get_by_role("form", name="Account for Blue Harbour Ltd")
     account.get_by_label("Institution").fill("Westminster Bank")
     account.get_by_label("IBAN or number").fill("GB82 WEST 1234 5698 7654 33")  # bad check

@@ -78,10 +78,17 @@ async def test_subject_and_transaction_crud(login: Login) -> None:
     ]
     subject = await client.post(
         f"/api/v1/cases/{case_id}/subjects",
-        json={"kind": "company", "name": "Acme Shell", "country": "CH"},
+        json={"kind": "company", "name": "Acme Shell", "country": "CH", "identifier": "CHE-1"},
     )
     assert subject.status_code == 201, subject.text
     subject_id = subject.json()["id"]
+    assert subject.json()["identifier"] == "CHE-1"
+    renamed = await client.patch(
+        f"/api/v1/subjects/{subject_id}", json={"identifier": "CHE-123.456.789"}
+    )
+    assert renamed.json()["identifier"] == "CHE-123.456.789"
+    too_long = await client.patch(f"/api/v1/subjects/{subject_id}", json={"identifier": "x" * 65})
+    assert too_long.status_code == 422
     txn = await client.post(
         f"/api/v1/cases/{case_id}/transactions",
         json={

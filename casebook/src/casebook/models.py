@@ -198,6 +198,9 @@ class Subject(Base):
     country: Mapped[str] = mapped_column(String(2), default="")
     risk_level: Mapped[int] = mapped_column(Integer, default=1)
     notes: Mapped[str] = mapped_column(Text, default="")
+    # 0014: a national or tax id, a company registration number (server default only, so
+    # inserts at older revisions still work).
+    identifier: Mapped[str] = mapped_column(String(64), server_default=text("''"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

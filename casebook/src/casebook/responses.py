@@ -127,6 +127,7 @@ class SubjectOut(Out):
     case_id: int
     kind: SubjectKind
     name: str
+    identifier: str  # a national or tax id, a company registration number; "" if unknown
     country: str
     risk_level: int
     notes: str

@@ -232,9 +232,13 @@ class CaseUpdate(Patch):
     assignee_id: Id | None = None
 
 
+SubjectIdentifier = Annotated[str, _text(64)]
+
+
 class SubjectCreate(Body):
     kind: SubjectKind
     name: Name
+    identifier: SubjectIdentifier = ""
     country: Country = ""
     risk_level: Level = 1
     notes: Notes = ""
@@ -242,6 +246,7 @@ class SubjectCreate(Body):
 
 class SubjectUpdate(Patch):
     name: Name | SkipJsonSchema[None] = None
+    identifier: SubjectIdentifier | SkipJsonSchema[None] = None
     country: Country | SkipJsonSchema[None] = None
     risk_level: Level | SkipJsonSchema[None] = None
     notes: Notes | SkipJsonSchema[None] = None
@@ -431,6 +436,7 @@ def subject_out(subject: Subject) -> dict[str, Any]:
         "case_id": subject.case_id,
         "kind": subject.kind.value,
         "name": subject.name,
+        "identifier": subject.identifier,
         "country": subject.country,
         "risk_level": subject.risk_level,
         "notes": subject.notes,
@@ -439,7 +445,7 @@ def subject_out(subject: Subject) -> dict[str, Any]:
 
 
 SUBJECT_FIELDS = frozenset(
-    ["id", "case_id", "kind", "name", "country", "risk_level", "notes", "version"]
+    ["id", "case_id", "kind", "name", "identifier", "country", "risk_level", "notes", "version"]
 )
 
 

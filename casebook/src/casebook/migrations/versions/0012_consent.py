@@ -2,7 +2,7 @@
 them; the ledger gains the counterparty and account indexes
 
 Revision ID: 0012_consent
-Revises: 0010_adjudication
+Revises: 0011_evidence
 Create Date: 2026-12-06
 
 Consent recorded before this revision has the legal basis ``consent``, no expiry and no

@@ -1,7 +1,7 @@
 """Organization settings: default currency, adjudication lease minutes, report footer
 
 Revision ID: 0013_org_settings
-Revises: 0010_adjudication
+Revises: 0012_consent
 Create Date: 2026-12-06
 
 Columns of ``organizations`` with server defaults, so every existing organization keeps

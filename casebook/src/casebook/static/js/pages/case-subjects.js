@@ -105,6 +105,7 @@ function subjectForm(kase, done) {
     el("label", {}, "Name", el("input", { name: "name", required: true, maxlength: 200 })),
     el("label", {}, "Kind", el("select", { name: "kind" },
       el("option", { value: "person" }, "person"), el("option", { value: "company" }, "company"))),
+    el("label", {}, "Identifier (tax id, registration no.)", el("input", { name: "identifier", maxlength: 64, autocomplete: "off" })),
     el("label", {}, "Country (ISO code)", el("input", { name: "country", maxlength: 2, size: 3, pattern: "[A-Za-z]{2}", autocomplete: "off" })),
     el("label", {}, "Risk", el("select", { name: "risk_level" },
       RISK.slice(1).map((text, i) => el("option", { value: String(i + 1) }, `${i + 1} · ${text}`)))),
@@ -197,6 +198,7 @@ export async function render(ctx, kase) {
     summary.replaceChildren(table([
       { label: "Name", value: (s) => el("a", { href: `#subject-${s.id}` }, el("strong", {}, s.name)) },
       { label: "Kind", value: (s) => label(s.kind) },
+      { label: "Identifier", value: (s) => s.identifier || "–" },
       { label: "Country", value: (s) => s.country || "–" },
       { label: "Risk", value: (s) => el("span", { class: `risk r${s.risk_level}` }, `${s.risk_level} · ${RISK[s.risk_level] || ""}`) },
       { label: "Consent", value: (s) => { const c = statuses.get(s.id) || none; return consentBadge(c.status, c.until); } },
