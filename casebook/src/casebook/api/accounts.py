@@ -11,7 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
+from casebook.api.deps import (
+    DEFAULT_PAGE,
+    LimitQuery,
+    PrincipalDep,
+    ServicesDep,
+    WriterDep,
+    organization_of,
+)
 from casebook.api.subjects import load_subject
 from casebook.api.transactions import ledger_query, ledger_response
 from casebook.auth import Principal
@@ -51,10 +58,6 @@ MAX_MONTHS = 240  # twenty years of months in one answer
 router = APIRouter(tags=["accounts"])
 
 
-def _org(principal: PrincipalDep) -> int:
-    return principal.organization_id
-
-
 async def load_account(
     session: AsyncSession, principal: Principal, account_id: int
 ) -> tuple[Account, int]:
@@ -80,7 +83,7 @@ async def load_account(
         Scope("subjects", case_id=case_id),
         Scope("accounts", organization_id=principal.organization_id),
     ],
-    vary=_org,
+    vary=organization_of,
 )
 async def list_case_accounts(
     case_id: IdPath,
@@ -137,7 +140,9 @@ async def create_account(
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut)
-@cached(name="account", depends=lambda account_id: [Row("accounts", account_id)], vary=_org)
+@cached(
+    name="account", depends=lambda account_id: [Row("accounts", account_id)], vary=organization_of
+)
 async def get_account(
     account_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -195,7 +200,7 @@ def _month_name(index: int) -> str:
         Row("accounts", account_id),
         Scope("transactions", account_id=account_id),
     ],
-    vary=_org,
+    vary=organization_of,
 )
 async def account_balance(
     account_id: IdPath,
@@ -272,7 +277,7 @@ async def account_balance(
         Row("accounts", account_id),
         Scope("transactions", account_id=account_id),
     ],
-    vary=_org,
+    vary=organization_of,
 )
 async def list_account_transactions(
     account_id: IdPath,

@@ -19,6 +19,7 @@ from casebook.api.deps import (
     ReviewerDep,
     ServicesDep,
     WriterDep,
+    organization_of,
 )
 from casebook.auth import Principal
 from casebook.models import AdjudicationItem, AdjudicationStatus
@@ -47,10 +48,6 @@ ITEM_LINKS = openapi_links(
 )
 
 
-def _org(principal: Principal) -> int:
-    return principal.organization_id
-
-
 def queue_dependencies(principal: Principal) -> list[Dependency]:
     """The organization's items, and its transactions (each item shows its own)."""
     org = principal.organization_id
@@ -61,7 +58,7 @@ def queue_dependencies(principal: Principal) -> list[Dependency]:
 
 
 @router.get("/adjudication", response_model=AdjudicationPage)
-@cached(name="adjudication_queue", depends=queue_dependencies, vary=_org)
+@cached(name="adjudication_queue", depends=queue_dependencies, vary=organization_of)
 async def list_adjudication_items(
     principal: PrincipalDep,
     services: ServicesDep,
@@ -100,7 +97,7 @@ def item_dependencies(item_id: int, principal: Principal) -> list[Dependency]:
 
 
 @router.get("/adjudication/{item_id}", response_model=AdjudicationOut)
-@cached(name="adjudication_item", depends=item_dependencies, vary=_org)
+@cached(name="adjudication_item", depends=item_dependencies, vary=organization_of)
 async def get_adjudication_item(
     item_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:

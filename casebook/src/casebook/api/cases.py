@@ -24,6 +24,7 @@ from casebook.api.deps import (
     PrincipalDep,
     ServicesDep,
     WriterDep,
+    organization_of,
 )
 from casebook.assignees import check_assignee
 from casebook.auth import Principal
@@ -76,10 +77,6 @@ async def load_case(
     return case
 
 
-def _org(principal: Principal) -> int:
-    return principal.organization_id
-
-
 def like_pattern(text: str) -> str:
     """``%text%`` for ``LIKE ... ESCAPE '\\'``: the text's own ``%`` and ``_`` match only
     themselves."""
@@ -99,7 +96,7 @@ CASE_LINKS = openapi_links("case_id", "get_case", "update_case", "delete_case") 
         Scope("cases", organization_id=principal.organization_id),
         Table("users"),
     ],
-    vary=_org,
+    vary=organization_of,
 )
 async def list_cases(
     principal: PrincipalDep,
@@ -182,7 +179,7 @@ def case_dependencies(case_id: int) -> list[Dependency]:
 
 
 @router.get("/{case_id}", response_model=CaseFields)
-@cached(name="case", depends=case_dependencies, vary=_org)
+@cached(name="case", depends=case_dependencies, vary=organization_of)
 async def get_case(
     case_id: IdPath,
     principal: PrincipalDep,

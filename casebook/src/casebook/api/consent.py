@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
-from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep
+from casebook.api.deps import PrincipalDep, ServicesDep, WriterDep, organization_of
 from casebook.api.subjects import load_subject
 from casebook.auth import Principal
 from casebook.consent import consent_on
@@ -42,10 +42,6 @@ router = APIRouter(tags=["consent"])
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-def _org(principal: PrincipalDep) -> int:
-    return principal.organization_id
 
 
 def _org_today(principal: PrincipalDep) -> tuple[int, str]:
@@ -139,7 +135,11 @@ async def create_consent(
 
 
 @router.get("/consents/{consent_id}", response_model=ConsentOut)
-@cached(name="consent", depends=lambda consent_id: [Row("consent_records", consent_id)], vary=_org)
+@cached(
+    name="consent",
+    depends=lambda consent_id: [Row("consent_records", consent_id)],
+    vary=organization_of,
+)
 async def get_consent(
     consent_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:

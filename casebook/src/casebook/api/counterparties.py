@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep
+from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, organization_of
 from casebook.models import Transaction
 from casebook.pagination import decode_cursor, encode_cursor, page
 from casebook.responses import CounterpartyOut, CounterpartyPage
@@ -44,10 +44,6 @@ NameCursorQuery = Annotated[
 router = APIRouter(tags=["counterparties"])
 
 
-def _org(principal: PrincipalDep) -> int:
-    return principal.organization_id
-
-
 def _depends(case_id: int) -> list[Any]:
     return [Row("cases", case_id), Scope("transactions", case_id=case_id)]
 
@@ -61,7 +57,7 @@ def _totals(rows: list[tuple[str, Any, int, int]]) -> list[dict[str, Any]]:
 
 
 @router.get("/cases/{case_id}/counterparties", response_model=CounterpartyPage)
-@cached(name="case_counterparties", depends=_depends, vary=_org)
+@cached(name="case_counterparties", depends=_depends, vary=organization_of)
 async def list_counterparties(
     case_id: IdPath,
     principal: PrincipalDep,
@@ -121,7 +117,7 @@ async def list_counterparties(
 
 
 @router.get("/cases/{case_id}/counterparty", response_model=CounterpartyOut)
-@cached(name="case_counterparty", depends=_depends, vary=_org)
+@cached(name="case_counterparty", depends=_depends, vary=organization_of)
 async def get_counterparty(
     case_id: IdPath, principal: PrincipalDep, services: ServicesDep, name: NameParam
 ) -> JSONBytesResponse:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep
+from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, organization_of
 from casebook.api.transactions import ledger_page
 from casebook.models import Direction, Transaction
 from casebook.pagination import encode_cursor, page, parse_fields, project
@@ -38,10 +38,6 @@ router = APIRouter(tags=["dashboard"])
 MonthQuery = Annotated[str | None, Query(pattern=MONTH, description="YYYY-MM")]
 
 
-def _org(principal: PrincipalDep) -> int:
-    return principal.organization_id
-
-
 def _organization_rollups(principal: PrincipalDep) -> list[Scope]:
     org = principal.organization_id
     return [
@@ -61,7 +57,7 @@ def _money(count: Any, amount: Any, largest: Any) -> dict[str, Any]:
 
 
 @router.get("/dashboard/summary", response_model=SummaryOut, response_model_exclude_none=True)
-@cached(name="dashboard_summary", depends=_organization_rollups, vary=_org)
+@cached(name="dashboard_summary", depends=_organization_rollups, vary=organization_of)
 async def summary(
     principal: PrincipalDep, services: ServicesDep, month: MonthQuery = None
 ) -> JSONBytesResponse:
@@ -111,7 +107,7 @@ async def summary(
 
 
 @router.get("/dashboard/categories", response_model=CategoriesOut)
-@cached(name="dashboard_categories", depends=_organization_rollups, vary=_org)
+@cached(name="dashboard_categories", depends=_organization_rollups, vary=organization_of)
 async def categories(
     principal: PrincipalDep,
     services: ServicesDep,
@@ -153,7 +149,7 @@ async def categories(
 @cached(
     name="dashboard_drilldown",
     depends=lambda principal: [Scope("transactions", organization_id=principal.organization_id)],
-    vary=_org,
+    vary=organization_of,
 )
 async def category_transactions(
     principal: PrincipalDep,
@@ -199,7 +195,7 @@ async def category_transactions(
 @cached(
     name="case_dashboard",
     depends=lambda case_id: [Row("cases", case_id), Scope(CASES.name, case_id=case_id)],
-    vary=_org,
+    vary=organization_of,
 )
 async def case_dashboard(
     case_id: IdPath, principal: PrincipalDep, services: ServicesDep

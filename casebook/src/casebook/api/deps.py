@@ -11,7 +11,7 @@ from casebook.auth import Principal
 from casebook.models import Role
 from casebook.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from casebook.services import Services
-from lockstep import AuthenticationError, PermissionDeniedError
+from lockstep import AuthenticationError, Dependency, PermissionDeniedError, Scope
 
 
 def get_services(request: Request) -> Services:
@@ -53,6 +53,19 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
     if principal.role is not Role.ADMIN:
         raise PermissionDeniedError("admin role required")
     return principal
+
+
+def organization_of(principal: Principal) -> int:
+    """Whose data a cached answer is: the caller's organization, the ``vary`` of casebook's
+    cached routes. Callers of one organization share an answer's value and ETag; lockstep
+    replays an answer before routing only to the caller it was made for, so a route's role
+    check still runs for everyone else."""
+    return principal.organization_id
+
+
+def members_of(principal: Principal) -> Dependency:
+    """The organization's users: what an answer showing people's names depends on."""
+    return Scope("users", organization_id=principal.organization_id)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

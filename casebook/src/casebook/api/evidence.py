@@ -28,6 +28,8 @@ from casebook.api.deps import (
     PrincipalDep,
     ServicesDep,
     WriterDep,
+    members_of,
+    organization_of,
 )
 from casebook.auth import Principal
 from casebook.evidence import custody_out, evidence_out, load_evidence, users_of
@@ -89,17 +91,8 @@ CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _org(principal: Principal) -> int:
-    return principal.organization_id
-
-
 def _actor(principal: Principal) -> str:
     return f"user:{principal.user_id}"
-
-
-def _people(principal: Principal) -> Dependency:
-    """Items and events show who uploaded or acted."""
-    return Scope("users", organization_id=principal.organization_id)
 
 
 async def _out(services: ServicesDep, item: Evidence) -> dict[str, object]:
@@ -185,11 +178,11 @@ async def upload_evidence(
 
 
 def case_evidence_dependencies(case_id: int, principal: Principal) -> list[Dependency]:
-    return [Row("cases", case_id), Scope("evidence", case_id=case_id), _people(principal)]
+    return [Row("cases", case_id), Scope("evidence", case_id=case_id), members_of(principal)]
 
 
 @router.get("/cases/{case_id}/evidence", response_model=EvidencePage)
-@cached(name="case_evidence", depends=case_evidence_dependencies, vary=_org)
+@cached(name="case_evidence", depends=case_evidence_dependencies, vary=organization_of)
 async def list_case_evidence(
     case_id: IdPath,
     principal: PrincipalDep,
@@ -209,11 +202,11 @@ async def list_case_evidence(
 
 
 def evidence_dependencies(evidence_id: int, principal: Principal) -> list[Dependency]:
-    return [Row("evidence", evidence_id), _people(principal)]
+    return [Row("evidence", evidence_id), members_of(principal)]
 
 
 @router.get("/evidence/{evidence_id}", response_model=EvidenceOut)
-@cached(name="evidence", depends=evidence_dependencies, vary=_org)
+@cached(name="evidence", depends=evidence_dependencies, vary=organization_of)
 async def get_evidence(
     evidence_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:
@@ -321,12 +314,12 @@ def custody_dependencies(evidence_id: int, principal: Principal) -> list[Depende
     return [
         Row("evidence", evidence_id),
         Scope("evidence_custody", evidence_id=evidence_id),
-        _people(principal),
+        members_of(principal),
     ]
 
 
 @router.get("/evidence/{evidence_id}/custody", response_model=CustodyPage)
-@cached(name="evidence_custody", depends=custody_dependencies, vary=_org)
+@cached(name="evidence_custody", depends=custody_dependencies, vary=organization_of)
 async def list_custody(
     evidence_id: IdPath,
     principal: PrincipalDep,

@@ -11,7 +11,15 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
+from casebook.api.deps import (
+    DEFAULT_PAGE,
+    LimitQuery,
+    PrincipalDep,
+    ServicesDep,
+    WriterDep,
+    members_of,
+    organization_of,
+)
 from casebook.auth import Principal
 from casebook.evidence import load_note, note_out, users_of
 from casebook.models import Note, Role, utcnow
@@ -34,21 +42,12 @@ router = APIRouter(tags=["notes"])
 NOTE_LINKS = openapi_links("note_id", "get_note", "update_note", "delete_note")
 
 
-def _org(principal: Principal) -> int:
-    return principal.organization_id
-
-
-def _people(principal: Principal) -> Dependency:
-    """Notes show their author's name."""
-    return Scope("users", organization_id=principal.organization_id)
-
-
 def case_notes_dependencies(case_id: int, principal: Principal) -> list[Dependency]:
-    return [Row("cases", case_id), Scope("notes", case_id=case_id), _people(principal)]
+    return [Row("cases", case_id), Scope("notes", case_id=case_id), members_of(principal)]
 
 
 @router.get("/cases/{case_id}/notes", response_model=NotePage)
-@cached(name="case_notes", depends=case_notes_dependencies, vary=_org)
+@cached(name="case_notes", depends=case_notes_dependencies, vary=organization_of)
 async def list_case_notes(
     case_id: IdPath,
     principal: PrincipalDep,
@@ -95,11 +94,11 @@ async def create_note(
 
 
 def note_dependencies(note_id: int, principal: Principal) -> list[Dependency]:
-    return [Row("notes", note_id), _people(principal)]
+    return [Row("notes", note_id), members_of(principal)]
 
 
 @router.get("/notes/{note_id}", response_model=NoteOut)
-@cached(name="note", depends=note_dependencies, vary=_org)
+@cached(name="note", depends=note_dependencies, vary=organization_of)
 async def get_note(
     note_id: IdPath, principal: PrincipalDep, services: ServicesDep
 ) -> JSONBytesResponse:

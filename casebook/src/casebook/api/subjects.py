@@ -9,7 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
+from casebook.api.deps import (
+    DEFAULT_PAGE,
+    LimitQuery,
+    PrincipalDep,
+    ServicesDep,
+    WriterDep,
+    organization_of,
+)
 from casebook.auth import Principal
 from casebook.models import Subject
 from casebook.pagination import by_id, page, parse_fields, project
@@ -130,12 +137,10 @@ async def create_subject(
     )
 
 
-def _org(principal: PrincipalDep) -> int:
-    return principal.organization_id
-
-
 @router.get("/subjects/{subject_id}", response_model=SubjectFields)
-@cached(name="subject", depends=lambda subject_id: [Row("subjects", subject_id)], vary=_org)
+@cached(
+    name="subject", depends=lambda subject_id: [Row("subjects", subject_id)], vary=organization_of
+)
 async def get_subject(
     subject_id: IdPath, principal: PrincipalDep, services: ServicesDep, fields: FieldsQuery = None
 ) -> JSONBytesResponse:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from casebook.api.deps import AdminDep, PrincipalDep, ServicesDep
+from casebook.api.deps import AdminDep, PrincipalDep, ServicesDep, organization_of
 from casebook.auth import Principal
 from casebook.models import RefreshToken, Role, User
 from casebook.responses import PersonList, UserList, UserOut
@@ -64,18 +64,11 @@ async def load_user(session: AsyncSession, principal: Principal, user_id: int) -
     return user
 
 
-def _organization(principal: Principal) -> int:
-    """Whose data these answers are: the organization's (all its admins share them; other
-    roles are refused by ``AdminDep``, which lockstep never skips for them: a cached answer
-    is replayed before routing only to the caller it was made for)."""
-    return principal.organization_id
-
-
 @router.get("", response_model=UserList, responses=error_responses(403))
 @cached(
     name="users",
     depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
-    vary=_organization,
+    vary=organization_of,
 )
 async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesResponse:
     """Every user of the organization, by name."""
@@ -94,7 +87,7 @@ async def list_users(principal: AdminDep, services: ServicesDep) -> JSONBytesRes
 @cached(
     name="people",
     depends=lambda principal: [Scope("users", organization_id=principal.organization_id)],
-    vary=_organization,  # every member may read it: the same answer for the organization
+    vary=organization_of,  # every member may read it: the same answer for the organization
 )
 async def list_people(principal: PrincipalDep, services: ServicesDep) -> JSONBytesResponse:
     """The organization's members by name, for every role: who claimed, decided, wrote or
@@ -146,7 +139,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=error_responses(403))
-@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=_organization)
+@cached(name="user", depends=lambda user_id: [Row("users", user_id)], vary=organization_of)
 async def get_user(
     user_id: IdPath, principal: AdminDep, services: ServicesDep
 ) -> JSONBytesResponse:
