@@ -106,7 +106,9 @@ export function balanceChart(months, currency, { width }) {
     const text = `${monthName(m.month)}: closing balance ${money(m.closing_cents, currency)}`;
     return svg("g", { role: "img", "aria-label": text }, title(text),
       svg("circle", { class: "point", cx: x(i), cy: y(m.closing_cents), r: 3 }),
-      i % every === 0 ? svg("text", { x: x(i), y: H - 10, "text-anchor": "middle" }, monthName(m.month).replace(" 20", " ’")) : null);
+      // The first and last labels keep inside the chart (anchored at their edge).
+      i % every === 0 ? svg("text", { x: x(i), y: H - 10, "text-anchor": i === 0 && months.length > 1 ? "start" : i === months.length - 1 && i > 0 ? "end" : "middle" },
+        monthName(m.month).replace(" 20", " ’")) : null);
   });
   return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Monthly closing balance in ${currency}` },
     grid, min < 0 ? svg("line", { class: "zero", x1: left, x2: W - 12, y1: y(0), y2: y(0) }) : null,
