@@ -63,7 +63,7 @@ async def load_subject(session: AsyncSession, principal: Principal, subject_id: 
 @cached(
     name="subjects",
     depends=lambda principal: [Scope("subjects", organization_id=principal.organization_id)],
-    vary=lambda principal: principal.organization_id,
+    vary=organization_of,
 )
 async def list_subjects(
     principal: PrincipalDep,
@@ -99,7 +99,7 @@ async def _subject_page(
 @cached(
     name="case_subjects",
     depends=lambda case_id: [Row("cases", case_id), Scope("subjects", case_id=case_id)],
-    vary=lambda principal: principal.organization_id,
+    vary=organization_of,
 )
 async def list_case_subjects(
     case_id: IdPath,

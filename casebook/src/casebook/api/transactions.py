@@ -14,7 +14,14 @@ from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from casebook.api.cases import load_case
-from casebook.api.deps import DEFAULT_PAGE, LimitQuery, PrincipalDep, ServicesDep, WriterDep
+from casebook.api.deps import (
+    DEFAULT_PAGE,
+    LimitQuery,
+    PrincipalDep,
+    ServicesDep,
+    WriterDep,
+    organization_of,
+)
 from casebook.auth import Principal
 from casebook.models import Direction, Subject, Transaction
 from casebook.pagination import decode_cursor, encode_cursor, page, parse_fields, project
@@ -235,7 +242,7 @@ async def export_transactions(
 @cached(
     name="case_transactions",
     depends=lambda case_id: [Row("cases", case_id), Scope("transactions", case_id=case_id)],
-    vary=lambda principal: principal.organization_id,
+    vary=organization_of,
 )
 async def list_transactions(
     case_id: IdPath,
@@ -317,7 +324,7 @@ async def create_transaction(
 @cached(
     name="transaction",
     depends=lambda txn_id: [Row("transactions", txn_id)],
-    vary=lambda principal: principal.organization_id,
+    vary=organization_of,
 )
 async def get_transaction(
     txn_id: IdPath, principal: PrincipalDep, services: ServicesDep, fields: FieldsQuery = None
